@@ -1,0 +1,83 @@
+//! The command line, as clap derive types. No I/O here: `commands` acts on these.
+
+pub mod explain;
+pub mod inventory;
+pub mod proxy;
+pub mod run;
+pub mod sockopts;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Who holds a port, why bind() fails, and lab sockets to practise on.
+#[derive(Debug, Parser)]
+#[command(name = "netkit", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+    /// Output options shared by every command.
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// Output flags.
+#[derive(Debug, Args, Clone, Copy, Default)]
+pub struct OutputArgs {
+    /// Print one JSON object instead of a table (stable field names; see README).
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Every socket whose local port is PORT (TCP and UDP, any state) and who holds it.
+    WhoOwns(inventory::WhoOwnsArgs),
+    /// Listening TCP sockets, bound-only TCP sockets and bound UDP sockets, with owners.
+    Listening(inventory::ListeningArgs),
+    /// TIME_WAIT sockets: a summary per local address:port, or every one with --all.
+    Timewait(inventory::TimewaitArgs),
+    /// The full socket table, like `ss -tuanp` or `lsof -i`.
+    Inspect(inventory::InspectArgs),
+    /// Why PORT can't be (re)bound with your options, and what will fix it.
+    Explain(explain::ExplainArgs),
+    /// Wait until PORT can be bound with the given options.
+    WaitFree(explain::WaitFreeArgs),
+    /// Print ports that can be bound right now.
+    FreePort(explain::FreePortArgs),
+    /// Show the socket options of another process's sockets.
+    Sockopt(explain::SockoptArgs),
+    /// Run a lab component: server, client, proxy, udp-server, udp-client.
+    Run(run::RunArgs),
+    /// Print a shell completion script.
+    Completions(CompletionsArgs),
+    /// Write the man pages into a directory (used to refresh man/).
+    #[command(hide = true)]
+    GenerateMan(GenerateManArgs),
+}
+
+/// `netkit completions SHELL`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// `netkit generate-man DIR`.
+#[derive(Debug, Args)]
+pub struct GenerateManArgs {
+    /// Directory to write netkit.1, netkit-who-owns.1, ... into.
+    pub dir: std::path::PathBuf,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

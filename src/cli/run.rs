@@ -1,0 +1,154 @@
+//! Arguments of `netkit run server|client|udp-server|udp-client|proxy`.
+
+use clap::{Args, Subcommand, ValueEnum};
+
+use super::proxy::ProxyArgs;
+use super::sockopts::SockOptArgs;
+
+/// `netkit run COMPONENT`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Which component.
+    #[command(subcommand)]
+    pub component: Component,
+}
+
+/// The lab components.
+#[derive(Debug, Subcommand)]
+pub enum Component {
+    /// A TCP server (lab, zen or echo protocol) in single, threaded or async mode.
+    Server(ServerArgs),
+    /// The lab client: sends a JSON request to the proxy (or straight to the server).
+    Client(ClientArgs),
+    /// The lab proxy: JSON forwarding with a blocklist, or a transparent TCP relay.
+    Proxy(ProxyArgs),
+    /// A UDP server that can share its port with a client (SO_REUSEADDR/SO_REUSEPORT).
+    UdpServer(UdpServerArgs),
+    /// A UDP client bound to a chosen local port, connected to its peer.
+    UdpClient(UdpClientArgs),
+}
+
+/// Server architecture.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Mode {
+    /// One connection at a time, blocking: the book's design (one idle client stalls everyone).
+    Single,
+    /// A thread per connection, bounded by --max-conns.
+    Threaded,
+    /// tokio tasks.
+    Async,
+}
+
+/// Wire protocol of the server.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Protocol {
+    /// Reply DONE to each message (seed 003 lab).
+    Lab,
+    /// Zen-of-Python question/answer (the book's server).
+    Zen,
+    /// Echo bytes back.
+    Echo,
+}
+
+/// `netkit run server`.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Interface to listen on ('' or 0.0.0.0 or :: for all).
+    #[arg(default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port (default 8888 for lab, 1060 for zen and echo).
+    #[arg(short = 'p', long)]
+    pub port: Option<u16>,
+    /// Architecture.
+    #[arg(long, value_enum, default_value_t = Mode::Async)]
+    pub mode: Mode,
+    /// Protocol.
+    #[arg(long, value_enum, default_value_t = Protocol::Lab)]
+    pub protocol: Protocol,
+    /// Close connections idle for this many seconds (threaded and async).
+    #[arg(long, default_value_t = 60)]
+    pub idle_timeout: u64,
+    /// Most connections served at once; more wait in the accept queue.
+    #[arg(long, default_value_t = 1024)]
+    pub max_conns: usize,
+    /// Seconds to let in-flight requests finish after SIGINT/SIGTERM.
+    #[arg(long, default_value_t = 5)]
+    pub drain: u64,
+    #[command(flatten)]
+    pub sock: SockOptArgs,
+}
+
+/// `netkit run client`.
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// The proxy to send the JSON request to.
+    #[arg(long, default_value = "127.0.0.1:6000")]
+    pub proxy: String,
+    /// The server the proxy should forward to.
+    #[arg(long, default_value = "127.0.0.1:8888")]
+    pub server: String,
+    /// The message (default: a random 4-letter word).
+    #[arg(long)]
+    pub message: Option<String>,
+    /// Target the blocked port 7777, as the lab's block test does.
+    #[arg(long)]
+    pub block: bool,
+    /// Talk to the server directly, without the proxy.
+    #[arg(long)]
+    pub direct: bool,
+    /// Send this many requests.
+    #[arg(long, default_value_t = 1)]
+    pub count: u32,
+    /// Keep one connection for all requests (newline-delimited).
+    #[arg(long)]
+    pub persistent: bool,
+    /// Bind the client's source port (0 lets the kernel choose).
+    #[arg(long)]
+    pub bind_port: Option<u16>,
+    #[command(flatten)]
+    pub sock: SockOptArgs,
+}
+
+/// `netkit run udp-server`.
+#[derive(Debug, Args)]
+pub struct UdpServerArgs {
+    /// Local port.
+    #[arg(long, short = 'p')]
+    pub port: u16,
+    /// Local address.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub addr: String,
+    /// Join this multicast group (IP_ADD_MEMBERSHIP).
+    #[arg(long)]
+    pub multicast: Option<String>,
+    /// Set SO_REUSEADDR and SO_REUSEPORT (Twisted's listenMultiple).
+    #[arg(long)]
+    pub listen_multiple: bool,
+    #[command(flatten)]
+    pub sock: SockOptArgs,
+}
+
+/// `netkit run udp-client`.
+#[derive(Debug, Args)]
+pub struct UdpClientArgs {
+    /// Local port to bind (shared with a udp-server).
+    #[arg(long, short = 'p')]
+    pub port: u16,
+    /// Local address.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub addr: String,
+    /// The peer to connect to and send to.
+    #[arg(long)]
+    pub to: String,
+    /// The message to send.
+    #[arg(long, default_value = "hello")]
+    pub message: String,
+    /// Messages to send.
+    #[arg(long, default_value_t = 1)]
+    pub count: u32,
+    /// Set SO_REUSEADDR and SO_REUSEPORT (Twisted's listenMultiple).
+    #[arg(long)]
+    pub listen_multiple: bool,
+    #[command(flatten)]
+    pub sock: SockOptArgs,
+}

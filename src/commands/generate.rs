@@ -1,0 +1,62 @@
+//! Man pages (clap_mangen) and shell completions (clap_complete) from the clap definition.
+
+use std::path::Path;
+
+use anyhow::Context;
+use clap::CommandFactory;
+
+use crate::cli::Cli;
+
+/// Prints a completion script for `shell` to stdout.
+///
+/// # Errors
+/// Never in practice; the signature matches the other commands.
+pub fn completions(shell: clap_complete::Shell) -> anyhow::Result<i32> {
+    let mut cmd = Cli::command();
+    clap_complete::generate(shell, &mut cmd, "netkit", &mut std::io::stdout());
+    Ok(0)
+}
+
+/// Renders every man page (netkit.1, netkit-who-owns.1, netkit-run-server.1, ...) in memory:
+/// (file name, contents).
+///
+/// # Errors
+/// When clap_mangen fails to render.
+pub fn man_pages() -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+    let mut out = Vec::new();
+    let mut cmd = Cli::command();
+    cmd.build();
+    render(&cmd, "netkit", &mut out)?;
+    Ok(out)
+}
+
+fn render(cmd: &clap::Command, name: &str, out: &mut Vec<(String, Vec<u8>)>) -> anyhow::Result<()> {
+    if cmd.is_hide_set() {
+        return Ok(());
+    }
+    let mut buf = Vec::new();
+    clap_mangen::Man::new(cmd.clone().name(name.to_string()))
+        .render(&mut buf)
+        .with_context(|| format!("rendering the man page of {name}"))?;
+    out.push((format!("{name}.1"), buf));
+    for sub in cmd.get_subcommands() {
+        if sub.get_name() == "help" {
+            continue;
+        }
+        render(sub, &format!("{name}-{}", sub.get_name()), out)?;
+    }
+    Ok(())
+}
+
+/// Writes the man pages into `dir`.
+///
+/// # Errors
+/// When the directory cannot be written.
+pub fn man(dir: &Path) -> anyhow::Result<i32> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    for (name, page) in man_pages()? {
+        let path = dir.join(&name);
+        std::fs::write(&path, page).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(0)
+}

@@ -1,0 +1,38 @@
+//! `netkit listening`: LISTEN and bound-only TCP sockets and bound UDP sockets, with owners.
+
+use anyhow::Context;
+
+use super::filters::{apply_proto, check_pid, keep, user_filter};
+use super::sockets_report::SocketsReport;
+use crate::cli::inventory::ListeningArgs;
+use crate::inspect::{self, OwnerScope, Query, SockState};
+
+/// Gathers the sockets that hold ports for servers.
+///
+/// # Errors
+/// Unknown user or PID, or an unreadable socket table.
+pub fn report(args: &ListeningArgs) -> anyhow::Result<SocketsReport> {
+    let uid = user_filter(args.user.as_deref())?;
+    check_pid(args.pid)?;
+    let mut q = Query {
+        tcp_states: vec![SockState::Listen, SockState::Bound],
+        local_port: args.port,
+        owners: OwnerScope::All,
+        ..Query::default()
+    };
+    apply_proto(&mut q, args.filter);
+    let snap = inspect::snapshot(&q).context("reading the socket table")?;
+    let sockets = snap
+        .sockets
+        .into_iter()
+        .filter(|s| s.is_binder())
+        .filter(|s| keep(s, args.pid, uid))
+        .collect();
+    Ok(SocketsReport {
+        command: "listening",
+        port: args.port,
+        sockets,
+        notes: snap.notes,
+        cmdline_column: false,
+    })
+}

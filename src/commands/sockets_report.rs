@@ -1,0 +1,97 @@
+//! The report every socket-listing command prints: one row per socket.
+
+use serde::Serialize;
+
+use crate::inspect::{SocketEntry, fmt_endpoint};
+use crate::output::{Block, Report, fmt_ms};
+
+/// A list of sockets with hints.
+#[derive(Debug, Serialize)]
+pub struct SocketsReport {
+    /// The command that made it (`who-owns`, `listening`, `inspect`, `timewait`).
+    pub command: &'static str,
+    /// The port asked about, where one was.
+    pub port: Option<u16>,
+    /// The sockets.
+    pub sockets: Vec<SocketEntry>,
+    /// Hints.
+    pub notes: Vec<String>,
+    /// Show the command-line column (who-owns).
+    #[serde(skip)]
+    pub cmdline_column: bool,
+}
+
+/// The owner cell: `1234/python3,1240/python3`, `kernel (no owner)` for TIME_WAIT and orphans
+/// with the port's listener, `?` when the owner could not be seen.
+pub fn owner_cell(s: &SocketEntry) -> String {
+    if s.is_ownerless() {
+        return match &s.listener {
+            Some(l) => format!(
+                "none (kernel-held; port listener {}/{})",
+                l.pid.map_or("?".to_string(), |p| p.to_string()),
+                l.command.as_deref().unwrap_or("?"),
+            ),
+            None => "none (kernel-held)".to_string(),
+        };
+    }
+    if s.owners.is_empty() {
+        return "?".to_string();
+    }
+    s.owners
+        .iter()
+        .map(|o| format!("{}/{}", o.pid, o.command))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+impl Report for SocketsReport {
+    fn human(&self) -> Vec<Block> {
+        let mut header = vec![
+            "PROTO",
+            "STATE",
+            "LOCAL",
+            "REMOTE",
+            "USER",
+            "PID/COMMAND",
+            "TIMER",
+        ];
+        if self.cmdline_column {
+            header.push("CMDLINE");
+        }
+        let rows = self
+            .sockets
+            .iter()
+            .map(|s| {
+                let mut r = vec![
+                    format!(
+                        "{}{}",
+                        s.proto,
+                        if s.family == crate::inspect::Family::Inet6 {
+                            "6"
+                        } else {
+                            ""
+                        }
+                    ),
+                    s.state.to_string(),
+                    fmt_endpoint(s.local_addr, s.local_port),
+                    s.remote(),
+                    s.user.clone().unwrap_or_else(|| "-".into()),
+                    owner_cell(s),
+                    s.expires_ms.map_or("-".to_string(), fmt_ms),
+                ];
+                if self.cmdline_column {
+                    let mut lines: Vec<&str> =
+                        s.owners.iter().map(|o| o.cmdline.as_str()).collect();
+                    lines.dedup();
+                    r.push(lines.join(" | "));
+                }
+                r
+            })
+            .collect();
+        vec![Block::table(&header, rows)]
+    }
+
+    fn notes(&self) -> Vec<String> {
+        self.notes.clone()
+    }
+}

@@ -1,0 +1,354 @@
+//! sock_diag netlink: the kernel's socket table, as `ss` reads it.
+//!
+//! Requests are built with netlink-packet-sock-diag; replies are decoded here by
+//! [`parse_dump`], because the crate's parsed form drops the TIME_WAIT expiry (`idiag_expires`)
+//! and allocates per socket. Two things netstat2 cannot do are done here (KERNEL-FACTS.md):
+//! - a kernel-side local-port filter (`idiag_sport` in the request's socket id), and
+//! - state bit 13 (`TCP_BOUND_INACTIVE`, Linux ≥ 6.8), which is the only way to see a TCP
+//!   socket that called bind() but not listen(); the kernel reports those with state 7 (CLOSE).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use netlink_packet_core::{NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage};
+use netlink_packet_sock_diag::{
+    SockDiagMessage,
+    constants::{AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP},
+    inet::{ExtensionFlags, InetRequest, SocketId, StateFlags},
+};
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_SOCK_DIAG};
+
+use super::{Family, InspectError, Proto, Query, SockState, SocketEntry};
+
+/// `TCP_BOUND_INACTIVE` (include/net/tcp_states.h, Linux 6.8): bound-only sockets.
+pub const TCP_BOUND_INACTIVE: u32 = 13;
+/// `idiag_timer` value of the TIME_WAIT timer (net/ipv4/inet_diag.c, `inet_twsk_diag_fill`).
+const TIMER_TIME_WAIT: u8 = 3;
+/// sizeof(struct nlmsghdr).
+const NLMSG_HDRLEN: usize = 16;
+/// sizeof(struct inet_diag_msg).
+const INET_DIAG_MSG_LEN: usize = 72;
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
+
+/// One `struct inet_diag_msg`, decoded but not interpreted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiagMsg {
+    /// `AF_INET` or `AF_INET6`.
+    pub family: u8,
+    /// Kernel state number.
+    pub state: u8,
+    /// `idiag_timer`.
+    pub timer: u8,
+    /// Local address.
+    pub src: IpAddr,
+    /// Local port.
+    pub sport: u16,
+    /// Remote address.
+    pub dst: IpAddr,
+    /// Remote port.
+    pub dport: u16,
+    /// `idiag_expires`, milliseconds.
+    pub expires: u32,
+    /// `idiag_rqueue`.
+    pub rqueue: u32,
+    /// `idiag_wqueue`.
+    pub wqueue: u32,
+    /// `idiag_uid`.
+    pub uid: u32,
+    /// `idiag_inode`.
+    pub inode: u32,
+}
+
+/// Runs the dumps `q` asks for (one per protocol and family, in parallel) and returns the
+/// sockets, filtered again on the user side (the kernel ignores the port filter for
+/// bound-inactive sockets).
+///
+/// # Errors
+/// [`InspectError::Netlink`] when the netlink socket cannot be used.
+pub fn query(q: &Query) -> Result<Vec<SocketEntry>, InspectError> {
+    let mut jobs: Vec<(Proto, Family)> = Vec::new();
+    for (on, proto) in [(q.tcp, Proto::Tcp), (q.udp, Proto::Udp)] {
+        for (fon, fam) in [(q.v4, Family::Inet), (q.v6, Family::Inet6)] {
+            if on && fon {
+                jobs.push((proto, fam));
+            }
+        }
+    }
+    let tcp_mask = tcp_state_mask(&q.tcp_states);
+    if q.tcp && tcp_mask == 0 {
+        jobs.retain(|(p, _)| *p != Proto::Tcp);
+    }
+    let results: Vec<Result<Vec<DiagMsg>, InspectError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = jobs
+            .iter()
+            .map(|&(proto, fam)| {
+                let mask = match proto {
+                    Proto::Tcp => tcp_mask,
+                    Proto::Udp => u32::MAX,
+                };
+                scope.spawn(move || dump(proto, fam, mask, q.local_port))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(InspectError::Decode("sock_diag worker panicked".into()))
+                })
+            })
+            .collect()
+    });
+    let mut out = Vec::new();
+    for ((proto, _), res) in jobs.iter().zip(results) {
+        for m in res? {
+            if let Some(port) = q.local_port
+                && m.sport != port
+            {
+                continue;
+            }
+            let e = to_entry(*proto, &m);
+            if *proto == Proto::Tcp && !q.tcp_states.contains(&e.state) {
+                continue;
+            }
+            out.push(e);
+        }
+    }
+    Ok(out)
+}
+
+/// The `idiag_states` bit mask for a set of TCP states.
+pub fn tcp_state_mask(states: &[SockState]) -> u32 {
+    let mut mask = 0u32;
+    for st in states {
+        let bit = match st {
+            SockState::Established => 1,
+            SockState::SynSent => 2,
+            SockState::SynRecv => 3,
+            SockState::FinWait1 => 4,
+            SockState::FinWait2 => 5,
+            SockState::TimeWait => 6,
+            SockState::Close => 7,
+            SockState::CloseWait => 8,
+            SockState::LastAck => 9,
+            SockState::Listen => 10,
+            SockState::Closing => 11,
+            SockState::NewSynRecv => 12,
+            SockState::Bound => TCP_BOUND_INACTIVE,
+            SockState::Unconn => continue,
+        };
+        mask |= 1 << bit;
+    }
+    mask
+}
+
+/// One sock_diag dump: `proto` × `family`, TCP states `states`, optional kernel-side local
+/// port filter.
+///
+/// # Errors
+/// [`InspectError::Netlink`] on socket errors, [`InspectError::Decode`] on a reply that does
+/// not parse, and the kernel's own error from an `NLMSG_ERROR` reply.
+pub fn dump(
+    proto: Proto,
+    family: Family,
+    states: u32,
+    sport: Option<u16>,
+) -> Result<Vec<DiagMsg>, InspectError> {
+    let nl = |what: &'static str| move |source| InspectError::Netlink { what, source };
+    let mut socket = Socket::new(NETLINK_SOCK_DIAG).map_err(nl("opening the socket"))?;
+    socket.bind_auto().map_err(nl("binding the socket"))?;
+    socket
+        .connect(&SocketAddr::new(0, 0))
+        .map_err(nl("connecting to the kernel"))?;
+
+    let mut socket_id = match family {
+        Family::Inet => SocketId::new_v4(),
+        Family::Inet6 => SocketId::new_v6(),
+    };
+    socket_id.source_port = sport.unwrap_or(0);
+    let mut header = NetlinkHeader::default();
+    header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+    header.sequence_number = 1;
+    let mut packet = NetlinkMessage::new(
+        header,
+        SockDiagMessage::InetRequest(InetRequest {
+            family: match family {
+                Family::Inet => AF_INET,
+                Family::Inet6 => AF_INET6,
+            },
+            protocol: match proto {
+                Proto::Tcp => IPPROTO_TCP,
+                Proto::Udp => IPPROTO_UDP,
+            },
+            extensions: ExtensionFlags::empty(),
+            states: StateFlags::from_bits_retain(states),
+            socket_id,
+        })
+        .into(),
+    );
+    packet.finalize();
+    let mut req = vec![0u8; packet.buffer_len()];
+    packet.serialize(&mut req[..]);
+    socket.send(&req, 0).map_err(nl("sending the request"))?;
+
+    // The kernel fills at most ~32 KiB per recvmsg for a dump (net/netlink/af_netlink.c,
+    // netlink_dump caps max_recvmsg_len), so a 64 KiB buffer never truncates.
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut out = Vec::new();
+    loop {
+        let n = socket
+            .recv(&mut &mut buf[..], 0)
+            .map_err(nl("reading the reply"))?;
+        if n == 0 {
+            break;
+        }
+        if parse_dump(&buf[..n], &mut out)? {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// Decodes one datagram of a sock_diag dump into `out`. Returns `true` when the datagram
+/// carried `NLMSG_DONE`.
+///
+/// # Errors
+/// [`InspectError::Decode`] for truncated messages; [`InspectError::Netlink`] with the
+/// kernel's errno for an `NLMSG_ERROR` reply.
+pub fn parse_dump(mut buf: &[u8], out: &mut Vec<DiagMsg>) -> Result<bool, InspectError> {
+    while buf.len() >= NLMSG_HDRLEN {
+        let len = u32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+        let kind = u16::from_ne_bytes([buf[4], buf[5]]);
+        if len < NLMSG_HDRLEN || len > buf.len() {
+            return Err(InspectError::Decode(format!(
+                "netlink message length {len} with {} bytes left",
+                buf.len()
+            )));
+        }
+        let payload = &buf[NLMSG_HDRLEN..len];
+        match kind {
+            NLMSG_DONE => return Ok(true),
+            NLMSG_ERROR => {
+                let errno = payload
+                    .get(..4)
+                    .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+                    .unwrap_or(0);
+                if errno != 0 {
+                    return Err(InspectError::Netlink {
+                        what: "the kernel refused the request",
+                        source: std::io::Error::from_raw_os_error(-errno),
+                    });
+                }
+                return Ok(true);
+            }
+            _ => out.push(parse_inet_diag_msg(payload)?),
+        }
+        // Messages are aligned to 4 bytes (NLMSG_ALIGN).
+        let step = (len + 3) & !3;
+        buf = buf.get(step..).unwrap_or(&[]);
+    }
+    Ok(false)
+}
+
+/// Decodes a `struct inet_diag_msg` (include/uapi/linux/inet_diag.h). Ports and addresses are
+/// in network byte order; the rest is host order.
+///
+/// # Errors
+/// [`InspectError::Decode`] when the payload is shorter than the struct.
+pub fn parse_inet_diag_msg(p: &[u8]) -> Result<DiagMsg, InspectError> {
+    if p.len() < INET_DIAG_MSG_LEN {
+        return Err(InspectError::Decode(format!(
+            "inet_diag_msg of {} bytes, expected {INET_DIAG_MSG_LEN}",
+            p.len()
+        )));
+    }
+    let u32_at = |i: usize| u32::from_ne_bytes([p[i], p[i + 1], p[i + 2], p[i + 3]]);
+    let family = p[0];
+    let addr = |off: usize| -> IpAddr {
+        if family == AF_INET6 {
+            let mut b = [0u8; 16];
+            b.copy_from_slice(&p[off..off + 16]);
+            IpAddr::V6(Ipv6Addr::from(b))
+        } else {
+            IpAddr::V4(Ipv4Addr::new(p[off], p[off + 1], p[off + 2], p[off + 3]))
+        }
+    };
+    Ok(DiagMsg {
+        family,
+        state: p[1],
+        timer: p[2],
+        sport: u16::from_be_bytes([p[4], p[5]]),
+        dport: u16::from_be_bytes([p[6], p[7]]),
+        src: addr(8),
+        dst: addr(24),
+        expires: u32_at(52),
+        rqueue: u32_at(56),
+        wqueue: u32_at(60),
+        uid: u32_at(64),
+        inode: u32_at(68),
+    })
+}
+
+/// Interprets a decoded message as a [`SocketEntry`] (no owners, no user name yet).
+pub fn to_entry(proto: Proto, m: &DiagMsg) -> SocketEntry {
+    let family = if m.family == AF_INET6 {
+        Family::Inet6
+    } else {
+        Family::Inet
+    };
+    let state = match (proto, m.state) {
+        // UDP reuses TCP_CLOSE for "bound, not connected" and TCP_ESTABLISHED for connected.
+        (Proto::Udp, 1) => SockState::Established,
+        (Proto::Udp, _) => SockState::Unconn,
+        // Only bound-inactive sockets are dumped in TCP_CLOSE: a closed socket is in no hash.
+        (Proto::Tcp, 7) => SockState::Bound,
+        (Proto::Tcp, n) => SockState::from_tcp_number(n).unwrap_or(SockState::Close),
+    };
+    let peerless = matches!(
+        state,
+        SockState::Listen | SockState::Bound | SockState::Unconn
+    );
+    // TIME_WAIT and orphan FIN_WAIT2 are timewait sockets: the kernel fills uid and inode
+    // with 0 (inet_twsk_diag_fill), which means "nobody", not root.
+    let ownerless = state == SockState::TimeWait || (state == SockState::FinWait2 && m.inode == 0);
+    SocketEntry {
+        proto,
+        family,
+        local_addr: m.src,
+        local_port: m.sport,
+        remote_addr: (!peerless).then_some(m.dst),
+        remote_port: (!peerless).then_some(m.dport),
+        state,
+        uid: (!ownerless).then_some(m.uid),
+        user: None,
+        inode: u64::from(m.inode),
+        owners: Vec::new(),
+        listener: None,
+        expires_ms: (m.timer == TIMER_TIME_WAIT).then_some(u64::from(m.expires)),
+        recv_q: m.rqueue,
+        send_q: m.wqueue,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_mask_sets_bit_13_for_bound() {
+        assert_eq!(tcp_state_mask(&[SockState::Bound]), 1 << 13);
+        assert_eq!(
+            tcp_state_mask(&[SockState::Listen, SockState::TimeWait]),
+            (1 << 10) | (1 << 6)
+        );
+    }
+
+    #[test]
+    fn short_payload_is_a_decode_error_not_a_panic() {
+        assert!(parse_inet_diag_msg(&[0u8; 10]).is_err());
+        let mut out = Vec::new();
+        // A header claiming more bytes than present.
+        let mut buf = vec![0u8; 20];
+        buf[0] = 200;
+        assert!(parse_dump(&buf, &mut out).is_err());
+    }
+}

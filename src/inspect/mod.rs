@@ -1,0 +1,646 @@
+//! What the kernel says about sockets: the data model and the query that fills it.
+//!
+//! This layer gathers and never prints. The socket table comes from sock_diag netlink
+//! ([`diag`]), owners from `/proc/<pid>/fd` ([`procfd`]), names from sysinfo and users from
+//! uzers ([`users`]). `/proc/net/*` parsing ([`procnet`]) is a fallback and a test oracle.
+//! Commands build a [`Query`], call [`snapshot`] and hand the [`Snapshot`] to `output`.
+
+pub mod diag;
+pub mod procfd;
+pub mod procnet;
+pub mod sysctl;
+pub mod users;
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Instant;
+
+use serde::{Serialize, Serializer};
+
+/// Errors of the inspect layer.
+#[derive(Debug, thiserror::Error)]
+pub enum InspectError {
+    /// The sock_diag netlink socket could not be opened or talked to.
+    #[error("cannot query the kernel's socket table over sock_diag netlink ({what})")]
+    Netlink {
+        /// What netkit was doing.
+        what: &'static str,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The kernel answered with something netkit cannot decode.
+    #[error("malformed sock_diag reply: {0}")]
+    Decode(String),
+    /// A /proc file could not be read.
+    #[error("cannot read {path}")]
+    Read {
+        /// The path.
+        path: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A /proc/net table line could not be parsed.
+    #[error("{path}:{line}: {reason}")]
+    Parse {
+        /// Which table.
+        path: String,
+        /// 1-based line number.
+        line: usize,
+        /// What was wrong.
+        reason: &'static str,
+    },
+}
+
+/// Transport protocol of a socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Proto {
+    /// TCP (`IPPROTO_TCP`).
+    Tcp,
+    /// UDP (`IPPROTO_UDP`).
+    Udp,
+}
+
+impl fmt::Display for Proto {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        })
+    }
+}
+
+/// Address family, named as the kernel names it (`AF_INET`, `AF_INET6`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    /// IPv4.
+    Inet,
+    /// IPv6 (including dual-stack `[::]` and v4-mapped addresses).
+    Inet6,
+}
+
+/// Socket state with the kernel's names (`include/net/tcp_states.h`), plus `BOUND` for a TCP
+/// socket that called bind() but not listen() and `UNCONN` for an unconnected UDP socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SockState {
+    /// `TCP_ESTABLISHED` (1); also a connected UDP socket.
+    Established,
+    /// `TCP_SYN_SENT` (2).
+    SynSent,
+    /// `TCP_SYN_RECV` (3).
+    SynRecv,
+    /// `TCP_FIN_WAIT1` (4).
+    FinWait1,
+    /// `TCP_FIN_WAIT2` (5).
+    FinWait2,
+    /// `TCP_TIME_WAIT` (6).
+    TimeWait,
+    /// `TCP_CLOSE` (7) seen in a normal dump.
+    Close,
+    /// `TCP_CLOSE_WAIT` (8).
+    CloseWait,
+    /// `TCP_LAST_ACK` (9).
+    LastAck,
+    /// `TCP_LISTEN` (10).
+    Listen,
+    /// `TCP_CLOSING` (11).
+    Closing,
+    /// `TCP_NEW_SYN_RECV` (12).
+    NewSynRecv,
+    /// Bound but not listening (`TCP_BOUND_INACTIVE`, reported as state 7 when asked with bit 13).
+    Bound,
+    /// Bound, unconnected UDP socket.
+    Unconn,
+}
+
+impl SockState {
+    /// Every state, in kernel order.
+    pub const ALL: [SockState; 14] = [
+        SockState::Established,
+        SockState::SynSent,
+        SockState::SynRecv,
+        SockState::FinWait1,
+        SockState::FinWait2,
+        SockState::TimeWait,
+        SockState::Close,
+        SockState::CloseWait,
+        SockState::LastAck,
+        SockState::Listen,
+        SockState::Closing,
+        SockState::NewSynRecv,
+        SockState::Bound,
+        SockState::Unconn,
+    ];
+
+    /// The kernel's name, as used in JSON and tables.
+    ///
+    /// ```
+    /// assert_eq!(netkit::inspect::SockState::TimeWait.name(), "TIME_WAIT");
+    /// ```
+    pub fn name(self) -> &'static str {
+        match self {
+            SockState::Established => "ESTABLISHED",
+            SockState::SynSent => "SYN_SENT",
+            SockState::SynRecv => "SYN_RECV",
+            SockState::FinWait1 => "FIN_WAIT1",
+            SockState::FinWait2 => "FIN_WAIT2",
+            SockState::TimeWait => "TIME_WAIT",
+            SockState::Close => "CLOSE",
+            SockState::CloseWait => "CLOSE_WAIT",
+            SockState::LastAck => "LAST_ACK",
+            SockState::Listen => "LISTEN",
+            SockState::Closing => "CLOSING",
+            SockState::NewSynRecv => "NEW_SYN_RECV",
+            SockState::Bound => "BOUND",
+            SockState::Unconn => "UNCONN",
+        }
+    }
+
+    /// Parses a state name as the kernel, `ss` or netkit writes it (`time-wait`, `TIME_WAIT`,
+    /// `estab`, `listen`, `bound`, `unconn`), case-insensitively.
+    ///
+    /// ```
+    /// use netkit::inspect::SockState;
+    /// assert_eq!(SockState::parse("time-wait"), Some(SockState::TimeWait));
+    /// assert_eq!(SockState::parse("ESTAB"), Some(SockState::Established));
+    /// ```
+    pub fn parse(s: &str) -> Option<SockState> {
+        let norm: String = s
+            .trim()
+            .chars()
+            .filter(|c| *c != '-' && *c != '_')
+            .map(|c| c.to_ascii_uppercase())
+            .collect();
+        match norm.as_str() {
+            "ESTAB" => return Some(SockState::Established),
+            "BOUNDINACTIVE" => return Some(SockState::Bound),
+            _ => {}
+        }
+        SockState::ALL
+            .into_iter()
+            .find(|st| st.name().replace('_', "") == norm)
+    }
+
+    /// The TCP state from a kernel state number, as found in sock_diag and `/proc/net/tcp`.
+    pub fn from_tcp_number(n: u8) -> Option<SockState> {
+        Some(match n {
+            1 => SockState::Established,
+            2 => SockState::SynSent,
+            3 => SockState::SynRecv,
+            4 => SockState::FinWait1,
+            5 => SockState::FinWait2,
+            6 => SockState::TimeWait,
+            7 => SockState::Close,
+            8 => SockState::CloseWait,
+            9 => SockState::LastAck,
+            10 => SockState::Listen,
+            11 => SockState::Closing,
+            12 => SockState::NewSynRecv,
+            _ => return None,
+        })
+    }
+
+    /// True for the states no process owns (uid and inode are 0 in the kernel's reply).
+    pub fn is_orphan_timer(self) -> bool {
+        matches!(self, SockState::TimeWait | SockState::FinWait2)
+    }
+}
+
+impl fmt::Display for SockState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Serialize for SockState {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+/// A process that holds a socket's file descriptor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Owner {
+    /// Process id.
+    pub pid: u32,
+    /// The short command name (`/proc/<pid>/comm`).
+    pub command: String,
+    /// The full command line, arguments joined with spaces.
+    pub cmdline: String,
+}
+
+/// The listener a kernel-held socket's port belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ListenerRef {
+    /// PID of the first owner, `None` when it could not be seen.
+    pub pid: Option<u32>,
+    /// Its command name.
+    pub command: Option<String>,
+    /// The listener socket's user.
+    pub user: Option<String>,
+    /// The listener's local address (`0.0.0.0` / `::` for wildcards).
+    pub local_addr: IpAddr,
+    /// The listener's port.
+    pub local_port: u16,
+}
+
+impl ListenerRef {
+    /// Describes `l`, a LISTEN or UNCONN socket with owners resolved.
+    pub fn of(l: &SocketEntry) -> ListenerRef {
+        let first = l.owners.first();
+        ListenerRef {
+            pid: first.map(|o| o.pid),
+            command: first.map(|o| o.command.clone()),
+            user: l.user.clone(),
+            local_addr: l.local_addr,
+            local_port: l.local_port,
+        }
+    }
+}
+
+/// One socket as the kernel reports it, with what netkit could find out about its owners.
+#[derive(Debug, Clone, Serialize)]
+pub struct SocketEntry {
+    /// TCP or UDP.
+    pub proto: Proto,
+    /// IPv4 or IPv6.
+    pub family: Family,
+    /// Local address (`0.0.0.0` / `::` for the wildcard).
+    pub local_addr: IpAddr,
+    /// Local port.
+    pub local_port: u16,
+    /// Remote address, `None` for listening and unconnected sockets.
+    pub remote_addr: Option<IpAddr>,
+    /// Remote port, `None` where there is no peer.
+    pub remote_port: Option<u16>,
+    /// State, with kernel names.
+    pub state: SockState,
+    /// Socket uid, `None` for TIME_WAIT / orphan FIN_WAIT2 (the kernel says 0 there, meaning nobody).
+    pub uid: Option<u32>,
+    /// User name for `uid`.
+    pub user: Option<String>,
+    /// Socket inode (0 for TIME_WAIT and orphans).
+    pub inode: u64,
+    /// Every process holding the socket; empty when unknown or none.
+    pub owners: Vec<Owner>,
+    /// Time left on the TIME_WAIT / FIN_WAIT2 timer, in milliseconds.
+    pub expires_ms: Option<u64>,
+    /// For ownerless rows (TIME_WAIT, orphan FIN_WAIT2): the current listener of the port.
+    pub listener: Option<ListenerRef>,
+    /// Receive queue (pending connections for LISTEN).
+    pub recv_q: u32,
+    /// Send queue (backlog for LISTEN).
+    pub send_q: u32,
+}
+
+impl SocketEntry {
+    /// `addr:port` with IPv6 in brackets, `*` for a wildcard address as ss prints it.
+    pub fn local(&self) -> String {
+        fmt_endpoint(self.local_addr, self.local_port)
+    }
+
+    /// The remote endpoint, or `*:*` when there is none.
+    pub fn remote(&self) -> String {
+        match (self.remote_addr, self.remote_port) {
+            (Some(a), Some(p)) => fmt_endpoint(a, p),
+            _ => "*:*".to_string(),
+        }
+    }
+
+    /// True when no process can own this socket: TIME_WAIT, or FIN_WAIT2 with inode 0.
+    pub fn is_ownerless(&self) -> bool {
+        self.state == SockState::TimeWait || (self.state == SockState::FinWait2 && self.inode == 0)
+    }
+
+    /// True for sockets that hold a port for a server: LISTEN, BOUND, UNCONN.
+    pub fn is_binder(&self) -> bool {
+        matches!(
+            self.state,
+            SockState::Listen | SockState::Bound | SockState::Unconn
+        )
+    }
+}
+
+/// Formats `addr:port` with IPv6 addresses in brackets.
+///
+/// ```
+/// use std::net::IpAddr;
+/// assert_eq!(netkit::inspect::fmt_endpoint("::1".parse::<IpAddr>().unwrap(), 80), "[::1]:80");
+/// ```
+pub fn fmt_endpoint(addr: IpAddr, port: u16) -> String {
+    match addr {
+        IpAddr::V4(a) => format!("{a}:{port}"),
+        IpAddr::V6(a) => format!("[{a}]:{port}"),
+    }
+}
+
+/// True when two local addresses of sockets on one port overlap under the kernel's rule
+/// (BIND-RULES.md §0): equal, or either is a wildcard covering the other. `dual_a`/`dual_b`
+/// say whether an IPv6 wildcard is dual-stack (`IPV6_V6ONLY=0`), which covers all of IPv4.
+pub fn addrs_overlap(a: IpAddr, dual_a: bool, b: IpAddr, dual_b: bool) -> bool {
+    fn covers(w: IpAddr, dual: bool, other: IpAddr) -> bool {
+        match w {
+            IpAddr::V4(x) if x.is_unspecified() => is_v4ish(other),
+            IpAddr::V6(x) if x.is_unspecified() => dual || !is_v4ish(other),
+            _ => false,
+        }
+    }
+    canonical(a) == canonical(b) || covers(a, dual_a, b) || covers(b, dual_b, a)
+}
+
+fn is_v4ish(a: IpAddr) -> bool {
+    match a {
+        IpAddr::V4(_) => true,
+        IpAddr::V6(v) => v.to_ipv4_mapped().is_some(),
+    }
+}
+
+/// The address with v4-mapped IPv6 folded to IPv4 (`::ffff:127.0.0.1` → `127.0.0.1`).
+pub fn canonical(a: IpAddr) -> IpAddr {
+    match a {
+        IpAddr::V6(v) => match v.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(v),
+        },
+        v4 => v4,
+    }
+}
+
+/// Which sockets a command wants.
+#[derive(Debug, Clone)]
+pub struct Query {
+    /// Include TCP sockets.
+    pub tcp: bool,
+    /// Include UDP sockets.
+    pub udp: bool,
+    /// Include IPv4 sockets.
+    pub v4: bool,
+    /// Include IPv6 sockets.
+    pub v6: bool,
+    /// TCP states to ask the kernel for (UDP is always asked for all).
+    pub tcp_states: Vec<SockState>,
+    /// Only sockets whose local port is this (filtered by the kernel).
+    pub local_port: Option<u16>,
+    /// Resolve owners (walk `/proc/*/fd`) for these sockets.
+    pub owners: OwnerScope,
+}
+
+/// How far to go when mapping sockets to processes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnerScope {
+    /// Do not look for owners.
+    None,
+    /// Owners of LISTEN / BOUND / UNCONN sockets only.
+    Binders,
+    /// Owners of every socket.
+    All,
+}
+
+impl Default for Query {
+    fn default() -> Self {
+        Query {
+            tcp: true,
+            udp: true,
+            v4: true,
+            v6: true,
+            tcp_states: SockState::ALL
+                .into_iter()
+                .filter(|s| !matches!(s, SockState::Unconn | SockState::Close))
+                .collect(),
+            local_port: None,
+            owners: OwnerScope::All,
+        }
+    }
+}
+
+/// The result of a query: sockets plus what the user should know about gaps in it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Snapshot {
+    /// The sockets, sorted by proto, local port, local address, state.
+    pub sockets: Vec<SocketEntry>,
+    /// Hints: unreadable processes, missing privileges.
+    pub notes: Vec<String>,
+    /// Time spent, for `--verbose` diagnostics (not serialized).
+    #[serde(skip)]
+    pub elapsed_us: u128,
+}
+
+/// Reads the socket table as `q` asks, maps owners and names users.
+///
+/// # Errors
+/// Fails only when the kernel's socket table cannot be read at all; lack of permission to see
+/// other processes is reported in [`Snapshot::notes`], never as an error.
+pub fn snapshot(q: &Query) -> Result<Snapshot, InspectError> {
+    let started = Instant::now();
+    let mut sockets = diag::query(q)?;
+    let notes = resolve_owners(&mut sockets, |s| match q.owners {
+        OwnerScope::None => false,
+        OwnerScope::Binders => s.is_binder(),
+        OwnerScope::All => true,
+    });
+    name_users(&mut sockets);
+    sort(&mut sockets);
+    Ok(Snapshot {
+        sockets,
+        notes,
+        elapsed_us: started.elapsed().as_micros(),
+    })
+}
+
+/// Fills `owners` of the sockets selected by `pick` (those with an inode) from one walk of
+/// `/proc/*/fd`, and returns the hints the user should see about what could not be read.
+pub fn resolve_owners<F: Fn(&SocketEntry) -> bool>(
+    sockets: &mut [SocketEntry],
+    pick: F,
+) -> Vec<String> {
+    let mut notes = Vec::new();
+    let want: HashSet<u64> = sockets
+        .iter()
+        .filter(|s| s.inode != 0 && pick(s))
+        .map(|s| s.inode)
+        .collect();
+    if want.is_empty() {
+        return notes;
+    }
+    let scan = procfd::owners_of(&want);
+    let mut pids: Vec<u32> = scan.by_inode.values().flatten().copied().collect();
+    pids.sort_unstable();
+    pids.dedup();
+    let names = procfd::describe(&pids);
+    for s in sockets.iter_mut() {
+        if let Some(pids) = scan.by_inode.get(&s.inode) {
+            s.owners = pids
+                .iter()
+                .map(|pid| {
+                    let (command, cmdline) = names.get(pid).cloned().unwrap_or_default();
+                    Owner {
+                        pid: *pid,
+                        command,
+                        cmdline,
+                    }
+                })
+                .collect();
+        }
+    }
+    let unseen = sockets
+        .iter()
+        .any(|s| want.contains(&s.inode) && s.owners.is_empty());
+    if unseen && scan.unreadable > 0 {
+        if procfd::is_root() {
+            notes.push(format!(
+                "{} process(es) could not be examined (their /proc/<pid>/fd is unreadable even for root); some owners may be missing",
+                scan.unreadable
+            ));
+        } else {
+            notes.push(
+                "some sockets belong to other users' processes: run as root (sudo) to see their PIDs"
+                    .to_string(),
+            );
+        }
+    }
+    notes
+}
+
+/// Fills `user` from `uid` for every socket.
+pub fn name_users(sockets: &mut [SocketEntry]) {
+    let mut cache = users::UserNames::default();
+    for s in sockets.iter_mut() {
+        if let Some(uid) = s.uid {
+            s.user = Some(cache.name(uid));
+        }
+    }
+}
+
+/// For each ownerless socket (TIME_WAIT, orphan FIN_WAIT2), records the listener of its
+/// port found among `sockets`, if any.
+pub fn link_listeners(sockets: &mut [SocketEntry]) {
+    let refs: Vec<Option<ListenerRef>> = sockets
+        .iter()
+        .map(|s| {
+            if !s.is_ownerless() {
+                return None;
+            }
+            listeners_for(sockets, s.proto, s.local_addr, s.local_port)
+                .into_iter()
+                .next()
+                .map(ListenerRef::of)
+        })
+        .collect();
+    for (s, r) in sockets.iter_mut().zip(refs) {
+        if r.is_some() {
+            s.listener = r;
+        }
+    }
+}
+
+/// Sorts sockets the way every table shows them.
+pub fn sort(sockets: &mut [SocketEntry]) {
+    sockets.sort_by(|a, b| {
+        (
+            a.proto,
+            a.local_port,
+            a.family,
+            a.local_addr,
+            a.state,
+            a.remote_addr,
+            a.remote_port,
+        )
+            .cmp(&(
+                b.proto,
+                b.local_port,
+                b.family,
+                b.local_addr,
+                b.state,
+                b.remote_addr,
+                b.remote_port,
+            ))
+    });
+}
+
+/// The listeners (LISTEN, or UNCONN for UDP) in `sockets` that a socket on `addr:port` belongs
+/// to: same protocol and port, overlapping address.
+pub fn listeners_for<'a>(
+    sockets: &'a [SocketEntry],
+    proto: Proto,
+    addr: IpAddr,
+    port: u16,
+) -> Vec<&'a SocketEntry> {
+    sockets
+        .iter()
+        .filter(|s| s.proto == proto && s.local_port == port)
+        .filter(|s| matches!(s.state, SockState::Listen | SockState::Unconn))
+        .filter(|s| addrs_overlap(s.local_addr, s.family == Family::Inet6, addr, false))
+        .collect()
+}
+
+/// Groups entries by key, keeping first-seen order of keys.
+pub fn group_by<K: std::hash::Hash + Eq + Clone, T, F: Fn(&T) -> K>(
+    items: &[T],
+    key: F,
+) -> Vec<(K, Vec<&T>)> {
+    let mut index: HashMap<K, usize> = HashMap::new();
+    let mut out: Vec<(K, Vec<&T>)> = Vec::new();
+    for it in items {
+        let k = key(it);
+        match index.get(&k) {
+            Some(&i) => out[i].1.push(it),
+            None => {
+                index.insert(k.clone(), out.len());
+                out.push((k, vec![it]));
+            }
+        }
+    }
+    out
+}
+
+/// The wildcard address of a family.
+pub fn unspecified(family: Family) -> IpAddr {
+    match family {
+        Family::Inet => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        Family::Inet6 => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn wildcard_overlaps_specific_of_its_family_only() {
+        assert!(addrs_overlap(ip("0.0.0.0"), false, ip("127.0.0.1"), false));
+        assert!(!addrs_overlap(
+            ip("127.0.0.1"),
+            false,
+            ip("127.0.0.2"),
+            false
+        ));
+        assert!(addrs_overlap(ip("::"), true, ip("127.0.0.1"), false));
+        assert!(!addrs_overlap(ip("::"), false, ip("127.0.0.1"), false));
+        assert!(addrs_overlap(ip("::"), false, ip("::1"), false));
+        assert!(addrs_overlap(
+            ip("::ffff:127.0.0.1"),
+            false,
+            ip("127.0.0.1"),
+            false
+        ));
+        assert!(!addrs_overlap(ip("::1"), false, ip("127.0.0.1"), false));
+    }
+
+    #[test]
+    fn state_names_round_trip() {
+        for st in SockState::ALL {
+            assert_eq!(SockState::parse(st.name()), Some(st));
+        }
+        assert_eq!(SockState::parse("fin-wait-2"), Some(SockState::FinWait2));
+        assert_eq!(SockState::parse("listening"), None);
+        assert_eq!(SockState::parse("fin_wait2"), Some(SockState::FinWait2));
+    }
+}

@@ -1,0 +1,1 @@
+//! Lab client (filled in by its issue).

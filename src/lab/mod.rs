@@ -1,0 +1,9 @@
+//! Lab components: the server, client, proxy and UDP pair people practise on. Every socket
+//! they create goes through [`crate::sockopt`], so its options are set from flags and shown as
+//! the kernel reports them.
+
+pub mod client;
+pub mod proxy;
+pub mod server;
+pub mod shutdown;
+pub mod udp;

@@ -1,0 +1,1 @@
+//! Lab proxy (filled in by its issue).

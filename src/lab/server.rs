@@ -1,0 +1,1 @@
+//! Lab server (filled in by its issue).

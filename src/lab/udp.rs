@@ -1,0 +1,1 @@
+//! Lab udp (filled in by its issue).

@@ -1,0 +1,13 @@
+//! netkit: who holds a port, why bind() fails, and lab sockets to practise on.
+//!
+//! Layers (see ARCHITECTURE.md): [`cli`] (clap types) → [`commands`] (glue) → [`inspect`]
+//! (what the kernel says), [`explain`] (why), [`lab`] (server, client, proxy), [`sockopt`]
+//! (the only socket2 user) → [`output`] (tables and JSON).
+
+pub mod cli;
+pub mod commands;
+pub mod explain;
+pub mod inspect;
+pub mod lab;
+pub mod output;
+pub mod sockopt;

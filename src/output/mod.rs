@@ -1,0 +1,96 @@
+//! Printing reports: the only code that knows comfy-table ([`table`]) and serde_json ([`json`]).
+//!
+//! A report is plain data that derives `Serialize` and says what a person should see as
+//! [`Block`]s. [`emit`] writes either form to any writer, so tests capture it; hints go to the
+//! second writer (stderr) in table mode and inside the JSON object's `notes` otherwise.
+
+pub mod json;
+pub mod table;
+
+use std::io::{self, Write};
+
+use serde::Serialize;
+
+/// A piece of human output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Block {
+    /// A borderless table: header and rows.
+    Table {
+        /// Column names.
+        header: Vec<String>,
+        /// Cells, one `Vec` per row.
+        rows: Vec<Vec<String>>,
+    },
+    /// One line of text.
+    Line(String),
+}
+
+impl Block {
+    /// A table from string slices for the header.
+    pub fn table(header: &[&str], rows: Vec<Vec<String>>) -> Block {
+        Block::Table {
+            header: header.iter().map(|h| h.to_string()).collect(),
+            rows,
+        }
+    }
+}
+
+/// Something a command prints.
+pub trait Report: Serialize {
+    /// What a person sees on stdout.
+    fn human(&self) -> Vec<Block>;
+    /// Hints for stderr (also serialized as `notes` by the report itself).
+    fn notes(&self) -> Vec<String>;
+}
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Borderless tables and text.
+    Table,
+    /// One JSON object.
+    Json,
+}
+
+/// Writes `report` to `out` in `format`; hints go to `err` in table mode.
+///
+/// # Errors
+/// I/O errors of the writers (a broken pipe among them, which `main` treats as success).
+pub fn emit<R: Report>(
+    report: &R,
+    format: Format,
+    mut out: impl Write,
+    mut err: impl Write,
+) -> io::Result<()> {
+    match format {
+        Format::Json => json::write(report, &mut out)?,
+        Format::Table => {
+            for block in report.human() {
+                match block {
+                    Block::Table { header, rows } => table::write(&header, &rows, &mut out)?,
+                    Block::Line(l) => writeln!(out, "{l}")?,
+                }
+            }
+            out.flush()?;
+            for n in report.notes() {
+                writeln!(err, "hint: {n}")?;
+            }
+        }
+    }
+    out.flush()
+}
+
+/// Formats milliseconds left as people read them: `59.4s`, `850ms`, `expired`.
+///
+/// ```
+/// assert_eq!(netkit::output::fmt_ms(59412), "59.4s");
+/// assert_eq!(netkit::output::fmt_ms(636), "0.6s");
+/// assert_eq!(netkit::output::fmt_ms(0), "expiring");
+/// ```
+pub fn fmt_ms(ms: u64) -> String {
+    if ms == 0 {
+        "expiring".to_string()
+    } else {
+        format!("{:.1}s", ms as f64 / 1000.0)
+    }
+}
