@@ -1,20 +1,19 @@
 //! `netkit run COMPONENT`: hands each component its arguments.
 
-use anyhow::bail;
-
 use crate::cli::run::{Component, RunArgs};
+use crate::lab;
 use crate::output::Format;
 
 /// Runs a lab component until it is stopped; returns its exit code.
 ///
 /// # Errors
 /// Start-up failures (bind, bad arguments), printed by `main` as one line.
-pub fn run(a: RunArgs, _format: Format) -> anyhow::Result<i32> {
+pub fn run(a: RunArgs, format: Format) -> anyhow::Result<i32> {
     match a.component {
-        Component::Server(_) => bail!("run server is not implemented yet"),
-        Component::Client(_) => bail!("run client is not implemented yet"),
-        Component::Proxy(_) => bail!("run proxy is not implemented yet"),
-        Component::UdpServer(_) => bail!("run udp-server is not implemented yet"),
-        Component::UdpClient(_) => bail!("run udp-client is not implemented yet"),
+        Component::Server(a) => lab::server::run_cli(a, format),
+        Component::Client(a) => lab::client::run_cli(a, format),
+        Component::Proxy(a) => lab::proxy::run_cli(a, format),
+        Component::UdpServer(a) => lab::udp::run_server_cli(a, format),
+        Component::UdpClient(a) => lab::udp::run_client_cli(a, format),
     }
 }
