@@ -46,6 +46,9 @@ pub fn owner_cell(s: &SocketEntry) -> String {
 
 impl Report for SocketsReport {
     fn human(&self) -> Vec<Block> {
+        if self.sockets.is_empty() {
+            return Vec::new();
+        }
         let mut header = vec![
             "PROTO",
             "STATE",
@@ -92,6 +95,15 @@ impl Report for SocketsReport {
     }
 
     fn notes(&self) -> Vec<String> {
-        self.notes.clone()
+        let mut notes = self.notes.clone();
+        if self.sockets.is_empty() {
+            notes.push(match self.port {
+                Some(p) if self.command == "who-owns" => {
+                    format!("nothing holds local port {p} (TCP or UDP, IPv4 or IPv6, any state)")
+                }
+                _ => "no matching sockets".to_string(),
+            });
+        }
+        notes
     }
 }

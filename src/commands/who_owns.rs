@@ -24,15 +24,15 @@ pub fn report(args: &WhoOwnsArgs) -> anyhow::Result<SocketsReport> {
     let mut notes = snap.notes;
     let kernel_held = sockets.iter().filter(|s| s.is_ownerless()).count();
     if kernel_held > 0 {
-        let soonest = sockets
+        let latest = sockets
             .iter()
             .filter(|s| s.is_ownerless())
             .filter_map(|s| s.expires_ms)
             .max()
             .unwrap_or(0);
         notes.push(format!(
-            "{kernel_held} socket(s) in TIME_WAIT/FIN_WAIT2 belong to no process; the kernel drops them by itself within {:.0}s (see `netkit timewait --port {}`)",
-            (soonest as f64 / 1000.0).ceil(),
+            "{kernel_held} socket(s) in TIME_WAIT/FIN_WAIT2 belong to no process; the kernel drops them by itself, the last in {:.1}s (see `netkit timewait --port {}`)",
+            latest as f64 / 1000.0,
             args.port
         ));
     }

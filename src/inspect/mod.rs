@@ -537,12 +537,23 @@ pub fn link_listeners(sockets: &mut [SocketEntry]) {
     }
 }
 
-/// Sorts sockets the way every table shows them.
+/// Sorts sockets the way every table shows them: by protocol and port, the sockets that hold
+/// the port for a server (LISTEN, BOUND, UNCONN) first, kernel-held TIME_WAIT last.
 pub fn sort(sockets: &mut [SocketEntry]) {
+    fn rank(s: SockState) -> u8 {
+        match s {
+            SockState::Listen => 0,
+            SockState::Bound => 1,
+            SockState::Unconn => 2,
+            SockState::TimeWait => 4,
+            _ => 3,
+        }
+    }
     sockets.sort_by(|a, b| {
         (
             a.proto,
             a.local_port,
+            rank(a.state),
             a.family,
             a.local_addr,
             a.state,
@@ -552,6 +563,7 @@ pub fn sort(sockets: &mut [SocketEntry]) {
             .cmp(&(
                 b.proto,
                 b.local_port,
+                rank(b.state),
                 b.family,
                 b.local_addr,
                 b.state,
@@ -563,12 +575,12 @@ pub fn sort(sockets: &mut [SocketEntry]) {
 
 /// The listeners (LISTEN, or UNCONN for UDP) in `sockets` that a socket on `addr:port` belongs
 /// to: same protocol and port, overlapping address.
-pub fn listeners_for<'a>(
-    sockets: &'a [SocketEntry],
+pub fn listeners_for(
+    sockets: &[SocketEntry],
     proto: Proto,
     addr: IpAddr,
     port: u16,
-) -> Vec<&'a SocketEntry> {
+) -> Vec<&SocketEntry> {
     sockets
         .iter()
         .filter(|s| s.proto == proto && s.local_port == port)
