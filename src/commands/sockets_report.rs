@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use crate::inspect::{SocketEntry, fmt_endpoint};
-use crate::output::{Block, Report, fmt_ms};
+use crate::output::{Block, Report, Rows, fmt_ms};
 
 /// A list of sockets with hints.
 #[derive(Debug, Serialize)]
@@ -44,12 +44,9 @@ pub fn owner_cell(s: &SocketEntry) -> String {
         .join(",")
 }
 
-impl Report for SocketsReport {
-    fn human(&self) -> Vec<Block> {
-        if self.sockets.is_empty() {
-            return Vec::new();
-        }
-        let mut header = vec![
+impl SocketsReport {
+    fn header(&self) -> Vec<String> {
+        let mut h = vec![
             "PROTO",
             "STATE",
             "LOCAL",
@@ -59,39 +56,56 @@ impl Report for SocketsReport {
             "TIMER",
         ];
         if self.cmdline_column {
-            header.push("CMDLINE");
+            h.push("CMDLINE");
         }
-        let rows = self
-            .sockets
-            .iter()
-            .map(|s| {
-                let mut r = vec![
-                    format!(
-                        "{}{}",
-                        s.proto,
-                        if s.family == crate::inspect::Family::Inet6 {
-                            "6"
-                        } else {
-                            ""
-                        }
-                    ),
-                    s.state.to_string(),
-                    fmt_endpoint(s.local_addr, s.local_port),
-                    s.remote(),
-                    s.user.clone().unwrap_or_else(|| "-".into()),
-                    owner_cell(s),
-                    s.expires_ms.map_or("-".to_string(), fmt_ms),
-                ];
-                if self.cmdline_column {
-                    let mut lines: Vec<&str> =
-                        s.owners.iter().map(|o| o.cmdline.as_str()).collect();
-                    lines.dedup();
-                    r.push(lines.join(" | "));
-                }
-                r
-            })
-            .collect();
-        vec![Block::table(&header, rows)]
+        h.into_iter().map(String::from).collect()
+    }
+
+    fn cells(&self, s: &SocketEntry) -> Vec<String> {
+        let six = if s.family == crate::inspect::Family::Inet6 {
+            "6"
+        } else {
+            ""
+        };
+        let mut r = vec![
+            format!("{}{six}", s.proto),
+            s.state.to_string(),
+            fmt_endpoint(s.local_addr, s.local_port),
+            s.remote(),
+            s.user.as_deref().unwrap_or("-").to_string(),
+            owner_cell(s),
+            s.expires_ms.map_or("-".to_string(), fmt_ms),
+        ];
+        if self.cmdline_column {
+            let mut lines: Vec<&str> = s.owners.iter().map(|o| o.cmdline.as_str()).collect();
+            lines.dedup();
+            r.push(lines.join(" | "));
+        }
+        r
+    }
+}
+
+/// Borrows a report as [`Rows`] for the streaming table writer.
+struct Borrowed<'a>(&'a SocketsReport);
+
+impl Rows for Borrowed<'_> {
+    fn header(&self) -> Vec<String> {
+        self.0.header()
+    }
+    fn len(&self) -> usize {
+        self.0.sockets.len()
+    }
+    fn row(&self, i: usize) -> Vec<String> {
+        self.0.cells(&self.0.sockets[i])
+    }
+}
+
+impl Report for SocketsReport {
+    fn human(&self) -> Vec<Block<'_>> {
+        if self.sockets.is_empty() {
+            return Vec::new();
+        }
+        vec![Block::Rows(Box::new(Borrowed(self)))]
     }
 
     fn notes(&self) -> Vec<String> {

@@ -3,7 +3,7 @@
 //! Owners are looked up only for the listeners of ports that have TIME_WAIT entries, so a
 //! summary over tens of thousands of entries costs one filtered dump and a short /proc walk.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
 use anyhow::Context;
@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::sockets_report::SocketsReport;
 use crate::cli::inventory::TimewaitArgs;
 use crate::inspect::{
-    self, ListenerRef, Proto, Query, SockState, SocketEntry, diag, fmt_endpoint, listeners_for,
+    self, ListenerIndex, ListenerRef, Proto, Query, SockState, SocketEntry, diag, fmt_endpoint,
 };
 use crate::output::{Block, Report, fmt_ms};
 
@@ -49,7 +49,7 @@ pub struct TimewaitReport {
 }
 
 impl Report for TimewaitReport {
-    fn human(&self) -> Vec<Block> {
+    fn human(&self) -> Vec<Block<'_>> {
         let rows = self
             .ports
             .iter()
@@ -106,56 +106,65 @@ pub fn report(args: &TimewaitArgs) -> anyhow::Result<Timewait> {
         owners: inspect::OwnerScope::None,
         ..Query::default()
     };
-    let mut sockets = diag::query(&q).context("reading the socket table")?;
-    let orphans = sockets
-        .iter()
-        .filter(|s| s.state == SockState::FinWait2 && s.inode == 0)
-        .count();
-    sockets.retain(|s| s.state != SockState::FinWait2);
-    let tw_ports: HashSet<u16> = sockets
-        .iter()
-        .filter(|s| s.state == SockState::TimeWait)
-        .map(|s| s.local_port)
-        .collect();
-    let mut notes = inspect::resolve_owners(&mut sockets, |s| {
-        s.state == SockState::Listen && tw_ports.contains(&s.local_port)
-    });
-    inspect::name_users(&mut sockets);
-    if orphans > 0 {
-        notes.push(format!(
-            "{orphans} orphan FIN_WAIT2 socket(s) also hold ports (a server died with clients connected): see `netkit inspect --state FIN_WAIT2`"
-        ));
-    }
     if args.all {
-        inspect::link_listeners(&mut sockets);
-        sockets.retain(|s| s.state == SockState::TimeWait);
-        inspect::sort(&mut sockets);
-        return Ok(Timewait::All(SocketsReport {
-            command: "timewait",
-            port: args.port,
-            sockets,
-            notes,
-            cmdline_column: false,
-        }));
+        return list_all(args, &q);
     }
-    let (tw, listeners): (Vec<SocketEntry>, Vec<SocketEntry>) = sockets
-        .into_iter()
-        .partition(|s| s.state == SockState::TimeWait);
-    let total = tw.len();
-    let mut ports: Vec<PortSummary> = inspect::group_by(&tw, |s| (s.local_addr, s.local_port))
-        .into_iter()
-        .map(|((addr, port), group)| {
-            let exp = group.iter().filter_map(|s| s.expires_ms);
-            PortSummary {
-                local_addr: addr,
-                local_port: port,
-                count: group.len(),
-                min_expires_ms: exp.clone().min().unwrap_or(0),
-                max_expires_ms: exp.max().unwrap_or(0),
-                listener: listeners_for(&listeners, Proto::Tcp, addr, port)
-                    .first()
-                    .map(|l| ListenerRef::of(l)),
+    // Fold TIME_WAIT entries into per-address:port counters as the kernel sends them: a
+    // summary of 100,000 entries never holds 100,000 rows.
+    let parts = diag::for_each_job(&q, |_, acc: &mut Fold, m| {
+        if args.port.is_some_and(|p| p != m.sport) {
+            return;
+        }
+        match diag::to_state(Proto::Tcp, m) {
+            SockState::TimeWait => {
+                let g = acc.groups.entry((m.src, m.sport)).or_insert(Agg {
+                    count: 0,
+                    min: u64::MAX,
+                    max: 0,
+                });
+                let left = u64::from(m.expires);
+                g.count += 1;
+                g.min = g.min.min(left);
+                g.max = g.max.max(left);
             }
+            SockState::Listen => acc.listeners.push(diag::to_entry(Proto::Tcp, m)),
+            SockState::FinWait2 if m.inode == 0 => acc.orphans += 1,
+            _ => {}
+        }
+    })
+    .context("reading the socket table")?;
+    let mut groups: HashMap<(IpAddr, u16), Agg> = HashMap::new();
+    let mut listeners = Vec::new();
+    let mut orphans = 0;
+    for p in parts {
+        orphans += p.orphans;
+        listeners.extend(p.listeners);
+        for (k, v) in p.groups {
+            let g = groups.entry(k).or_insert(Agg {
+                count: 0,
+                min: u64::MAX,
+                max: 0,
+            });
+            g.count += v.count;
+            g.min = g.min.min(v.min);
+            g.max = g.max.max(v.max);
+        }
+    }
+    let tw_ports: HashSet<u16> = groups.keys().map(|(_, p)| *p).collect();
+    let mut notes = inspect::resolve_owners(&mut listeners, |s| tw_ports.contains(&s.local_port));
+    inspect::name_users(&mut listeners);
+    orphan_note(orphans, &mut notes);
+    let index = ListenerIndex::new(&listeners);
+    let total = groups.values().map(|g| g.count).sum();
+    let mut ports: Vec<PortSummary> = groups
+        .into_iter()
+        .map(|((addr, port), g)| PortSummary {
+            local_addr: addr,
+            local_port: port,
+            count: g.count,
+            min_expires_ms: g.min,
+            max_expires_ms: g.max,
+            listener: index.find(Proto::Tcp, addr, port).map(ListenerRef::of),
         })
         .collect();
     ports.sort_by(|a, b| {
@@ -176,5 +185,59 @@ pub fn report(args: &TimewaitArgs) -> anyhow::Result<Timewait> {
         total,
         ports,
         notes,
+    }))
+}
+
+/// Counters of one local address:port.
+#[derive(Debug, Clone, Copy)]
+struct Agg {
+    count: usize,
+    min: u64,
+    max: u64,
+}
+
+/// What one dump contributes to the summary.
+#[derive(Debug, Default)]
+struct Fold {
+    groups: HashMap<(IpAddr, u16), Agg>,
+    listeners: Vec<SocketEntry>,
+    orphans: usize,
+}
+
+fn orphan_note(orphans: usize, notes: &mut Vec<String>) {
+    if orphans > 0 {
+        notes.push(format!(
+            "{orphans} orphan FIN_WAIT2 socket(s) also hold ports (a server died with clients connected): see `netkit inspect --state FIN_WAIT2`"
+        ));
+    }
+}
+
+/// `timewait --all`: every TIME_WAIT socket with its port's listener.
+fn list_all(args: &TimewaitArgs, q: &Query) -> anyhow::Result<Timewait> {
+    let mut sockets = diag::query(q).context("reading the socket table")?;
+    let orphans = sockets
+        .iter()
+        .filter(|s| s.state == SockState::FinWait2 && s.inode == 0)
+        .count();
+    sockets.retain(|s| s.state != SockState::FinWait2);
+    let tw_ports: HashSet<u16> = sockets
+        .iter()
+        .filter(|s| s.state == SockState::TimeWait)
+        .map(|s| s.local_port)
+        .collect();
+    let mut notes = inspect::resolve_owners(&mut sockets, |s| {
+        s.state == SockState::Listen && tw_ports.contains(&s.local_port)
+    });
+    inspect::name_users(&mut sockets);
+    orphan_note(orphans, &mut notes);
+    inspect::link_listeners(&mut sockets);
+    sockets.retain(|s| s.state == SockState::TimeWait);
+    inspect::sort(&mut sockets);
+    Ok(Timewait::All(SocketsReport {
+        command: "timewait",
+        port: args.port,
+        sockets,
+        notes,
+        cmdline_column: false,
     }))
 }

@@ -66,19 +66,57 @@ pub struct DiagMsg {
 /// # Errors
 /// [`InspectError::Netlink`] when the netlink socket cannot be used.
 pub fn query(q: &Query) -> Result<Vec<SocketEntry>, InspectError> {
-    let mut jobs: Vec<(Proto, Family)> = Vec::new();
-    for (on, proto) in [(q.tcp, Proto::Tcp), (q.udp, Proto::Udp)] {
-        for (fon, fam) in [(q.v4, Family::Inet), (q.v6, Family::Inet6)] {
-            if on && fon {
-                jobs.push((proto, fam));
-            }
+    let parts = for_each_job(q, |proto, out: &mut Vec<SocketEntry>, m: &DiagMsg| {
+        if let Some(port) = q.local_port
+            && m.sport != port
+        {
+            return;
+        }
+        let e = to_entry(proto, m);
+        if proto == Proto::Tcp && !q.tcp_states.contains(&e.state) {
+            return;
+        }
+        out.push(e);
+    })?;
+    // Append into the largest part: a large Vec grows in place (mremap), so the peak stays
+    // near one copy of the table instead of two.
+    let mut parts = parts;
+    parts.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    let mut iter = parts.into_iter();
+    let mut out = iter.next().unwrap_or_default();
+    for mut p in iter {
+        out.append(&mut p);
+    }
+    Ok(out)
+}
+
+/// Runs the dumps `q` asks for, one thread per protocol × family, and folds each dump's
+/// messages into a per-dump accumulator with `f` as they arrive (nothing is buffered).
+///
+/// # Errors
+/// The first dump that failed.
+pub fn for_each_job<A, F>(q: &Query, f: F) -> Result<Vec<A>, InspectError>
+where
+    A: Default + Send,
+    F: Fn(Proto, &mut A, &DiagMsg) + Sync,
+{
+    // TCP of both families comes from one compat request (one walk of the kernel's hash
+    // tables); UDP needs one request per family.
+    let mut jobs: Vec<(Proto, Option<Family>)> = Vec::new();
+    let tcp_mask = tcp_state_mask(&q.tcp_states);
+    if q.tcp && tcp_mask != 0 && (q.v4 || q.v6) {
+        jobs.push((Proto::Tcp, None));
+    }
+    for (fon, fam) in [(q.v4, Family::Inet), (q.v6, Family::Inet6)] {
+        if q.udp && fon {
+            jobs.push((Proto::Udp, Some(fam)));
         }
     }
-    let tcp_mask = tcp_state_mask(&q.tcp_states);
-    if q.tcp && tcp_mask == 0 {
-        jobs.retain(|(p, _)| *p != Proto::Tcp);
-    }
-    let results: Vec<Result<Vec<DiagMsg>, InspectError>> = std::thread::scope(|scope| {
+    let family_ok = |m: &DiagMsg| {
+        if m.family == AF_INET6 { q.v6 } else { q.v4 }
+    };
+    let f = &f;
+    std::thread::scope(|scope| {
         let handles: Vec<_> = jobs
             .iter()
             .map(|&(proto, fam)| {
@@ -86,7 +124,15 @@ pub fn query(q: &Query) -> Result<Vec<SocketEntry>, InspectError> {
                     Proto::Tcp => tcp_mask,
                     Proto::Udp => u32::MAX,
                 };
-                scope.spawn(move || dump(proto, fam, mask, q.local_port))
+                scope.spawn(move || {
+                    let mut acc = A::default();
+                    dump_with(proto, fam, mask, q.local_port, |m| {
+                        if family_ok(m) {
+                            f(proto, &mut acc, m)
+                        }
+                    })?;
+                    Ok(acc)
+                })
             })
             .collect();
         handles
@@ -97,23 +143,7 @@ pub fn query(q: &Query) -> Result<Vec<SocketEntry>, InspectError> {
                 })
             })
             .collect()
-    });
-    let mut out = Vec::new();
-    for ((proto, _), res) in jobs.iter().zip(results) {
-        for m in res? {
-            if let Some(port) = q.local_port
-                && m.sport != port
-            {
-                continue;
-            }
-            let e = to_entry(*proto, &m);
-            if *proto == Proto::Tcp && !q.tcp_states.contains(&e.state) {
-                continue;
-            }
-            out.push(e);
-        }
-    }
-    Ok(out)
+    })
 }
 
 /// The `idiag_states` bit mask for a set of TCP states.
@@ -149,17 +179,96 @@ pub fn tcp_state_mask(states: &[SockState]) -> u32 {
 /// not parse, and the kernel's own error from an `NLMSG_ERROR` reply.
 pub fn dump(
     proto: Proto,
-    family: Family,
+    family: Option<Family>,
     states: u32,
     sport: Option<u16>,
 ) -> Result<Vec<DiagMsg>, InspectError> {
+    let mut out = Vec::new();
+    dump_with(proto, family, states, sport, |m| out.push(m.clone()))?;
+    Ok(out)
+}
+
+/// Like [`dump`], but hands each message to `f` as it is decoded.
+///
+/// # Errors
+/// As [`dump`].
+pub fn dump_with(
+    proto: Proto,
+    family: Option<Family>,
+    states: u32,
+    sport: Option<u16>,
+    mut f: impl FnMut(&DiagMsg),
+) -> Result<(), InspectError> {
+    dump_dyn(proto, family, states, sport, &mut f)
+}
+
+fn dump_dyn(
+    proto: Proto,
+    family: Option<Family>,
+    states: u32,
+    sport: Option<u16>,
+    f: &mut dyn FnMut(&DiagMsg),
+) -> Result<(), InspectError> {
     let nl = |what: &'static str| move |source| InspectError::Netlink { what, source };
     let mut socket = Socket::new(NETLINK_SOCK_DIAG).map_err(nl("opening the socket"))?;
     socket.bind_auto().map_err(nl("binding the socket"))?;
     socket
         .connect(&SocketAddr::new(0, 0))
         .map_err(nl("connecting to the kernel"))?;
+    let req = match (proto, family) {
+        (Proto::Tcp, None) => compat_tcp_request(states, sport),
+        (_, Some(fam)) => by_family_request(proto, fam, states, sport),
+        (Proto::Udp, None) => {
+            dump_dyn(proto, Some(Family::Inet), states, sport, f)?;
+            return dump_dyn(proto, Some(Family::Inet6), states, sport, f);
+        }
+    };
+    socket.send(&req, 0).map_err(nl("sending the request"))?;
 
+    // The kernel fills at most ~32 KiB per recvmsg for a dump (net/netlink/af_netlink.c,
+    // netlink_dump caps max_recvmsg_len), so a 64 KiB buffer never truncates.
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = socket
+            .recv(&mut &mut buf[..], 0)
+            .map_err(nl("reading the reply"))?;
+        if n == 0 {
+            break;
+        }
+        if parse_dump_with(&buf[..n], f)? {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// `TCPDIAG_GETSOCK` (18), the pre-sock_diag request type the kernel still serves.
+const TCPDIAG_GETSOCK: u16 = 18;
+
+/// A `TCPDIAG_GETSOCK` request (`struct inet_diag_req`). The kernel answers it with
+/// `sdiag_family = AF_UNSPEC` (net/ipv4/inet_diag.c, `inet_diag_dump_compat`), so one walk
+/// of the hash tables returns IPv4 and IPv6 sockets alike — half the kernel time of two
+/// `SOCK_DIAG_BY_FAMILY` dumps, and no lock contention between two parallel walks. State
+/// bit 13 and the `idiag_sport` filter work as in the new request (measured on 6.18).
+pub fn compat_tcp_request(states: u32, sport: Option<u16>) -> Vec<u8> {
+    const PAYLOAD: usize = 4 + 48 + 8;
+    let mut b = Vec::with_capacity(NLMSG_HDRLEN + PAYLOAD);
+    b.extend_from_slice(&((NLMSG_HDRLEN + PAYLOAD) as u32).to_ne_bytes());
+    b.extend_from_slice(&TCPDIAG_GETSOCK.to_ne_bytes());
+    b.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+    b.extend_from_slice(&1u32.to_ne_bytes()); // sequence
+    b.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel fills it in
+    b.extend_from_slice(&[0, 0, 0, 0]); // family, src_len, dst_len, ext
+    b.extend_from_slice(&sport.unwrap_or(0).to_be_bytes()); // idiag_sport, network order
+    b.extend_from_slice(&[0u8; 2 + 16 + 16 + 4 + 8]); // dport, src, dst, if, cookie
+    b.extend_from_slice(&states.to_ne_bytes());
+    b.extend_from_slice(&0u32.to_ne_bytes()); // idiag_dbs
+    b
+}
+
+/// A `SOCK_DIAG_BY_FAMILY` request for one protocol and family, built with
+/// netlink-packet-sock-diag.
+fn by_family_request(proto: Proto, family: Family, states: u32, sport: Option<u16>) -> Vec<u8> {
     let mut socket_id = match family {
         Family::Inet => SocketId::new_v4(),
         Family::Inet6 => SocketId::new_v6(),
@@ -188,24 +297,7 @@ pub fn dump(
     packet.finalize();
     let mut req = vec![0u8; packet.buffer_len()];
     packet.serialize(&mut req[..]);
-    socket.send(&req, 0).map_err(nl("sending the request"))?;
-
-    // The kernel fills at most ~32 KiB per recvmsg for a dump (net/netlink/af_netlink.c,
-    // netlink_dump caps max_recvmsg_len), so a 64 KiB buffer never truncates.
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut out = Vec::new();
-    loop {
-        let n = socket
-            .recv(&mut &mut buf[..], 0)
-            .map_err(nl("reading the reply"))?;
-        if n == 0 {
-            break;
-        }
-        if parse_dump(&buf[..n], &mut out)? {
-            break;
-        }
-    }
-    Ok(out)
+    req
 }
 
 /// Decodes one datagram of a sock_diag dump into `out`. Returns `true` when the datagram
@@ -214,7 +306,15 @@ pub fn dump(
 /// # Errors
 /// [`InspectError::Decode`] for truncated messages; [`InspectError::Netlink`] with the
 /// kernel's errno for an `NLMSG_ERROR` reply.
-pub fn parse_dump(mut buf: &[u8], out: &mut Vec<DiagMsg>) -> Result<bool, InspectError> {
+pub fn parse_dump(buf: &[u8], out: &mut Vec<DiagMsg>) -> Result<bool, InspectError> {
+    parse_dump_with(buf, &mut |m: &DiagMsg| out.push(m.clone()))
+}
+
+/// Like [`parse_dump`], handing each message to `f`.
+///
+/// # Errors
+/// As [`parse_dump`].
+pub fn parse_dump_with(mut buf: &[u8], f: &mut dyn FnMut(&DiagMsg)) -> Result<bool, InspectError> {
     while buf.len() >= NLMSG_HDRLEN {
         let len = u32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
         let kind = u16::from_ne_bytes([buf[4], buf[5]]);
@@ -240,7 +340,7 @@ pub fn parse_dump(mut buf: &[u8], out: &mut Vec<DiagMsg>) -> Result<bool, Inspec
                 }
                 return Ok(true);
             }
-            _ => out.push(parse_inet_diag_msg(payload)?),
+            _ => f(&parse_inet_diag_msg(payload)?),
         }
         // Messages are aligned to 4 bytes (NLMSG_ALIGN).
         let step = (len + 3) & !3;
@@ -288,6 +388,18 @@ pub fn parse_inet_diag_msg(p: &[u8]) -> Result<DiagMsg, InspectError> {
     })
 }
 
+/// The state of a decoded message, with netkit's names for UDP and bound-only TCP.
+pub fn to_state(proto: Proto, m: &DiagMsg) -> SockState {
+    match (proto, m.state) {
+        // UDP reuses TCP_CLOSE for "bound, not connected" and TCP_ESTABLISHED for connected.
+        (Proto::Udp, 1) => SockState::Established,
+        (Proto::Udp, _) => SockState::Unconn,
+        // Only bound-inactive sockets are dumped in TCP_CLOSE: a closed socket is in no hash.
+        (Proto::Tcp, 7) => SockState::Bound,
+        (Proto::Tcp, n) => SockState::from_tcp_number(n).unwrap_or(SockState::Close),
+    }
+}
+
 /// Interprets a decoded message as a [`SocketEntry`] (no owners, no user name yet).
 pub fn to_entry(proto: Proto, m: &DiagMsg) -> SocketEntry {
     let family = if m.family == AF_INET6 {
@@ -295,14 +407,7 @@ pub fn to_entry(proto: Proto, m: &DiagMsg) -> SocketEntry {
     } else {
         Family::Inet
     };
-    let state = match (proto, m.state) {
-        // UDP reuses TCP_CLOSE for "bound, not connected" and TCP_ESTABLISHED for connected.
-        (Proto::Udp, 1) => SockState::Established,
-        (Proto::Udp, _) => SockState::Unconn,
-        // Only bound-inactive sockets are dumped in TCP_CLOSE: a closed socket is in no hash.
-        (Proto::Tcp, 7) => SockState::Bound,
-        (Proto::Tcp, n) => SockState::from_tcp_number(n).unwrap_or(SockState::Close),
-    };
+    let state = to_state(proto, m);
     let peerless = matches!(
         state,
         SockState::Listen | SockState::Bound | SockState::Unconn

@@ -14,6 +14,7 @@ pub mod users;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde::{Serialize, Serializer};
@@ -241,7 +242,7 @@ pub struct ListenerRef {
     /// Its command name.
     pub command: Option<String>,
     /// The listener socket's user.
-    pub user: Option<String>,
+    pub user: Option<Arc<str>>,
     /// The listener's local address (`0.0.0.0` / `::` for wildcards).
     pub local_addr: IpAddr,
     /// The listener's port.
@@ -281,16 +282,17 @@ pub struct SocketEntry {
     pub state: SockState,
     /// Socket uid, `None` for TIME_WAIT / orphan FIN_WAIT2 (the kernel says 0 there, meaning nobody).
     pub uid: Option<u32>,
-    /// User name for `uid`.
-    pub user: Option<String>,
+    /// User name for `uid` (shared between the sockets of one user).
+    pub user: Option<Arc<str>>,
     /// Socket inode (0 for TIME_WAIT and orphans).
     pub inode: u64,
-    /// Every process holding the socket; empty when unknown or none.
-    pub owners: Vec<Owner>,
+    /// Every process holding the socket; empty when unknown or none. Shared between the
+    /// sockets of one process, which may hold tens of thousands.
+    pub owners: Vec<Arc<Owner>>,
     /// Time left on the TIME_WAIT / FIN_WAIT2 timer, in milliseconds.
     pub expires_ms: Option<u64>,
     /// For ownerless rows (TIME_WAIT, orphan FIN_WAIT2): the current listener of the port.
-    pub listener: Option<ListenerRef>,
+    pub listener: Option<Box<ListenerRef>>,
     /// Receive queue (pending connections for LISTEN).
     pub recv_q: u32,
     /// Send queue (backlog for LISTEN).
@@ -467,23 +469,26 @@ pub fn resolve_owners<F: Fn(&SocketEntry) -> bool>(
         return notes;
     }
     let scan = procfd::owners_of(&want);
-    let mut pids: Vec<u32> = scan.by_inode.values().flatten().copied().collect();
-    pids.sort_unstable();
-    pids.dedup();
+    let pids = scan.all_pids();
     let names = procfd::describe(&pids);
+    let owners: HashMap<u32, Arc<Owner>> = pids
+        .iter()
+        .map(|&pid| {
+            let (command, cmdline) = names.get(&pid).cloned().unwrap_or_default();
+            (
+                pid,
+                Arc::new(Owner {
+                    pid,
+                    command,
+                    cmdline,
+                }),
+            )
+        })
+        .collect();
     for s in sockets.iter_mut() {
-        if let Some(pids) = scan.by_inode.get(&s.inode) {
-            s.owners = pids
-                .iter()
-                .map(|pid| {
-                    let (command, cmdline) = names.get(pid).cloned().unwrap_or_default();
-                    Owner {
-                        pid: *pid,
-                        command,
-                        cmdline,
-                    }
-                })
-                .collect();
+        let pids = scan.pids_of(s.inode);
+        if !pids.is_empty() {
+            s.owners = pids.iter().filter_map(|p| owners.get(p).cloned()).collect();
         }
     }
     let unseen = sockets
@@ -515,25 +520,56 @@ pub fn name_users(sockets: &mut [SocketEntry]) {
     }
 }
 
+/// Listeners (LISTEN, or UNCONN for UDP) indexed by protocol and port, so that finding the
+/// listener of tens of thousands of TIME_WAIT entries costs one pass.
+#[derive(Debug)]
+pub struct ListenerIndex<'a> {
+    sockets: &'a [SocketEntry],
+    by_port: HashMap<(Proto, u16), Vec<usize>>,
+}
+
+impl<'a> ListenerIndex<'a> {
+    /// Indexes the listeners among `sockets`.
+    pub fn new(sockets: &'a [SocketEntry]) -> Self {
+        let mut by_port: HashMap<(Proto, u16), Vec<usize>> = HashMap::new();
+        for (i, s) in sockets.iter().enumerate() {
+            if matches!(s.state, SockState::Listen | SockState::Unconn) {
+                by_port.entry((s.proto, s.local_port)).or_default().push(i);
+            }
+        }
+        ListenerIndex { sockets, by_port }
+    }
+
+    /// The first listener that a socket on `addr:port` belongs to (same protocol and port,
+    /// overlapping address).
+    pub fn find(&self, proto: Proto, addr: IpAddr, port: u16) -> Option<&'a SocketEntry> {
+        let sockets = self.sockets;
+        self.by_port
+            .get(&(proto, port))?
+            .iter()
+            .map(|&j| &sockets[j])
+            .find(|l| addrs_overlap(l.local_addr, l.family == Family::Inet6, addr, false))
+    }
+}
+
 /// For each ownerless socket (TIME_WAIT, orphan FIN_WAIT2), records the listener of its
 /// port found among `sockets`, if any.
 pub fn link_listeners(sockets: &mut [SocketEntry]) {
-    let refs: Vec<Option<ListenerRef>> = sockets
-        .iter()
-        .map(|s| {
-            if !s.is_ownerless() {
-                return None;
-            }
-            listeners_for(sockets, s.proto, s.local_addr, s.local_port)
-                .into_iter()
-                .next()
-                .map(ListenerRef::of)
-        })
-        .collect();
-    for (s, r) in sockets.iter_mut().zip(refs) {
-        if r.is_some() {
-            s.listener = r;
-        }
+    let found: Vec<(usize, ListenerRef)> = {
+        let index = ListenerIndex::new(sockets);
+        sockets
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.is_ownerless())
+            .filter_map(|(i, s)| {
+                index
+                    .find(s.proto, s.local_addr, s.local_port)
+                    .map(|l| (i, ListenerRef::of(l)))
+            })
+            .collect()
+    };
+    for (i, r) in found {
+        sockets[i].listener = Some(Box::new(r));
     }
 }
 
@@ -571,22 +607,6 @@ pub fn sort(sockets: &mut [SocketEntry]) {
                 b.remote_port,
             ))
     });
-}
-
-/// The listeners (LISTEN, or UNCONN for UDP) in `sockets` that a socket on `addr:port` belongs
-/// to: same protocol and port, overlapping address.
-pub fn listeners_for(
-    sockets: &[SocketEntry],
-    proto: Proto,
-    addr: IpAddr,
-    port: u16,
-) -> Vec<&SocketEntry> {
-    sockets
-        .iter()
-        .filter(|s| s.proto == proto && s.local_port == port)
-        .filter(|s| matches!(s.state, SockState::Listen | SockState::Unconn))
-        .filter(|s| addrs_overlap(s.local_addr, s.family == Family::Inet6, addr, false))
-        .collect()
 }
 
 /// Groups entries by key, keeping first-seen order of keys.
@@ -654,5 +674,14 @@ mod tests {
         assert_eq!(SockState::parse("fin-wait-2"), Some(SockState::FinWait2));
         assert_eq!(SockState::parse("listening"), None);
         assert_eq!(SockState::parse("fin_wait2"), Some(SockState::FinWait2));
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    /// A socket row is held for every socket of `inspect`; keep it small (peak RSS target).
+    #[test]
+    fn socket_entry_stays_compact() {
+        assert!(std::mem::size_of::<super::SocketEntry>() <= 144);
     }
 }

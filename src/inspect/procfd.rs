@@ -11,16 +11,35 @@
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::{CStr, CString};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use sysinfo::{ProcessRefreshKind, ProcessesToUpdate, System, UpdateKind};
 
-/// The result of a walk.
+/// The result of a walk: (inode, pid) pairs, sorted.
 #[derive(Debug, Default)]
 pub struct Scan {
-    /// Wanted inode → PIDs holding it, ascending.
-    pub by_inode: HashMap<u64, Vec<u32>>,
-    /// Processes whose fd directory could not be read (permission).
+    inodes: Vec<u64>,
+    pids: Vec<u32>,
+    /// Processes whose fd directory or fd links could not be read (permission).
     pub unreadable: usize,
+}
+
+impl Scan {
+    /// The PIDs holding `inode`, ascending; empty when none was found.
+    pub fn pids_of(&self, inode: u64) -> &[u32] {
+        let lo = self.inodes.partition_point(|&i| i < inode);
+        let hi = self.inodes.partition_point(|&i| i <= inode);
+        &self.pids[lo..hi]
+    }
+
+    /// Every PID found, ascending, without repeats.
+    pub fn all_pids(&self) -> Vec<u32> {
+        let mut p = self.pids.clone();
+        p.sort_unstable();
+        p.dedup();
+        p
+    }
 }
 
 /// True when running with euid 0.
@@ -39,93 +58,198 @@ pub fn pids() -> Vec<u32> {
         .collect()
 }
 
+/// A process with more fds than this has the links of the rest handed to another thread.
+const SPLIT_AT: usize = 512;
+
+/// Work shared by the walker threads.
+struct Shared<'a> {
+    pids: &'a [u32],
+    next: AtomicUsize,
+    /// Second halves of large fd tables: (pid, fd numbers).
+    overflow: Mutex<Vec<(u32, Vec<u32>)>>,
+    want: &'a HashSet<u64>,
+}
+
+/// What one walker thread found.
+#[derive(Default)]
+struct Found {
+    pairs: Vec<(u64, u32)>,
+    unreadable: usize,
+}
+
 /// Finds every process holding one of `want`. Never fails: unreadable processes are counted.
+///
+/// PIDs are handed out one at a time from a shared counter, and the fd table of a large
+/// process is split between threads, so one process with 20,000 connections does not leave
+/// the other cores idle.
 pub fn owners_of(want: &HashSet<u64>) -> Scan {
     let pids = pids();
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
         .clamp(1, 4);
-    let chunk = pids.len().div_ceil(threads).max(1);
-    let parts: Vec<Scan> = std::thread::scope(|scope| {
-        let handles: Vec<_> = pids
-            .chunks(chunk)
-            .map(|part| scope.spawn(move || scan_part(part, want)))
+    let shared = Shared {
+        pids: &pids,
+        next: AtomicUsize::new(0),
+        overflow: Mutex::new(Vec::new()),
+        want,
+    };
+    let parts: Vec<Found> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| scope.spawn(|| walk(&shared)))
             .collect();
         handles.into_iter().filter_map(|h| h.join().ok()).collect()
     });
-    let mut scan = Scan::default();
-    for p in parts {
-        scan.unreadable += p.unreadable;
-        for (inode, pids) in p.by_inode {
-            scan.by_inode.entry(inode).or_default().extend(pids);
-        }
+    let mut pairs: Vec<(u64, u32)> = Vec::new();
+    let mut unreadable = 0;
+    for mut p in parts {
+        unreadable += p.unreadable;
+        pairs.append(&mut p.pairs);
     }
-    for v in scan.by_inode.values_mut() {
-        v.sort_unstable();
-        v.dedup();
+    pairs.sort_unstable();
+    pairs.dedup();
+    Scan {
+        inodes: pairs.iter().map(|p| p.0).collect(),
+        pids: pairs.iter().map(|p| p.1).collect(),
+        unreadable,
     }
-    scan
 }
 
-fn scan_part(pids: &[u32], want: &HashSet<u64>) -> Scan {
-    let mut scan = Scan::default();
-    let mut link = [0u8; 64];
-    for &pid in pids {
-        let Ok(path) = CString::new(format!("/proc/{pid}/fd")) else {
+fn walk(shared: &Shared<'_>) -> Found {
+    let mut found = Found::default();
+    let mut fds: Vec<u32> = Vec::new();
+    loop {
+        let i = shared.next.fetch_add(1, Ordering::Relaxed);
+        let Some(&pid) = shared.pids.get(i) else {
+            break;
+        };
+        let Some(dir) = FdDir::open(pid, &mut found) else {
             continue;
         };
-        // SAFETY: path is a valid NUL-terminated string; the returned DIR* is checked for NULL
-        // and closed below.
+        fds.clear();
+        dir.list(&mut fds);
+        let mine = if fds.len() > SPLIT_AT {
+            let rest = fds.split_off(fds.len() / 2);
+            if let Ok(mut q) = shared.overflow.lock() {
+                q.push((pid, rest));
+            }
+            &fds[..]
+        } else {
+            &fds[..]
+        };
+        dir.match_links(pid, mine, shared.want, &mut found);
+    }
+    loop {
+        let job = shared.overflow.lock().ok().and_then(|mut q| q.pop());
+        let Some((pid, rest)) = job else {
+            break;
+        };
+        if let Some(dir) = FdDir::open(pid, &mut found) {
+            dir.match_links(pid, &rest, shared.want, &mut found);
+        }
+    }
+    found
+}
+
+/// An open `/proc/<pid>/fd` directory.
+struct FdDir(*mut libc::DIR);
+
+impl FdDir {
+    /// Opens the fd directory; counts it as unreadable on EACCES/EPERM, skips vanished PIDs.
+    fn open(pid: u32, found: &mut Found) -> Option<FdDir> {
+        let path = CString::new(format!("/proc/{pid}/fd")).ok()?;
+        // SAFETY: path is a valid NUL-terminated string; NULL is checked below.
         let dir = unsafe { libc::opendir(path.as_ptr()) };
         if dir.is_null() {
             let err = std::io::Error::last_os_error();
             if matches!(err.raw_os_error(), Some(libc::EACCES) | Some(libc::EPERM)) {
-                scan.unreadable += 1;
+                found.unreadable += 1;
             }
-            continue;
+            return None;
         }
-        // SAFETY: dir is a valid, open DIR*.
-        let dfd = unsafe { libc::dirfd(dir) };
-        // /proc/1/fd can be opened but its links not read, even by root (ptrace access mode
-        // check in proc_fd_access_allowed): count such a process once as unreadable.
-        let mut denied = false;
+        Some(FdDir(dir))
+    }
+
+    /// The fd numbers in the directory.
+    fn list(&self, out: &mut Vec<u32>) {
         loop {
-            // SAFETY: dir is valid; readdir returns NULL at the end or on error.
-            let ent = unsafe { libc::readdir(dir) };
+            // SAFETY: self.0 is a valid open DIR*; readdir returns NULL at the end.
+            let ent = unsafe { libc::readdir(self.0) };
             if ent.is_null() {
                 break;
             }
             // SAFETY: ent points to a dirent valid until the next readdir on this DIR*.
             let name = unsafe { CStr::from_ptr((*ent).d_name.as_ptr()) };
-            if name.to_bytes().first() == Some(&b'.') {
-                continue;
-            }
-            // SAFETY: dfd is open, name is NUL-terminated, link is a writable buffer of the
-            // given length; readlinkat does not NUL-terminate, the length is returned.
-            let n = unsafe {
-                libc::readlinkat(dfd, name.as_ptr(), link.as_mut_ptr().cast(), link.len())
-            };
-            if n <= 0 {
-                if !denied && std::io::Error::last_os_error().raw_os_error() == Some(libc::EACCES) {
-                    denied = true;
-                    scan.unreadable += 1;
-                }
-                continue;
-            }
-            if let Some(inode) = socket_inode(&link[..n as usize])
-                && want.contains(&inode)
+            if let Some(fd) = std::str::from_utf8(name.to_bytes())
+                .ok()
+                .and_then(|n| n.parse::<u32>().ok())
             {
-                let v = scan.by_inode.entry(inode).or_default();
-                if v.last() != Some(&pid) {
-                    v.push(pid);
-                }
+                out.push(fd);
             }
         }
-        // SAFETY: dir came from opendir and is closed exactly once.
-        unsafe { libc::closedir(dir) };
     }
-    scan
+
+    /// Reads the link of each fd and records the wanted socket inodes.
+    fn match_links(&self, pid: u32, fds: &[u32], want: &HashSet<u64>, found: &mut Found) {
+        // SAFETY: self.0 is a valid open DIR*.
+        let dfd = unsafe { libc::dirfd(self.0) };
+        let mut link = [0u8; 64];
+        let mut name = [0u8; 16];
+        // /proc/1/fd can be opened but its links not read, even by root (ptrace access mode
+        // check in proc_fd_access_allowed): count such a process once as unreadable.
+        let mut denied = false;
+        for &fd in fds {
+            let n = write_cstr_u32(&mut name, fd);
+            // SAFETY: dfd is open, name[..=n] is NUL-terminated, link is a writable buffer of
+            // the given length; readlinkat does not NUL-terminate and returns the length.
+            let len = unsafe {
+                libc::readlinkat(
+                    dfd,
+                    name[..=n].as_ptr().cast(),
+                    link.as_mut_ptr().cast(),
+                    link.len(),
+                )
+            };
+            if len <= 0 {
+                if !denied && std::io::Error::last_os_error().raw_os_error() == Some(libc::EACCES) {
+                    denied = true;
+                    found.unreadable += 1;
+                }
+                continue;
+            }
+            if let Some(inode) = socket_inode(&link[..len as usize])
+                && want.contains(&inode)
+            {
+                found.pairs.push((inode, pid));
+            }
+        }
+    }
+}
+
+impl Drop for FdDir {
+    fn drop(&mut self) {
+        // SAFETY: self.0 came from opendir and is closed exactly once, here.
+        unsafe { libc::closedir(self.0) };
+    }
+}
+
+/// Writes `v` in decimal followed by a NUL into `buf`; returns the index of the NUL.
+fn write_cstr_u32(buf: &mut [u8; 16], mut v: u32) -> usize {
+    let mut tmp = [0u8; 10];
+    let mut n = 0;
+    loop {
+        tmp[n] = b'0' + (v % 10) as u8;
+        n += 1;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    for i in 0..n {
+        buf[i] = tmp[n - 1 - i];
+    }
+    buf[n] = 0;
+    n
 }
 
 /// Parses the target of an fd symlink: `socket:[12345]` → 12345.
@@ -184,7 +308,17 @@ mod tests {
             .unwrap()
             .ino();
         let scan = owners_of(&HashSet::from([ino]));
-        assert_eq!(scan.by_inode.get(&ino), Some(&vec![std::process::id()]));
+        assert_eq!(scan.pids_of(ino), &[std::process::id()]);
+        assert!(scan.pids_of(ino + 1).is_empty());
+    }
+
+    #[test]
+    fn fd_names_are_written_as_c_strings() {
+        let mut b = [0u8; 16];
+        assert_eq!(write_cstr_u32(&mut b, 0), 1);
+        assert_eq!(&b[..2], b"0\0");
+        let n = write_cstr_u32(&mut b, 4294967295);
+        assert_eq!(&b[..=n], b"4294967295\0");
     }
 
     #[test]

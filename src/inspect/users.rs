@@ -4,21 +4,22 @@
 //! it would show daemon users as bare numbers (KERNEL-FACTS.md); uzers asks getpwuid_r.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// A per-run cache of user names.
 #[derive(Debug, Default)]
 pub struct UserNames {
-    cache: HashMap<u32, String>,
+    cache: HashMap<u32, Arc<str>>,
 }
 
 impl UserNames {
     /// The user name for `uid`, or the number as text when it has no name.
-    pub fn name(&mut self, uid: u32) -> String {
+    pub fn name(&mut self, uid: u32) -> Arc<str> {
         self.cache
             .entry(uid)
             .or_insert_with(|| match uzers::get_user_by_uid(uid) {
-                Some(u) => u.name().to_string_lossy().into_owned(),
-                None => uid.to_string(),
+                Some(u) => u.name().to_string_lossy().into(),
+                None => uid.to_string().into(),
             })
             .clone()
     }

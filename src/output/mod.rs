@@ -11,9 +11,23 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 
+/// Rows produced on demand, for listings too large to hold as strings (tens of thousands of
+/// sockets): the writer asks for each row twice, once to size the columns, once to print.
+pub trait Rows {
+    /// Column names.
+    fn header(&self) -> Vec<String>;
+    /// Number of rows.
+    fn len(&self) -> usize;
+    /// True when there are no rows.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The cells of row `i` (`i < len()`).
+    fn row(&self, i: usize) -> Vec<String>;
+}
+
 /// A piece of human output.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Block {
+pub enum Block<'a> {
     /// A borderless table: header and rows.
     Table {
         /// Column names.
@@ -23,11 +37,13 @@ pub enum Block {
     },
     /// One line of text.
     Line(String),
+    /// A borderless table whose rows are made on demand.
+    Rows(Box<dyn Rows + 'a>),
 }
 
-impl Block {
+impl Block<'_> {
     /// A table from string slices for the header.
-    pub fn table(header: &[&str], rows: Vec<Vec<String>>) -> Block {
+    pub fn table(header: &[&str], rows: Vec<Vec<String>>) -> Block<'static> {
         Block::Table {
             header: header.iter().map(|h| h.to_string()).collect(),
             rows,
@@ -38,7 +54,7 @@ impl Block {
 /// Something a command prints.
 pub trait Report: Serialize {
     /// What a person sees on stdout.
-    fn human(&self) -> Vec<Block>;
+    fn human(&self) -> Vec<Block<'_>>;
     /// Hints for stderr (also serialized as `notes` by the report itself).
     fn notes(&self) -> Vec<String>;
 }
@@ -59,9 +75,11 @@ pub enum Format {
 pub fn emit<R: Report>(
     report: &R,
     format: Format,
-    mut out: impl Write,
+    out: impl Write,
     mut err: impl Write,
 ) -> io::Result<()> {
+    // stdout is line-buffered; a 50,000-row listing must not cost 50,000 write calls.
+    let mut out = io::BufWriter::with_capacity(64 * 1024, out);
     match format {
         Format::Json => json::write(report, &mut out)?,
         Format::Table => {
@@ -69,6 +87,7 @@ pub fn emit<R: Report>(
                 match block {
                     Block::Table { header, rows } => table::write(&header, &rows, &mut out)?,
                     Block::Line(l) => writeln!(out, "{l}")?,
+                    Block::Rows(rows) => table::write_rows(rows.as_ref(), &mut out)?,
                 }
             }
             out.flush()?;
