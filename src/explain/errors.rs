@@ -130,7 +130,7 @@ static PORT_RES: LazyLock<Vec<Regex>> = LazyLock::new(|| {
         r"\(\s*'(?P<addr>[^']*)'\s*,\s*(?P<port>\d{1,5})\s*\)",
         r"(?i)(?:listen|bind|dial) (?:tcp|udp)[46]? (?P<addr>[^\s:]*):(?P<port>\d{1,5})\b",
         r"(?i)\bport[ :=]+(?P<port>\d{1,5})\b",
-        r"(?i)\blocalhost:(?P<port>\d{1,5})\b",
+        r"(?i)\b(?P<addr>localhost):(?P<port>\d{1,5})\b",
     ]
     .iter()
     .filter_map(|r| Regex::new(r).ok())
@@ -139,7 +139,9 @@ static PORT_RES: LazyLock<Vec<Regex>> = LazyLock::new(|| {
 
 fn source_of(text: &str) -> &'static str {
     let l = text.to_ascii_lowercase();
-    if l.contains("java.net.")
+    if l.contains("errno::") {
+        "ruby"
+    } else if l.contains("java.net.")
         || l.contains("bindexception")
         || l.contains("web server failed to start")
     {
@@ -219,7 +221,7 @@ pub fn decode(text: &str) -> Option<Decoded> {
 
 fn number_in(text: &str) -> Option<u32> {
     static RE: LazyLock<Option<Regex>> = LazyLock::new(|| {
-        Regex::new(r"(?i)(?:errno\s*|winerror\s*|os error\s*|code:\s*|\()(\d{2,5})\b").ok()
+        Regex::new(r"(?i)(?:errno:?\s*-?|winerror\s*|os error\s*|code:\s*|\()(\d{2,5})\b").ok()
     });
     RE.as_ref()?
         .captures(text)
