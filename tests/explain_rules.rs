@@ -60,7 +60,7 @@ fn rule2_wildcard_listener_covers_a_specific_address() {
     // 127.0.0.1 next to 127.0.0.2 is fine.
     let h2 = Helper::start("listen", &["--addr", "127.0.0.2"], false);
     let e = explain_and_verify(h2.port(), "127.0.0.3", &[]);
-    assert!(e.bindable);
+    assert!(e.bindable, "{:#?}", e.causes);
     assert!(e.causes.is_empty(), "{:#?}", e.causes);
 }
 
@@ -72,9 +72,14 @@ fn rule3_dual_stack_listener_owns_ipv4_too() {
     assert_eq!(holder_pid(&e, "dual_stack_overlap"), h.pid());
     assert!(e.cause("dual_stack_overlap").fix.contains("IPV6_V6ONLY"));
     // With V6ONLY=1 the IPv4 side is free.
-    let h6 = Helper::start("listen", &["--addr", "::", "--v6only", "1"], false);
+    let free = support_explain::dual_free_port().to_string();
+    let h6 = Helper::start(
+        "listen",
+        &["--addr", "::", "--v6only", "1", "--port", &free],
+        false,
+    );
     let e = explain_and_verify(h6.port(), "0.0.0.0", &[]);
-    assert!(e.bindable);
+    assert!(e.bindable, "{:#?}", e.causes);
     // ...but [::1] is inside [::].
     let e = explain_and_verify(h6.port(), "::1", &[]);
     assert_eq!(e.kinds(), vec!["wildcard_overlap"]);
@@ -82,23 +87,29 @@ fn rule3_dual_stack_listener_owns_ipv4_too() {
 
 #[test]
 fn rule3_dual_stack_trial_against_ipv4_listener() {
-    let h = Helper::start("listen", &["--addr", "127.0.0.1"], false);
+    let free = support_explain::dual_free_port().to_string();
+    let h = Helper::start("listen", &["--addr", "127.0.0.1", "--port", &free], false);
     let e = explain_and_verify(h.port(), "::", &["--dual-stack"]);
     assert_eq!(e.kinds(), vec!["dual_stack_overlap"]);
     let e = explain_and_verify(h.port(), "::", &["--v6only"]);
-    assert!(e.bindable);
+    assert!(e.bindable, "{:#?}", e.causes);
 }
 
 #[test]
 fn rule4_reuseport_group_same_user_and_4a_specificity() {
-    let h = Helper::start("listen", &["--addr", "127.0.0.1", "--rp"], false);
+    let free = support_explain::dual_free_port().to_string();
+    let h = Helper::start(
+        "listen",
+        &["--addr", "127.0.0.1", "--rp", "--port", &free],
+        false,
+    );
     let e = explain_and_verify(h.port(), "127.0.0.1", &["--reuseport"]);
-    assert!(e.bindable);
+    assert!(e.bindable, "{:#?}", e.causes);
     let c = e.cause("reuseport_group");
     assert_eq!(c.sockets[0].owners[0].pid, h.pid());
     assert!(c.message.contains("spreads"), "{}", c.message);
     let e = explain_and_verify(h.port(), "0.0.0.0", &["--reuseport"]);
-    assert!(e.bindable);
+    assert!(e.bindable, "{:#?}", e.causes);
     assert!(
         e.cause("reuseport_group")
             .message
@@ -130,13 +141,14 @@ fn rule5_reuseport_across_users_is_refused() {
     ]);
     let real = real_bind(&["--addr", "127.0.0.1", "--port", &p, "--rp"], true);
     assert_eq!(e.verdict(), real);
-    assert!(e.bindable);
+    assert!(e.bindable, "{:#?}", e.causes);
     assert!(e.kinds().contains(&"reuseport_group"));
 }
 
 #[test]
 fn rule6_bound_but_not_listening() {
-    let h = Helper::start("bound", &["--addr", "127.0.0.1"], false);
+    let free = support_explain::dual_free_port().to_string();
+    let h = Helper::start("bound", &["--addr", "127.0.0.1", "--port", &free], false);
     for flags in [&[][..], &["--reuseaddr"][..]] {
         let e = explain_and_verify(h.port(), "127.0.0.1", flags);
         assert_eq!(e.kinds(), vec!["bound_not_listening"]);
@@ -153,7 +165,7 @@ fn rule6_bound_but_not_listening() {
 fn rule6a_bound_with_reuseaddr_on_both_passes_but_steals_listen() {
     let h = Helper::start("bound", &["--addr", "127.0.0.1", "--ra"], false);
     let e = explain_and_verify(h.port(), "127.0.0.1", &["--reuseaddr"]);
-    assert!(e.bindable);
+    assert!(e.bindable, "{:#?}", e.causes);
     let c = e.cause("bound_reuseaddr_shared");
     assert_eq!(c.sockets[0].owners[0].pid, h.pid());
     assert!(c.message.contains("listen()"));
@@ -179,7 +191,7 @@ fn rule6b_bound_reuseaddr_has_no_uid_check() {
         e.verdict(),
         real_bind(&["--addr", "127.0.0.1", "--port", &p, "--ra"], true)
     );
-    assert!(e.bindable);
+    assert!(e.bindable, "{:#?}", e.causes);
     assert!(
         e.cause("bound_reuseaddr_shared")
             .message
@@ -209,7 +221,7 @@ fn rule7_time_wait_old_socket_without_reuseaddr() {
     }
     // Rule 7c: another specific address is not blocked.
     let e = explain_and_verify(p, "127.0.0.2", &[]);
-    assert!(e.bindable);
+    assert!(e.bindable, "{:#?}", e.causes);
 }
 
 #[test]
@@ -226,7 +238,7 @@ fn rule7_time_wait_old_socket_with_reuseaddr_new_without() {
     );
     // Rule 7a: both with RA pass.
     let e = explain_and_verify(h.port(), "127.0.0.1", &["--reuseaddr"]);
-    assert!(e.bindable);
+    assert!(e.bindable, "{:#?}", e.causes);
     assert!(e.cause("time_wait_exempt").seconds_left.unwrap() > 40);
 }
 
@@ -234,7 +246,7 @@ fn rule7_time_wait_old_socket_with_reuseaddr_new_without() {
 fn rule7b_time_wait_reuseport_on_both() {
     let h = Helper::start("timewait", &["--addr", "127.0.0.1", "--rp"], false);
     let e = explain_and_verify(h.port(), "127.0.0.1", &["--reuseport"]);
-    assert!(e.bindable);
+    assert!(e.bindable, "{:#?}", e.causes);
     // Old RP, new RA only: fails.
     let e = explain_and_verify(h.port(), "127.0.0.1", &["--reuseaddr"]);
     assert!(!e.bindable);
@@ -335,7 +347,7 @@ fn rule14_privileged_port_and_14a_hidden_conflict() {
     let ps = p.to_string();
     // As root it is bindable, and netkit says what an ordinary user would get.
     let e = explain(&[&ps, "--addr", "127.0.0.1"]);
-    assert!(e.bindable);
+    assert!(e.bindable, "{:#?}", e.causes);
     assert!(e.cause("privileged_port").message.contains("ordinary user"));
     assert!(
         e.checks
@@ -375,7 +387,8 @@ fn rule16_invalid_arguments() {
 
 #[test]
 fn ruleu1_udp_port_in_use() {
-    let h = Helper::start("udp", &["--addr", "127.0.0.1"], false);
+    let free = support_explain::dual_free_port_for(true).to_string();
+    let h = Helper::start("udp", &["--addr", "127.0.0.1", "--port", &free], false);
     let e = explain_and_verify(h.port(), "0.0.0.0", &["--udp", "--reuseaddr"]);
     let c = e.cause("udp_in_use");
     assert_eq!(c.sockets[0].state, "UNCONN");
@@ -386,9 +399,14 @@ fn ruleu1_udp_port_in_use() {
 
 #[test]
 fn ruleu2_udp_reuseaddr_both_takes_the_datagrams() {
-    let h = Helper::start("udp", &["--addr", "127.0.0.1", "--ra"], false);
+    let free = support_explain::dual_free_port_for(true).to_string();
+    let h = Helper::start(
+        "udp",
+        &["--addr", "127.0.0.1", "--ra", "--port", &free],
+        false,
+    );
     let e = explain_and_verify(h.port(), "127.0.0.1", &["--udp", "--reuseaddr"]);
-    assert!(e.bindable);
+    assert!(e.bindable, "{:#?}", e.causes);
     let c = e.cause("udp_reuseaddr_takeover");
     assert!(c.message.contains("ALL unicast"));
     assert_eq!(c.sockets[0].owners[0].pid, h.pid());
@@ -405,8 +423,21 @@ fn ruleu2_udp_reuseaddr_both_takes_the_datagrams() {
 fn ruleu3_udp_reuseport_group() {
     let h = Helper::start("udp", &["--addr", "127.0.0.1", "--rp"], false);
     let e = explain_and_verify(h.port(), "127.0.0.1", &["--udp", "--reuseport"]);
-    assert!(e.bindable);
+    assert!(e.bindable, "{:#?}", e.causes);
     assert!(e.cause("reuseport_group").message.contains("per flow"));
+}
+
+#[test]
+fn ruleu4_udp_connected_socket_shares_the_port() {
+    let h = Helper::start("udpconn", &["--addr", "127.0.0.1", "--ra"], false);
+    let e = explain_and_verify(h.port(), "127.0.0.1", &["--udp", "--reuseaddr"]);
+    assert!(e.bindable, "{:#?}", e.causes);
+    let c = e.cause("udp_connected_share");
+    assert_eq!(c.sockets[0].state, "ESTABLISHED");
+    assert_eq!(c.sockets[0].owners[0].pid, h.pid());
+    // Without SO_REUSEADDR the connected socket still holds the port (rule U1).
+    let e = explain_and_verify(h.port(), "127.0.0.1", &["--udp"]);
+    assert_eq!(e.kinds(), vec!["udp_in_use"]);
 }
 
 #[test]

@@ -292,6 +292,16 @@ impl Runner {
 /// # Errors
 /// When a trial child cannot be started; an unreadable inventory becomes a note.
 pub fn explain_port(t: TrialOpts, as_user: Option<&str>) -> anyhow::Result<ExplainReport> {
+    explain_port_inner(t, as_user, true)
+}
+
+/// `may_fork`: false when the caller may already run threads (the lab client), so the
+/// unprivileged check, which forks, is skipped.
+fn explain_port_inner(
+    t: TrialOpts,
+    as_user: Option<&str>,
+    may_fork: bool,
+) -> anyhow::Result<ExplainReport> {
     let mut t = t;
     let runner = match as_user {
         None => Runner { as_ids: None },
@@ -333,6 +343,7 @@ pub fn explain_port(t: TrialOpts, as_user: Option<&str>) -> anyhow::Result<Expla
     let unpriv_start = sysctl::unprivileged_port_start();
     // Rule 14: as root, show what an ordinary user would get on a privileged port.
     let unprivileged = if outcome.ok
+        && may_fork
         && runner.as_ids.is_none()
         && inspect::procfd::is_root()
         && t.port != 0
@@ -453,6 +464,81 @@ pub fn explain_port(t: TrialOpts, as_user: Option<&str>) -> anyhow::Result<Expla
         checks,
         causes,
         holders,
+        notes,
+    })
+}
+
+/// Explains a failed client socket call — for `netkit run client --bind-port P` and other
+/// callers holding a [`crate::sockopt::SocketError`]. At `bind` it runs the bind trial (no
+/// listen(): a client pins a port, it does not listen) and the usual diagnosis; at `connect`
+/// it looks for the same 4-tuple or exhausted source ports (BIND-RULES.md rules 12, 13).
+///
+/// # Errors
+/// When the socket table cannot be read.
+pub fn explain_connect(
+    local: Option<std::net::SocketAddr>,
+    remote: std::net::SocketAddr,
+    opts: &crate::sockopt::SockOpts,
+    err: &crate::sockopt::SocketError,
+) -> anyhow::Result<ExplainReport> {
+    let errno = err.errno().unwrap_or(0);
+    let local_addr = local.unwrap_or_else(|| {
+        std::net::SocketAddr::new(
+            inspect::unspecified(if remote.is_ipv6() {
+                inspect::Family::Inet6
+            } else {
+                inspect::Family::Inet
+            }),
+            0,
+        )
+    });
+    let mut t = TrialOpts::plain(Proto::Tcp, local_addr.ip(), local_addr.port());
+    t.reuseaddr = opts.reuseaddr;
+    t.reuseport = opts.reuseport;
+    t.listen = false;
+    if err.stage == "bind" {
+        return explain_port_inner(t, None, false);
+    }
+    let pinned = local.filter(|l| l.port() != 0);
+    let q = Query {
+        udp: false,
+        local_port: pinned.map(|l| l.port()),
+        owners: OwnerScope::None,
+        ..Query::default()
+    };
+    let mut sockets = inspect::diag::query(&q).context("reading the socket table")?;
+    if pinned.is_none() {
+        sockets.retain(|s| s.remote_port == Some(remote.port()));
+    }
+    let mut notes = inspect::resolve_owners(&mut sockets, |s| s.remote_port == Some(remote.port()));
+    inspect::name_users(&mut sockets);
+    let num = |p: &str, d: u8| sysctl::read(p).and_then(|v| v.parse().ok()).unwrap_or(d);
+    let ev = crate::explain::connect::ConnectEvidence {
+        local: pinned,
+        remote,
+        errno,
+        sockets: &sockets,
+        ephemeral: sysctl::ephemeral_range(),
+        tw_reuse: num("net/ipv4/tcp_tw_reuse", 2),
+        timestamps: num("net/ipv4/tcp_timestamps", 1),
+    };
+    let causes = crate::explain::connect::diagnose(&ev);
+    if causes.is_empty() {
+        notes.push(format!(
+            "connect() to {remote} failed with {}; netkit has no specific explanation for it",
+            trial::errno_name(errno)
+        ));
+    }
+    Ok(ExplainReport {
+        port: local_addr.port(),
+        bindable: false,
+        errno: Some(trial::errno_name(errno)),
+        errno_code: Some(errno),
+        stage: Some(err.stage),
+        trial: t,
+        checks: Vec::new(),
+        causes,
+        holders: Vec::new(),
         notes,
     })
 }

@@ -372,19 +372,16 @@ fn in_use(ev: &Evidence<'_>) -> Vec<Cause> {
         |s: &SocketEntry| format!("stop {} (`netkit who-owns {p} --kill`)", pids_text(s));
 
     // 1. Listeners (TCP LISTEN) and bound UDP sockets: rules 1-5, U1.
-    for s in over
-        .iter()
-        .filter(|s| matches!(s.state, SockState::Listen | SockState::Unconn))
-    {
+    for s in over.iter().filter(|s| holds_like_listener(s)) {
         let o = overlap_kind(s, ev.dual(s), t);
         let hf = ev.flag(s);
         let holder_rp = hf.and_then(|f| f.reuseport);
         let holder_ra = hf.and_then(|f| f.reuseaddr);
         let same_uid = s.uid == Some(t.uid);
-        let what = if s.state == SockState::Listen {
-            "is listening on"
-        } else {
-            "has bound (UDP)"
+        let what = match s.state {
+            SockState::Listen => "is listening on",
+            SockState::Unconn => "has bound (UDP)",
+            _ => "has a connected UDP socket on",
         };
         let base = format!(
             "{} {what} {}: {}",
@@ -462,8 +459,9 @@ fn in_use(ev: &Evidence<'_>) -> Vec<Cause> {
             } else {
                 ""
             };
-            let rp_hint = if holder_rp == Some(true) && same_uid {
-                " It has SO_REUSEPORT set: set SO_REUSEPORT in yours too to join its group."
+            let rp_passes = !t.reuseport && ev.with_reuseport.is_some_and(|o| o.ok);
+            let rp_hint = if (holder_rp == Some(true) && same_uid) || rp_passes {
+                " It has SO_REUSEPORT set (a trial with SO_REUSEPORT passes): set SO_REUSEPORT in yours too to join its group."
             } else {
                 ""
             };
@@ -692,6 +690,12 @@ fn in_use(ev: &Evidence<'_>) -> Vec<Cause> {
     out
 }
 
+/// Sockets that conflict the way a listener does: TCP LISTEN, bound UDP, connected UDP.
+fn holds_like_listener(s: &SocketEntry) -> bool {
+    matches!(s.state, SockState::Listen | SockState::Unconn)
+        || (s.proto == Proto::Udp && s.state == SockState::Established)
+}
+
 /// True when a connection on the port is outgoing: its remote end is a local listener, or it
 /// talks to another host from a port inside the ephemeral range (BIND-RULES.md rule 11).
 fn is_outgoing(ev: &Evidence<'_>, s: &SocketEntry) -> bool {
@@ -728,10 +732,7 @@ fn sharing(ev: &Evidence<'_>) -> Vec<Cause> {
     }
     let over = ev.overlapping();
     let rank = |a: IpAddr| u8::from(!a.is_unspecified());
-    for s in over
-        .iter()
-        .filter(|s| matches!(s.state, SockState::Listen | SockState::Unconn))
-    {
+    for s in over.iter().filter(|s| holds_like_listener(s)) {
         let hf = ev.flag(s);
         let holder_rp = hf.and_then(|f| f.reuseport);
         let specific_differs =
@@ -741,6 +742,19 @@ fn sharing(ev: &Evidence<'_>) -> Vec<Cause> {
         } else {
             "new connections"
         };
+        if s.proto == Proto::Udp && s.state == SockState::Established {
+            out.push(Cause {
+                kind: "udp_connected_share",
+                message: format!(
+                    "{} shares the port with a connected UDP socket ({} -> {}): the connected socket gets only its peer's datagrams, and your unconnected socket gets everything else (BIND-RULES.md rule U4)",
+                    holder_text(s), s.local(), s.remote()
+                ),
+                fix: "nothing to do: this is the safe way for a server and a client to share a UDP port".to_string(),
+                seconds_left: None,
+                sockets: vec![(*s).clone()],
+            });
+            continue;
+        }
         if t.reuseport && holder_rp != Some(false) {
             let msg = if specific_differs {
                 format!(

@@ -36,6 +36,8 @@ pub struct TrialOpts {
     pub as_user: Option<String>,
     /// The uid the trial ran as.
     pub uid: u32,
+    /// TCP only: call listen() after bind (a server); false for a client pinning its port.
+    pub listen: bool,
 }
 
 fn is_zero(v: &u32) -> bool {
@@ -56,6 +58,7 @@ impl TrialOpts {
             v6only: addr.is_ipv6().then(sysctl::bindv6only),
             as_user: None,
             uid: crate::inspect::users::current_uid(),
+            listen: proto == Proto::Tcp,
         }
     }
 
@@ -158,7 +161,8 @@ pub fn run(t: &TrialOpts) -> Outcome {
     let opts = t.sockopts();
     let res = match t.proto {
         // The probe is closed when the listener drops at the end of this arm.
-        Proto::Tcp => sockopt::listen(addr, &opts, 1).map(drop),
+        Proto::Tcp if t.listen => sockopt::listen(addr, &opts, 1).map(drop),
+        Proto::Tcp => sockopt::tcp_bind_only(addr, &opts).map(drop),
         Proto::Udp => sockopt::udp_bind(addr, &opts).map(drop),
     };
     match res {

@@ -92,6 +92,16 @@ def main():
             s.listen(16)
         ready(s.getsockname()[1])
         hold()
+    if mode == "udpconn":
+        # A UDP socket bound with the options and connected to a peer (rule U4).
+        o["proto"] = "udp"
+        s = make(o)
+        bind(s, o)
+        peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        peer.bind(("127.0.0.1", 0))
+        s.connect(peer.getsockname())
+        ready(s.getsockname()[1])
+        hold()
     if mode == "serve":
         # Listen and hold every accepted connection.
         s = make(o)

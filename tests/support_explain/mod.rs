@@ -109,6 +109,26 @@ impl Drop for Helper {
     }
 }
 
+/// A TCP port that is free on IPv4 and IPv6 right now: the kernel picks it for a dual-stack
+/// `[::]` socket, which must have both sides free (ports from port 0, never fixed ones).
+pub fn dual_free_port() -> u16 {
+    dual_free_port_for(false)
+}
+
+/// Like [`dual_free_port`], for UDP when `udp`.
+pub fn dual_free_port_for(udp: bool) -> u16 {
+    let ty = if udp {
+        socket2::Type::DGRAM
+    } else {
+        socket2::Type::STREAM
+    };
+    let s = socket2::Socket::new(socket2::Domain::IPV6, ty, None).unwrap();
+    s.set_only_v6(false).unwrap();
+    s.bind(&"[::]:0".parse::<std::net::SocketAddr>().unwrap().into())
+        .unwrap();
+    s.local_addr().unwrap().as_socket().unwrap().port()
+}
+
 /// Runs netkit; returns (exit code, stdout, stderr).
 pub fn netkit(args: &[&str]) -> (i32, String, String) {
     let o = Command::new(env!("CARGO_BIN_EXE_netkit"))
