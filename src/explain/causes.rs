@@ -629,7 +629,7 @@ fn in_use(ev: &Evidence<'_>) -> Vec<Cause> {
         out.push(Cause {
             kind: "time_wait",
             message: format!(
-                "{} old connection(s) on {} are in TIME_WAIT; the last expires in {left} s. No process owns them: the kernel keeps them for 60 s after {}. A TIME_WAIT keeps the SO_REUSEADDR flag of the socket it came from, and a new bind passes only when both have it (BIND-RULES.md rule 7)",
+                "{} old connection(s) on {} are in TIME_WAIT; the last expires in {left} s. No process owns them: the kernel keeps them for 60 s on the side that closed first ({}). A TIME_WAIT keeps the SO_REUSEADDR flag of the socket it came from, and a new bind passes only when both have it (BIND-RULES.md rule 7)",
                 tw.len(),
                 tw.iter()
                     .map(|s| s.local())
@@ -638,9 +638,9 @@ fn in_use(ev: &Evidence<'_>) -> Vec<Cause> {
                     .collect::<Vec<_>>()
                     .join(", "),
                 if outgoing_tw {
-                    "an outgoing connection from this port closed first"
+                    "here an outgoing connection from this port"
                 } else {
-                    "the side that closed first (here: your old server)"
+                    "here most likely your old server"
                 }
             ),
             fix: leftover_fix(left),
