@@ -585,7 +585,7 @@ fn inherited_fds(sockets: &[SocketEntry]) -> HashMap<u64, String> {
             out.insert(
                 s.inode,
                 format!(
-                    "PID {} is a child of PID {pp}, the same program, which no longer holds the socket: the child kept an inherited copy after the parent closed its own",
+                    "PID {} is a child of PID {pp}, which runs the same program and does not hold the socket: most likely the child inherited it across fork() and kept it after the parent closed its copy (if the child opened it itself, ignore this)",
                     o.pid
                 ),
             );
