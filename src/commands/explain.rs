@@ -715,16 +715,25 @@ impl Report for WaitReport {
     }
 }
 
-/// The latest expiry among TIME_WAIT / FIN_WAIT2 leftovers on the port, as an instant.
+/// The latest expiry among TIME_WAIT / FIN_WAIT2 leftovers on the port, as an instant;
+/// `None` when a listener or bound socket holds the port too (then no timer will free it).
 fn leftover_deadline(port: u16) -> Option<Instant> {
     let q = Query {
         udp: false,
-        tcp_states: vec![SockState::TimeWait, SockState::FinWait2],
+        tcp_states: vec![
+            SockState::TimeWait,
+            SockState::FinWait2,
+            SockState::Listen,
+            SockState::Bound,
+        ],
         local_port: Some(port),
         owners: OwnerScope::None,
         ..Query::default()
     };
     let v = inspect::diag::query(&q).ok()?;
+    if v.iter().any(|s| s.is_binder()) {
+        return None;
+    }
     let ms = v
         .iter()
         .filter(|s| s.is_ownerless())
