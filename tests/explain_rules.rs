@@ -473,3 +473,57 @@ fn bad_input_is_one_line_and_exit_2() {
         );
     }
 }
+
+#[test]
+fn rule13_port_zero_with_the_ephemeral_range_exhausted() {
+    if !is_root() {
+        eprintln!("skipped: needs root to create a private network namespace");
+        return;
+    }
+    // In a throw-away netns with a 2-port range: hold both ports, then bind(0) for real and
+    // ask netkit. The host's sysctls are untouched (ip_local_port_range is per netns).
+    let script = format!(
+        r#"
+import socket, subprocess
+held = []
+for _ in range(2):
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); held.append(s)
+c = socket.socket()
+try:
+    c.bind(("127.0.0.1", 0)); c.listen(1); print("REAL OK")
+except OSError as e:
+    print("REAL", "EADDRINUSE" if e.errno == 98 else e.errno)
+r = subprocess.run(["{}", "explain", "0", "--addr", "127.0.0.1", "--json"], capture_output=True, text=True)
+print(r.stdout.strip())
+"#,
+        env!("CARGO_BIN_EXE_netkit")
+    );
+    let sh = format!(
+        "ip link set lo up && sysctl -qw net.ipv4.ip_local_port_range='40000 40001' && exec {} -c \"$0\"",
+        support_explain::python()
+    );
+    let o = std::process::Command::new("unshare")
+        .args(["-n", "sh", "-c", &sh, &script])
+        .output()
+        .unwrap();
+    if !o.status.success() {
+        eprintln!(
+            "skipped: cannot create a network namespace here: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        return;
+    }
+    let out = String::from_utf8_lossy(&o.stdout);
+    let mut lines = out.lines();
+    let real = lines
+        .next()
+        .unwrap()
+        .trim_start_matches("REAL ")
+        .to_string();
+    let e: support_explain::Explain = serde_json::from_str(lines.next().unwrap()).unwrap();
+    assert_eq!(e.verdict(), real);
+    assert_eq!(e.errno.as_deref(), Some("EADDRINUSE"));
+    let c = e.cause("ephemeral_exhausted");
+    assert!(c.message.contains("40000-40001"), "{}", c.message);
+    assert_eq!(c.sockets.len(), 2);
+}

@@ -432,7 +432,10 @@ fn explain_port_inner(
         .first()
         .copied()
     };
+    let ephemeral_used = (t.port == 0 && outcome.errno == Some(libc::EADDRINUSE))
+        .then(|| ephemeral_usage(t.proto, ephemeral));
     let ev = Evidence {
+        ephemeral_used,
         trial: &t,
         outcome,
         with_reuseaddr,
@@ -541,6 +544,24 @@ pub fn explain_connect(
         holders: Vec::new(),
         notes,
     })
+}
+
+/// Distinct local ports of the ephemeral range in use by `proto` sockets, and up to 20 of
+/// them as examples.
+fn ephemeral_usage(proto: Proto, (lo, hi): (u16, u16)) -> (usize, Vec<SocketEntry>) {
+    let q = Query {
+        tcp: proto == Proto::Tcp,
+        udp: proto == Proto::Udp,
+        owners: OwnerScope::None,
+        ..Query::default()
+    };
+    let mut v = inspect::diag::query(&q).unwrap_or_default();
+    v.retain(|s| (lo..=hi).contains(&s.local_port));
+    let ports: HashSet<u16> = v.iter().map(|s| s.local_port).collect();
+    v.truncate(20);
+    let _ = inspect::resolve_owners(&mut v, |_| true);
+    inspect::name_users(&mut v);
+    (ports.len(), v)
 }
 
 fn check(what: &str, o: Outcome) -> Check {

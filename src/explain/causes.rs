@@ -59,6 +59,9 @@ pub struct Evidence<'a> {
     pub bindv6only: bool,
     /// A port that is bindable now, to suggest.
     pub spare_port: Option<u16>,
+    /// For a port-0 trial: how many distinct ports of the ephemeral range are in use by the
+    /// trial's protocol, with some examples (rule 13).
+    pub ephemeral_used: Option<(usize, Vec<SocketEntry>)>,
 }
 
 impl Evidence<'_> {
@@ -214,6 +217,7 @@ pub fn diagnose(ev: &Evidence<'_>) -> Vec<Cause> {
         Some(libc::EACCES) => privileged(ev, false),
         Some(libc::EADDRNOTAVAIL) => vec![not_local(ev)],
         Some(libc::EINVAL) => vec![invalid(ev)],
+        Some(libc::EADDRINUSE) if ev.trial.port == 0 => vec![ephemeral_exhausted(ev)],
         Some(libc::EADDRINUSE) if ev.outcome.stage == Some("listen") => vec![listen_conflict(ev)],
         Some(libc::EADDRINUSE) => in_use(ev),
         _ => vec![Cause {
@@ -324,6 +328,23 @@ fn invalid(ev: &Evidence<'_>) -> Cause {
         fix,
         seconds_left: None,
         sockets: Vec::new(),
+    }
+}
+
+/// Rule 13: bind(0) → EADDRINUSE when every port of the ephemeral range is taken.
+fn ephemeral_exhausted(ev: &Evidence<'_>) -> Cause {
+    let (lo, hi) = ev.ephemeral;
+    let size = usize::from(hi.saturating_sub(lo)) + 1;
+    let (used, examples) = ev.ephemeral_used.clone().unwrap_or_default();
+    Cause {
+        kind: "ephemeral_exhausted",
+        message: format!(
+            "bind() to port 0 asks the kernel for a free port from net.ipv4.ip_local_port_range ({lo}-{hi}, {size} ports), and none is left: {used} of them are in use by {} sockets here. bind(0) treats ports used by outgoing connections as taken (BIND-RULES.md rule 13)",
+            ev.trial.proto
+        ),
+        fix: "widen ip_local_port_range (`sysctl -w net.ipv4.ip_local_port_range=\"15000 65000\"`), close idle connections or reuse them (keep-alive, pooling), or bind a fixed port outside the range".into(),
+        seconds_left: None,
+        sockets: examples,
     }
 }
 
