@@ -308,6 +308,22 @@ pub fn connect(
     Ok(s.into())
 }
 
+/// Creates a TCP socket bound to `addr` with `opts`, without listen() — what a client that
+/// pins its source port does before connect(). Used by `explain`'s trial for clients.
+///
+/// # Errors
+/// [`SocketError`] naming the stage and the errno.
+pub fn tcp_bind_only(
+    addr: SocketAddr,
+    opts: &SockOpts,
+) -> Result<std::os::fd::OwnedFd, SocketError> {
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
+        .map_err(set("socket", addr))?;
+    apply_pre_bind(&s, opts, addr)?;
+    s.bind(&addr.into()).map_err(set("bind", addr))?;
+    Ok(s.into())
+}
+
 /// Creates a UDP socket bound to `addr` with `opts`.
 ///
 /// # Errors

@@ -85,27 +85,25 @@ impl SocketsReport {
     }
 }
 
-/// Borrows a report as [`Rows`] for the streaming table writer.
-struct Borrowed<'a>(&'a SocketsReport);
-
-impl Rows for Borrowed<'_> {
+impl Rows for SocketsReport {
     fn header(&self) -> Vec<String> {
-        self.0.header()
+        SocketsReport::header(self)
     }
     fn len(&self) -> usize {
-        self.0.sockets.len()
+        self.sockets.len()
     }
     fn row(&self, i: usize) -> Vec<String> {
-        self.0.cells(&self.0.sockets[i])
+        self.cells(&self.sockets[i])
     }
 }
 
 impl Report for SocketsReport {
-    fn human(&self) -> Vec<Block<'_>> {
-        if self.sockets.is_empty() {
-            return Vec::new();
-        }
-        vec![Block::Rows(Box::new(Borrowed(self)))]
+    fn human(&self) -> Vec<Block> {
+        Vec::new()
+    }
+
+    fn rows(&self) -> Option<&dyn Rows> {
+        (!self.sockets.is_empty()).then_some(self as &dyn Rows)
     }
 
     fn notes(&self) -> Vec<String> {

@@ -49,7 +49,7 @@ pub struct TimewaitReport {
 }
 
 impl Report for TimewaitReport {
-    fn human(&self) -> Vec<Block<'_>> {
+    fn human(&self) -> Vec<Block> {
         let rows = self
             .ports
             .iter()

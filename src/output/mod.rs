@@ -27,7 +27,8 @@ pub trait Rows {
 }
 
 /// A piece of human output.
-pub enum Block<'a> {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Block {
     /// A borderless table: header and rows.
     Table {
         /// Column names.
@@ -37,13 +38,11 @@ pub enum Block<'a> {
     },
     /// One line of text.
     Line(String),
-    /// A borderless table whose rows are made on demand.
-    Rows(Box<dyn Rows + 'a>),
 }
 
-impl Block<'_> {
+impl Block {
     /// A table from string slices for the header.
-    pub fn table(header: &[&str], rows: Vec<Vec<String>>) -> Block<'static> {
+    pub fn table(header: &[&str], rows: Vec<Vec<String>>) -> Block {
         Block::Table {
             header: header.iter().map(|h| h.to_string()).collect(),
             rows,
@@ -54,7 +53,11 @@ impl Block<'_> {
 /// Something a command prints.
 pub trait Report: Serialize {
     /// What a person sees on stdout.
-    fn human(&self) -> Vec<Block<'_>>;
+    fn human(&self) -> Vec<Block>;
+    /// A large table printed before [`Report::human`], with rows made on demand.
+    fn rows(&self) -> Option<&dyn Rows> {
+        None
+    }
     /// Hints for stderr (also serialized as `notes` by the report itself).
     fn notes(&self) -> Vec<String>;
 }
@@ -83,11 +86,13 @@ pub fn emit<R: Report>(
     match format {
         Format::Json => json::write(report, &mut out)?,
         Format::Table => {
+            if let Some(rows) = report.rows() {
+                table::write_rows(rows, &mut out)?;
+            }
             for block in report.human() {
                 match block {
                     Block::Table { header, rows } => table::write(&header, &rows, &mut out)?,
                     Block::Line(l) => writeln!(out, "{l}")?,
-                    Block::Rows(rows) => table::write_rows(rows.as_ref(), &mut out)?,
                 }
             }
             out.flush()?;

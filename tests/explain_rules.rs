@@ -1,0 +1,529 @@
+//! One test per BIND-RULES.md §1 row one host can produce: the real situation (python3
+//! helpers), `netkit explain --json` with matching options, then (a) the verdict equals a
+//! real bind with those options at that moment, (b) the cause kind, (c) holder PID/user and
+//! seconds left where they apply. Cross-uid rows need root and skip otherwise.
+
+mod support_explain;
+
+use std::time::Duration;
+
+use support_explain::{Helper, explain, explain_and_verify, is_root, real_bind};
+
+/// This process's user name, as netkit would print it.
+fn uzers_name() -> String {
+    let out = std::process::Command::new("id")
+        .arg("-un")
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn holder_pid(e: &support_explain::Explain, kind: &str) -> u32 {
+    e.cause(kind).sockets[0].owners[0].pid
+}
+
+#[test]
+fn rule1_listener_on_the_same_address() {
+    let h = Helper::start("listen", &["--addr", "127.0.0.1"], false);
+    let p = h.port();
+    for flags in [&[][..], &["--reuseaddr"][..]] {
+        let e = explain_and_verify(p, "127.0.0.1", flags);
+        assert!(!e.bindable);
+        assert_eq!(e.errno.as_deref(), Some("EADDRINUSE"));
+        assert_eq!(e.errno_code, Some(98));
+        assert_eq!(e.kinds(), vec!["listening"]);
+        assert_eq!(holder_pid(&e, "listening"), h.pid());
+        let me = uzers_name();
+        assert_eq!(
+            e.cause("listening").sockets[0].user.as_deref(),
+            Some(me.as_str())
+        );
+        assert!(e.cause("listening").fix.contains("--kill"));
+    }
+}
+
+#[test]
+fn rule1_reuseport_on_one_side_only() {
+    let h = Helper::start("listen", &["--addr", "127.0.0.1"], false);
+    let e = explain_and_verify(h.port(), "127.0.0.1", &["--reuseport"]);
+    assert_eq!(e.errno.as_deref(), Some("EADDRINUSE"));
+    assert_eq!(e.kinds(), vec!["reuseport_one_sided"]);
+    assert_eq!(holder_pid(&e, "reuseport_one_sided"), h.pid());
+}
+
+#[test]
+fn rule2_wildcard_listener_covers_a_specific_address() {
+    let h = Helper::start("listen", &["--addr", "0.0.0.0", "--ra"], false);
+    let e = explain_and_verify(h.port(), "127.0.0.1", &["--reuseaddr"]);
+    assert_eq!(e.kinds(), vec!["wildcard_overlap"]);
+    assert_eq!(holder_pid(&e, "wildcard_overlap"), h.pid());
+    // 127.0.0.1 next to 127.0.0.2 is fine.
+    let h2 = Helper::start("listen", &["--addr", "127.0.0.2"], false);
+    let e = explain_and_verify(h2.port(), "127.0.0.3", &[]);
+    assert!(e.bindable, "{:#?}", e.causes);
+    assert!(e.causes.is_empty(), "{:#?}", e.causes);
+}
+
+#[test]
+fn rule3_dual_stack_listener_owns_ipv4_too() {
+    let h = Helper::start("listen", &["--addr", "::", "--v6only", "0"], false);
+    let e = explain_and_verify(h.port(), "127.0.0.1", &["--reuseaddr"]);
+    assert_eq!(e.kinds(), vec!["dual_stack_overlap"]);
+    assert_eq!(holder_pid(&e, "dual_stack_overlap"), h.pid());
+    assert!(e.cause("dual_stack_overlap").fix.contains("IPV6_V6ONLY"));
+    // With V6ONLY=1 the IPv4 side is free.
+    let free = support_explain::dual_free_port().to_string();
+    let h6 = Helper::start(
+        "listen",
+        &["--addr", "::", "--v6only", "1", "--port", &free],
+        false,
+    );
+    let e = explain_and_verify(h6.port(), "0.0.0.0", &[]);
+    assert!(e.bindable, "{:#?}", e.causes);
+    // ...but [::1] is inside [::].
+    let e = explain_and_verify(h6.port(), "::1", &[]);
+    assert_eq!(e.kinds(), vec!["wildcard_overlap"]);
+}
+
+#[test]
+fn rule3_dual_stack_trial_against_ipv4_listener() {
+    let free = support_explain::dual_free_port().to_string();
+    let h = Helper::start("listen", &["--addr", "127.0.0.1", "--port", &free], false);
+    let e = explain_and_verify(h.port(), "::", &["--dual-stack"]);
+    assert_eq!(e.kinds(), vec!["dual_stack_overlap"]);
+    let e = explain_and_verify(h.port(), "::", &["--v6only"]);
+    assert!(e.bindable, "{:#?}", e.causes);
+}
+
+#[test]
+fn rule4_reuseport_group_same_user_and_4a_specificity() {
+    let free = support_explain::dual_free_port().to_string();
+    let h = Helper::start(
+        "listen",
+        &["--addr", "127.0.0.1", "--rp", "--port", &free],
+        false,
+    );
+    let e = explain_and_verify(h.port(), "127.0.0.1", &["--reuseport"]);
+    assert!(e.bindable, "{:#?}", e.causes);
+    let c = e.cause("reuseport_group");
+    assert_eq!(c.sockets[0].owners[0].pid, h.pid());
+    assert!(c.message.contains("spreads"), "{}", c.message);
+    let e = explain_and_verify(h.port(), "0.0.0.0", &["--reuseport"]);
+    assert!(e.bindable, "{:#?}", e.causes);
+    assert!(
+        e.cause("reuseport_group")
+            .message
+            .contains("NO load balancing")
+    );
+}
+
+#[test]
+fn rule5_reuseport_across_users_is_refused() {
+    if !is_root() {
+        eprintln!("skipped: needs root to run the holder as nobody");
+        return;
+    }
+    let h = Helper::start("listen", &["--addr", "127.0.0.1", "--rp"], true);
+    let e = explain_and_verify(h.port(), "127.0.0.1", &["--reuseport"]);
+    assert_eq!(e.errno.as_deref(), Some("EADDRINUSE"));
+    let c = e.cause("reuseport_uid_mismatch");
+    assert_eq!(c.sockets[0].uid, Some(65534));
+    assert_eq!(c.sockets[0].owners[0].pid, h.pid());
+    // The same user (via --as-user) joins the group.
+    let p = h.port().to_string();
+    let e = explain(&[
+        &p,
+        "--addr",
+        "127.0.0.1",
+        "--reuseport",
+        "--as-user",
+        "nobody",
+    ]);
+    let real = real_bind(&["--addr", "127.0.0.1", "--port", &p, "--rp"], true);
+    assert_eq!(e.verdict(), real);
+    assert!(e.bindable, "{:#?}", e.causes);
+    assert!(e.kinds().contains(&"reuseport_group"));
+}
+
+#[test]
+fn rule6_bound_but_not_listening() {
+    let free = support_explain::dual_free_port().to_string();
+    let h = Helper::start("bound", &["--addr", "127.0.0.1", "--port", &free], false);
+    for flags in [&[][..], &["--reuseaddr"][..]] {
+        let e = explain_and_verify(h.port(), "127.0.0.1", flags);
+        assert_eq!(e.kinds(), vec!["bound_not_listening"]);
+        let s = &e.cause("bound_not_listening").sockets[0];
+        assert_eq!(s.state, "BOUND");
+        assert_eq!(s.owners[0].pid, h.pid());
+    }
+    // Wildcard trial over a specific bound socket, too.
+    let e = explain_and_verify(h.port(), "0.0.0.0", &[]);
+    assert_eq!(e.kinds(), vec!["bound_not_listening"]);
+}
+
+#[test]
+fn rule6a_bound_with_reuseaddr_on_both_passes_but_steals_listen() {
+    let h = Helper::start("bound", &["--addr", "127.0.0.1", "--ra"], false);
+    let e = explain_and_verify(h.port(), "127.0.0.1", &["--reuseaddr"]);
+    assert!(e.bindable, "{:#?}", e.causes);
+    let c = e.cause("bound_reuseaddr_shared");
+    assert_eq!(c.sockets[0].owners[0].pid, h.pid());
+    assert!(c.message.contains("listen()"));
+}
+
+#[test]
+fn rule6b_bound_reuseaddr_has_no_uid_check() {
+    if !is_root() {
+        eprintln!("skipped: needs root for a second uid");
+        return;
+    }
+    let h = Helper::start("bound", &["--addr", "127.0.0.1", "--ra"], false);
+    let p = h.port().to_string();
+    let e = explain(&[
+        &p,
+        "--addr",
+        "127.0.0.1",
+        "--reuseaddr",
+        "--as-user",
+        "nobody",
+    ]);
+    assert_eq!(
+        e.verdict(),
+        real_bind(&["--addr", "127.0.0.1", "--port", &p, "--ra"], true)
+    );
+    assert!(e.bindable, "{:#?}", e.causes);
+    assert!(
+        e.cause("bound_reuseaddr_shared")
+            .message
+            .contains("another user")
+    );
+}
+
+#[test]
+fn rule7_time_wait_old_socket_without_reuseaddr() {
+    let h = Helper::start("timewait", &["--addr", "127.0.0.1"], false);
+    let p = h.port();
+    for flags in [&[][..], &["--reuseaddr"][..]] {
+        let e = explain_and_verify(p, "127.0.0.1", flags);
+        assert_eq!(e.errno.as_deref(), Some("EADDRINUSE"));
+        let tw = e.cause("time_wait");
+        let left = tw.seconds_left.unwrap();
+        assert!((50..=61).contains(&left), "seconds left {left}");
+        assert_eq!(tw.sockets[0].state, "TIME_WAIT");
+        assert!(tw.sockets[0].owners.is_empty());
+        // The trial with SO_REUSEADDR failed too: the old socket lacked it.
+        assert!(
+            e.kinds().contains(&"old_socket_lacked_reuseaddr"),
+            "{:?}",
+            e.kinds()
+        );
+        assert!(tw.fix.contains("wait"));
+    }
+    // Rule 7c: another specific address is not blocked.
+    let e = explain_and_verify(p, "127.0.0.2", &[]);
+    assert!(e.bindable, "{:#?}", e.causes);
+}
+
+#[test]
+fn rule7_time_wait_old_socket_with_reuseaddr_new_without() {
+    let h = Helper::start("timewait", &["--addr", "127.0.0.1", "--ra"], false);
+    let e = explain_and_verify(h.port(), "127.0.0.1", &[]);
+    assert_eq!(e.errno.as_deref(), Some("EADDRINUSE"));
+    assert!(!e.kinds().contains(&"old_socket_lacked_reuseaddr"));
+    assert!(e.cause("time_wait").fix.contains("set SO_REUSEADDR"));
+    assert!(
+        e.checks
+            .iter()
+            .any(|c| c.what.contains("SO_REUSEADDR") && c.bindable)
+    );
+    // Rule 7a: both with RA pass.
+    let e = explain_and_verify(h.port(), "127.0.0.1", &["--reuseaddr"]);
+    assert!(e.bindable, "{:#?}", e.causes);
+    assert!(e.cause("time_wait_exempt").seconds_left.unwrap() > 40);
+}
+
+#[test]
+fn rule7b_time_wait_reuseport_on_both() {
+    let h = Helper::start("timewait", &["--addr", "127.0.0.1", "--rp"], false);
+    let e = explain_and_verify(h.port(), "127.0.0.1", &["--reuseport"]);
+    assert!(e.bindable, "{:#?}", e.causes);
+    // Old RP, new RA only: fails.
+    let e = explain_and_verify(h.port(), "127.0.0.1", &["--reuseaddr"]);
+    assert!(!e.bindable);
+    assert!(e.cause("time_wait").fix.contains("SO_REUSEPORT"));
+}
+
+#[test]
+fn rule8_orphan_established_connection() {
+    let h = Helper::start("orphan", &["--addr", "127.0.0.1"], false);
+    let p = h.port().to_string();
+    let _c = Helper::start("client", &["--addr", "127.0.0.1", "--port", &p], false);
+    assert_eq!(h.line(Duration::from_secs(5)).as_deref(), Some("ACCEPTED"));
+    let e = explain_and_verify(h.port(), "127.0.0.1", &[]);
+    let c = e.cause("orphan_established");
+    assert_eq!(c.sockets[0].state, "ESTABLISHED");
+    assert_eq!(c.sockets[0].owners[0].pid, h.pid());
+    assert!(e.kinds().contains(&"old_socket_lacked_reuseaddr"));
+}
+
+#[test]
+fn rule9_killed_server_leaves_fin_wait2() {
+    let mut h = Helper::start("serve", &["--addr", "127.0.0.1"], false);
+    let p = h.port().to_string();
+    let _c = Helper::start("client", &["--addr", "127.0.0.1", "--port", &p], false);
+    std::thread::sleep(Duration::from_millis(100));
+    h.kill(libc::SIGKILL);
+    let _ = h.child.wait();
+    // Wait for the orphan to reach FIN_WAIT2 (the client ACKs the kernel's FIN at once).
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    let e = loop {
+        let e = explain_and_verify(h.port(), "127.0.0.1", &[]);
+        if e.kinds().contains(&"fin_wait2") || std::time::Instant::now() > deadline {
+            break e;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let c = e.cause("fin_wait2");
+    assert!(c.seconds_left.unwrap() > 10);
+    assert_eq!(c.sockets[0].state, "FIN_WAIT2");
+    assert!(e.kinds().contains(&"old_socket_lacked_reuseaddr"));
+}
+
+#[test]
+fn rule10_listener_inherited_by_a_child() {
+    let h = Helper::start("inherit", &["--addr", "127.0.0.1"], false);
+    let child: u32 = h.ready[1].parse().unwrap();
+    let e = explain_and_verify(h.port(), "127.0.0.1", &["--reuseaddr"]);
+    assert_eq!(holder_pid(&e, "listening"), child);
+    let c = e.cause("inherited_fd");
+    assert!(c.message.contains(&h.pid().to_string()), "{}", c.message);
+}
+
+#[test]
+fn rule11_outgoing_connection_source_port() {
+    let srv = Helper::start("serve", &["--addr", "127.0.0.1"], false);
+    let sp = srv.port().to_string();
+    let cl = Helper::start("client", &["--addr", "127.0.0.1", "--port", &sp], false);
+    let e = explain_and_verify(cl.port(), "127.0.0.1", &["--reuseaddr"]);
+    let c = e.cause("ephemeral_source_port");
+    // Other connections on this shared machine may use the same source port (to other
+    // destinations); ours must be among the evidence.
+    assert!(
+        c.sockets
+            .iter()
+            .any(|s| s.owners.iter().any(|o| o.pid == cl.pid())),
+        "{:#?}",
+        c.sockets
+    );
+    assert!(c.message.contains("inside"), "{}", c.message);
+    assert!(!e.kinds().contains(&"orphan_established"));
+}
+
+/// A free port below 1024 (searched, never fixed).
+fn low_free_port() -> Option<u16> {
+    (600..1024u16).rev().find(|p| {
+        std::net::TcpListener::bind(("0.0.0.0", *p)).is_ok()
+            && std::net::UdpSocket::bind(("0.0.0.0", *p)).is_ok()
+    })
+}
+
+#[test]
+fn rule14_privileged_port_and_14a_hidden_conflict() {
+    if !is_root() {
+        // As an ordinary user the trial itself gets EACCES: check that directly.
+        let p = 1023u16;
+        let e = explain(&[&p.to_string()]);
+        assert_eq!(
+            e.verdict(),
+            real_bind(&["--addr", "0.0.0.0", "--port", &p.to_string()], false)
+        );
+        eprintln!("skipped: the cross-uid part needs root");
+        return;
+    }
+    let Some(p) = low_free_port() else {
+        eprintln!("skipped: no free port below 1024");
+        return;
+    };
+    let ps = p.to_string();
+    // As root it is bindable, and netkit says what an ordinary user would get.
+    let e = explain(&[&ps, "--addr", "127.0.0.1"]);
+    assert!(e.bindable, "{:#?}", e.causes);
+    assert!(e.cause("privileged_port").message.contains("ordinary user"));
+    assert!(
+        e.checks
+            .iter()
+            .any(|c| c.errno.as_deref() == Some("EACCES"))
+    );
+    // As nobody: EACCES, and it hides the listener behind it (rule 14a).
+    let h = Helper::start("listen", &["--addr", "127.0.0.1", "--port", &ps], false);
+    let e = explain(&[&ps, "--addr", "127.0.0.1", "--as-user", "nobody"]);
+    assert_eq!(
+        e.verdict(),
+        real_bind(&["--addr", "127.0.0.1", "--port", &ps], true)
+    );
+    assert_eq!(e.errno.as_deref(), Some("EACCES"));
+    assert_eq!(e.kinds(), vec!["privileged_port", "hidden_conflict"]);
+    assert_eq!(e.cause("hidden_conflict").sockets[0].owners[0].pid, h.pid());
+}
+
+#[test]
+fn rule15_address_not_on_this_host() {
+    let e = explain_and_verify(8, "192.0.2.1", &[]);
+    assert_eq!(e.errno.as_deref(), Some("EADDRNOTAVAIL"));
+    assert_eq!(e.kinds(), vec!["address_not_local"]);
+    let e = explain_and_verify(0, "2001:db8::1", &["--udp"]);
+    assert_eq!(e.kinds(), vec!["address_not_local"]);
+}
+
+#[test]
+fn rule16_invalid_arguments() {
+    let e = explain_and_verify(0, "::ffff:127.0.0.1", &["--v6only"]);
+    assert_eq!(e.errno.as_deref(), Some("EINVAL"));
+    assert!(e.cause("invalid_argument").message.contains("IPv4-mapped"));
+    let e = explain_and_verify(0, "fe80::1", &[]);
+    assert_eq!(e.errno.as_deref(), Some("EINVAL"));
+    assert!(e.cause("invalid_argument").message.contains("link-local"));
+}
+
+#[test]
+fn ruleu1_udp_port_in_use() {
+    let free = support_explain::dual_free_port_for(true).to_string();
+    let h = Helper::start("udp", &["--addr", "127.0.0.1", "--port", &free], false);
+    let e = explain_and_verify(h.port(), "0.0.0.0", &["--udp", "--reuseaddr"]);
+    let c = e.cause("udp_in_use");
+    assert_eq!(c.sockets[0].state, "UNCONN");
+    assert_eq!(c.sockets[0].owners[0].pid, h.pid());
+    let e = explain_and_verify(h.port(), "127.0.0.1", &["--udp", "--reuseport"]);
+    assert_eq!(e.kinds(), vec!["reuseport_one_sided"]);
+}
+
+#[test]
+fn ruleu2_udp_reuseaddr_both_takes_the_datagrams() {
+    let free = support_explain::dual_free_port_for(true).to_string();
+    let h = Helper::start(
+        "udp",
+        &["--addr", "127.0.0.1", "--ra", "--port", &free],
+        false,
+    );
+    let e = explain_and_verify(h.port(), "127.0.0.1", &["--udp", "--reuseaddr"]);
+    assert!(e.bindable, "{:#?}", e.causes);
+    let c = e.cause("udp_reuseaddr_takeover");
+    assert!(c.message.contains("ALL unicast"));
+    assert_eq!(c.sockets[0].owners[0].pid, h.pid());
+    // Specific beats wildcard: a wildcard newcomer does not take them.
+    let e = explain_and_verify(h.port(), "0.0.0.0", &["--udp", "--reuseaddr"]);
+    assert!(
+        e.cause("udp_reuseaddr_takeover")
+            .message
+            .contains("keeps receiving")
+    );
+}
+
+#[test]
+fn ruleu3_udp_reuseport_group() {
+    let h = Helper::start("udp", &["--addr", "127.0.0.1", "--rp"], false);
+    let e = explain_and_verify(h.port(), "127.0.0.1", &["--udp", "--reuseport"]);
+    assert!(e.bindable, "{:#?}", e.causes);
+    assert!(e.cause("reuseport_group").message.contains("per flow"));
+}
+
+#[test]
+fn ruleu4_udp_connected_socket_shares_the_port() {
+    let h = Helper::start("udpconn", &["--addr", "127.0.0.1", "--ra"], false);
+    let e = explain_and_verify(h.port(), "127.0.0.1", &["--udp", "--reuseaddr"]);
+    assert!(e.bindable, "{:#?}", e.causes);
+    let c = e.cause("udp_connected_share");
+    assert_eq!(c.sockets[0].state, "ESTABLISHED");
+    assert_eq!(c.sockets[0].owners[0].pid, h.pid());
+    // Without SO_REUSEADDR the connected socket still holds the port (rule U1).
+    let e = explain_and_verify(h.port(), "127.0.0.1", &["--udp"]);
+    assert_eq!(e.kinds(), vec!["udp_in_use"]);
+}
+
+#[test]
+fn human_output_has_verdict_cause_and_fix() {
+    let h = Helper::start("listen", &["--addr", "127.0.0.1"], false);
+    let p = h.port().to_string();
+    let (code, out, _) = support_explain::netkit(&["explain", &p, "--addr", "127.0.0.1"]);
+    assert_eq!(code, 1);
+    assert!(
+        out.lines()
+            .next()
+            .unwrap()
+            .contains("not bindable: EADDRINUSE at bind()"),
+        "{out}"
+    );
+    assert!(out.contains("[listening]"));
+    assert!(out.contains(&h.pid().to_string()));
+    assert!(out.contains("fix: stop PID"));
+}
+
+#[test]
+fn bad_input_is_one_line_and_exit_2() {
+    for args in [
+        &["explain", "80", "--addr", "not-an-ip"][..],
+        &["explain", "80", "--addr", "127.0.0.1", "--v6only"][..],
+        &["explain", "80", "--as-user", "no-such-user-xyz"][..],
+    ] {
+        let (code, out, err) = support_explain::netkit(args);
+        assert_eq!(code, 2, "{args:?}: {out} {err}");
+        assert!(
+            err.starts_with("netkit: ") && err.trim().lines().count() == 1,
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn rule13_port_zero_with_the_ephemeral_range_exhausted() {
+    if !is_root() {
+        eprintln!("skipped: needs root to create a private network namespace");
+        return;
+    }
+    // In a throw-away netns with a 2-port range: hold both ports, then bind(0) for real and
+    // ask netkit. The host's sysctls are untouched (ip_local_port_range is per netns).
+    let script = format!(
+        r#"
+import socket, subprocess
+held = []
+for _ in range(2):
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); held.append(s)
+c = socket.socket()
+try:
+    c.bind(("127.0.0.1", 0)); c.listen(1); print("REAL OK")
+except OSError as e:
+    print("REAL", "EADDRINUSE" if e.errno == 98 else e.errno)
+r = subprocess.run(["{}", "explain", "0", "--addr", "127.0.0.1", "--json"], capture_output=True, text=True)
+print(r.stdout.strip())
+"#,
+        env!("CARGO_BIN_EXE_netkit")
+    );
+    let sh = format!(
+        "ip link set lo up && sysctl -qw net.ipv4.ip_local_port_range='40000 40001' && exec {} -c \"$0\"",
+        support_explain::python()
+    );
+    let o = std::process::Command::new("unshare")
+        .args(["-n", "sh", "-c", &sh, &script])
+        .output()
+        .unwrap();
+    if !o.status.success() {
+        eprintln!(
+            "skipped: cannot create a network namespace here: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        return;
+    }
+    let out = String::from_utf8_lossy(&o.stdout);
+    let mut lines = out.lines();
+    let real = lines
+        .next()
+        .unwrap()
+        .trim_start_matches("REAL ")
+        .to_string();
+    let e: support_explain::Explain = serde_json::from_str(lines.next().unwrap()).unwrap();
+    assert_eq!(e.verdict(), real);
+    assert_eq!(e.errno.as_deref(), Some("EADDRINUSE"));
+    let c = e.cause("ephemeral_exhausted");
+    assert!(c.message.contains("40000-40001"), "{}", c.message);
+    assert_eq!(c.sockets.len(), 2);
+}

@@ -1,0 +1,87 @@
+//! `netkit sockopt PID`: reads back options a python3 process set on its own socket
+//! (SO_REUSEPORT, keepalive, SO_SNDBUF) through pidfd_getfd; EPERM gives a clear exit 2.
+
+mod support_explain;
+
+use support_explain::{Helper, is_root, netkit};
+
+#[derive(serde::Deserialize)]
+struct Opts {
+    reuseaddr: Option<bool>,
+    reuseport: Option<bool>,
+    keepalive: Option<bool>,
+    keepidle: Option<u32>,
+    sndbuf: Option<usize>,
+}
+
+#[derive(serde::Deserialize)]
+struct Entry {
+    fd: i32,
+    proto: String,
+    local_port: Option<u16>,
+    options: Opts,
+}
+
+#[derive(serde::Deserialize)]
+struct Out {
+    pid: u32,
+    sockets: Vec<Entry>,
+}
+
+#[test]
+fn reads_options_set_by_another_process() {
+    let h = Helper::start(
+        "listen",
+        &["--addr", "127.0.0.1", "--rp", "--ka", "--sndbuf", "65536"],
+        false,
+    );
+    let pid = h.pid().to_string();
+    let port = h.port().to_string();
+    let (code, out, err) = netkit(&["sockopt", &pid, "--port", &port, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let o: Out = serde_json::from_str(&out).unwrap();
+    assert_eq!(o.pid, h.pid());
+    assert_eq!(o.sockets.len(), 1);
+    let s = &o.sockets[0];
+    assert_eq!((s.proto.as_str(), s.local_port), ("tcp", Some(h.port())));
+    assert_eq!(s.options.reuseport, Some(true));
+    assert_eq!(s.options.reuseaddr, Some(false));
+    assert_eq!(s.options.keepalive, Some(true));
+    assert_eq!(s.options.keepidle, Some(30));
+    // The kernel doubles SO_SNDBUF on set.
+    assert_eq!(s.options.sndbuf, Some(131072));
+    // --fd picks the same socket; the human form shows the options.
+    let fd = s.fd.to_string();
+    let (code, out, _) = netkit(&["sockopt", &pid, "--fd", &fd]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("reuseport on") && out.contains("sndbuf 131072"),
+        "{out}"
+    );
+}
+
+#[test]
+fn no_permission_or_no_process_is_a_clear_error() {
+    let (code, _, err) = netkit(&["sockopt", "4194303"]);
+    assert_eq!(code, 2);
+    assert!(err.starts_with("netkit: no such process"), "{err}");
+    if !is_root() {
+        eprintln!("skipped: the EPERM case needs root to start a process of another user");
+        return;
+    }
+    let h = Helper::start("listen", &["--addr", "127.0.0.1"], false);
+    let o = std::process::Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            env!("CARGO_BIN_EXE_netkit"),
+        ])
+        .args(["sockopt", &h.pid().to_string()])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("ptrace") && err.contains("root"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1);
+}
