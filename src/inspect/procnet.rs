@@ -283,4 +283,136 @@ mod tests {
                 .is_empty()
         );
     }
+
+    // Real captures (fixtures/README.md says how each was made).
+    macro_rules! fixture {
+        ($table:literal, $name:literal) => {
+            include_str!(concat!("../../fixtures/proc_net/", $table, "/", $name, ".txt"))
+        };
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn find(v: &[SocketEntry], addr: &str, port: u16, state: SockState) -> SocketEntry {
+        v.iter()
+            .find(|e| e.local_addr == ip(addr) && e.local_port == port && e.state == state)
+            .unwrap_or_else(|| panic!("no {state} row for {addr}:{port} in {v:#?}"))
+            .clone()
+    }
+
+    #[test]
+    fn listen_fixture_decodes_addresses_uids_and_ragged_padding() {
+        let text = fixture!("tcp", "listen_6000");
+        // The kernel pads IPv4 TCP rows with trailing spaces (seq_pad); the fixture keeps them.
+        assert!(text.lines().nth(1).unwrap().ends_with("  "));
+        let v = parse_table(text, Proto::Tcp, Family::Inet).unwrap();
+        assert_eq!(v.len(), 3);
+        let root = find(&v, "127.0.0.1", 6000, SockState::Listen);
+        assert_eq!((root.uid, root.remote_addr, root.remote_port), (Some(0), None, None));
+        assert_ne!(root.inode, 0);
+        assert_eq!(find(&v, "127.0.0.1", 6005, SockState::Listen).uid, Some(65534));
+        find(&v, "0.0.0.0", 6002, SockState::Listen);
+
+        let v6 = parse_table(fixture!("tcp6", "listen_6000"), Proto::Tcp, Family::Inet6).unwrap();
+        assert_eq!(v6.len(), 2);
+        find(&v6, "::1", 6000, SockState::Listen);
+        let wild = find(&v6, "::", 6001, SockState::Listen);
+        assert_eq!(wild.family, Family::Inet6);
+    }
+
+    #[test]
+    fn timewait_fixture_rows_are_ownerless_with_expiry() {
+        for (table, family, addr) in [
+            ("tcp", Family::Inet, "127.0.0.1"),
+            ("tcp6", Family::Inet6, "::1"),
+        ] {
+            let text = match table {
+                "tcp" => fixture!("tcp", "timewait"),
+                _ => fixture!("tcp6", "timewait"),
+            };
+            let v = parse_table(text, Proto::Tcp, family).unwrap();
+            let tw: Vec<_> = v.iter().filter(|e| e.state == SockState::TimeWait).collect();
+            assert_eq!(tw.len(), 2, "{table}");
+            for e in tw {
+                assert_eq!(e.local_addr, ip(addr));
+                assert_eq!(e.local_port, 6000);
+                assert_eq!((e.uid, e.inode), (None, 0));
+                assert_eq!(e.remote_addr, Some(ip(addr)));
+                // Captured 0.2-0.6 s after the close: 59.x s left of the fixed 60 s.
+                let ms = e.expires_ms.unwrap();
+                assert!((59_000..=60_000).contains(&ms), "{ms}");
+            }
+            let l = find(&v, addr, 6000, SockState::Listen);
+            assert_eq!((l.uid, l.expires_ms), (Some(0), None));
+        }
+    }
+
+    #[test]
+    fn v4_mapped_fixture_keeps_the_mapped_address() {
+        let v = parse_table(fixture!("tcp6", "v4_mapped"), Proto::Tcp, Family::Inet6).unwrap();
+        let est = find(&v, "::ffff:127.0.0.1", 6000, SockState::Established);
+        assert_eq!(super::super::canonical(est.local_addr), ip("127.0.0.1"));
+        assert_eq!(est.remote_addr, Some(ip("::ffff:127.0.0.1")));
+        assert!(est.uid.is_some());
+        let tw = find(&v, "::ffff:127.0.0.1", 6000, SockState::TimeWait);
+        assert_eq!(tw.uid, None);
+        find(&v, "::", 6000, SockState::Listen);
+
+        let v4 = parse_table(fixture!("tcp", "v4_mapped"), Proto::Tcp, Family::Inet).unwrap();
+        let client = &v4[0];
+        assert_eq!(client.remote_port, Some(6000));
+        assert_eq!(client.remote_addr, Some(ip("127.0.0.1")));
+
+        let u = parse_table(fixture!("udp6", "v4_mapped"), Proto::Udp, Family::Inet6).unwrap();
+        let c = find(&u, "::ffff:127.0.0.1", 5353, SockState::Established);
+        assert_eq!(c.remote_port, Some(5354));
+    }
+
+    #[test]
+    fn orphan_fin_wait2_fixture_is_ownerless_and_close_wait_is_not() {
+        let v = parse_table(fixture!("tcp", "fin_wait2_orphan"), Proto::Tcp, Family::Inet).unwrap();
+        let fw2 = find(&v, "127.0.0.1", 6000, SockState::FinWait2);
+        assert_eq!((fw2.uid, fw2.inode), (None, 0));
+        assert!(fw2.expires_ms.is_some_and(|ms| ms > 55_000));
+        let cw = v.iter().find(|e| e.state == SockState::CloseWait).unwrap();
+        assert_eq!(cw.remote_port, Some(6000));
+        assert_eq!((cw.uid, cw.recv_q), (Some(0), 1)); // the FIN counts as one byte queued
+        assert_eq!(cw.expires_ms, None);
+    }
+
+    #[test]
+    fn bound_only_sockets_are_invisible_in_proc_net() {
+        let v = parse_table(fixture!("tcp", "bound_only"), Proto::Tcp, Family::Inet).unwrap();
+        assert_eq!(v.len(), 1);
+        assert_eq!((v[0].local_port, v[0].state), (6004, SockState::Listen));
+    }
+
+    #[test]
+    fn udp_fixture_states_queues_and_wildcards() {
+        let v = parse_table(fixture!("udp", "udp"), Proto::Udp, Family::Inet).unwrap();
+        assert_eq!(v.len(), 4);
+        let srv = find(&v, "127.0.0.1", 5353, SockState::Unconn);
+        assert_eq!((srv.remote_addr, srv.remote_port), (None, None));
+        assert_eq!(srv.recv_q, 0x340); // the datagram the autobound sender queued
+        let conn = find(&v, "127.0.0.1", 5354, SockState::Established);
+        assert_eq!(conn.remote_addr, Some(ip("127.0.0.1")));
+        assert_eq!(conn.remote_port, Some(5353));
+        find(&v, "0.0.0.0", 5355, SockState::Unconn);
+        assert!(v.iter().all(|e| e.expires_ms.is_none() && e.uid == Some(0)));
+
+        let v6 = parse_table(fixture!("udp6", "udp"), Proto::Udp, Family::Inet6).unwrap();
+        find(&v6, "::1", 5353, SockState::Unconn);
+    }
+
+    #[test]
+    fn truncating_any_fixture_row_gives_an_error_not_a_panic() {
+        let text = fixture!("tcp", "timewait");
+        let row = text.lines().nth(2).unwrap();
+        for cut in 0..row.len() {
+            let t = format!("{}\n{}\n", text.lines().next().unwrap(), &row[..cut]);
+            let _ = parse_table(&t, Proto::Tcp, Family::Inet);
+        }
+    }
 }
