@@ -255,8 +255,14 @@ impl Py {
                 "--reuid=65534",
                 "--regid=65534",
                 "--clear-groups",
-                "python3",
             ]);
+            // A python3 found through root's PATH (pyenv under /root) is not executable by
+            // nobody; the system one is.
+            c.arg(if std::path::Path::new("/usr/bin/python3").exists() {
+                "/usr/bin/python3"
+            } else {
+                "python3"
+            });
             c
         } else {
             Command::new("python3")
@@ -264,6 +270,7 @@ impl Py {
         cmd.args(["-c", PY_HOLDER, arg])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .process_group(0);
         let mut child = cmd.spawn().expect("start python3");
         let stdin = child.stdin.take();
@@ -272,7 +279,15 @@ impl Py {
             .read_line(&mut line)
             .expect("read ready line");
         let mut it = line.split_whitespace();
-        assert_eq!(it.next(), Some("ready"), "python holder said {line:?}");
+        if it.next() != Some("ready") {
+            let mut err = String::new();
+            let _ = child.kill();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = e.read_to_string(&mut err);
+            }
+            let _ = child.wait();
+            panic!("python holder did not start: {line:?} {err}");
+        }
         let port = it.next().and_then(|p| p.parse().ok()).expect("port");
         let pids = it.filter_map(|p| p.parse().ok()).collect();
         Py {
