@@ -46,7 +46,8 @@ fn listening_filters_by_port_pid_and_user() {
     let (r, _) = netkit_json::<SocketsJson>(&["listening", "--user", &name, "--port", &pp]);
     assert_eq!(r.sockets.len(), 1);
     if is_root() {
-        let (r, code) = netkit_json::<SocketsJson>(&["listening", "--user", "nobody", "--port", &pp]);
+        let (r, code) =
+            netkit_json::<SocketsJson>(&["listening", "--user", "nobody", "--port", &pp]);
         assert_eq!((r.sockets.len(), code), (0, 1));
         let nob = Py::start(PyHolder::Listen, true);
         let (r, _) = netkit_json::<SocketsJson>(&["listening", "--user", "nobody"]);
@@ -98,7 +99,10 @@ fn timewait_summary_and_all_list_the_entries_made_here() {
     assert_eq!((code, r.command.as_str()), (0, "timewait"));
     assert_eq!(r.ports.len(), 1);
     let e = &r.ports[0];
-    assert_eq!((e.local_addr.as_str(), e.local_port, e.count), ("127.0.0.1", port, 2));
+    assert_eq!(
+        (e.local_addr.as_str(), e.local_port, e.count),
+        ("127.0.0.1", port, 2)
+    );
     assert!(e.min_expires_ms <= e.max_expires_ms);
     assert!((50_000..=60_000).contains(&e.min_expires_ms), "{e:?}");
     assert!(e.max_expires_ms <= 60_000);
@@ -195,7 +199,10 @@ fn inspect_filters_by_state_port_and_pid() {
 
     let (r, _) = netkit_json::<SocketsJson>(&["inspect", "--state", "time-wait", "--port", &p]);
     assert_eq!(r.sockets.len(), 1);
-    assert_eq!(r.sockets[0].listener.as_ref().and_then(|l| l.pid), Some(me()));
+    assert_eq!(
+        r.sockets[0].listener.as_ref().and_then(|l| l.pid),
+        Some(me())
+    );
 
     // --pid: this process's sockets only; the TIME_WAIT has no owner so it drops out.
     let (r, _) = netkit_json::<SocketsJson>(&["inspect", "--pid", &me().to_string(), "--port", &p]);
@@ -206,9 +213,19 @@ fn inspect_filters_by_state_port_and_pid() {
     let (r, _) = netkit_json::<SocketsJson>(&["inspect", "--pid", &py.pids[0].to_string()]);
     assert_eq!(r.sockets.len(), 1);
     assert_eq!(
-        (r.sockets[0].proto.as_str(), r.sockets[0].state.as_str(), r.sockets[0].local_port),
+        (
+            r.sockets[0].proto.as_str(),
+            r.sockets[0].state.as_str(),
+            r.sockets[0].local_port
+        ),
         ("udp", "UNCONN", py.port)
     );
-    let (r, _) = netkit_json::<SocketsJson>(&["inspect", "--state", "unconn", "--port", &py.port.to_string()]);
+    let (r, _) = netkit_json::<SocketsJson>(&[
+        "inspect",
+        "--state",
+        "unconn",
+        "--port",
+        &py.port.to_string(),
+    ]);
     assert_eq!(r.sockets.len(), 1);
 }

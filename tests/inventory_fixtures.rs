@@ -22,7 +22,7 @@ macro_rules! proc_fixture {
 }
 
 fn unhex(line: &str) -> Vec<u8> {
-    assert!(line.len() % 2 == 0, "odd hex line");
+    assert!(line.len().is_multiple_of(2), "odd hex line");
     (0..line.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(&line[i..i + 2], 16).expect("hex digit"))
@@ -40,7 +40,11 @@ fn decode(hex: &str) -> Vec<DiagMsg> {
     let mut out = Vec::new();
     for (i, g) in grams.iter().enumerate() {
         let done = parse_dump(g, &mut out).expect("capture decodes");
-        assert_eq!(done, i + 1 == grams.len(), "NLMSG_DONE only on the last datagram");
+        assert_eq!(
+            done,
+            i + 1 == grams.len(),
+            "NLMSG_DONE only on the last datagram"
+        );
     }
     out
 }
@@ -97,7 +101,11 @@ fn time_wait_has_timer_3_expiry_in_ms_and_no_owner() {
             assert_eq!(e.state, SockState::TimeWait);
             assert_eq!(e.local_addr, ip(addr));
             assert_eq!(e.remote_addr, Some(ip(addr)));
-            assert_eq!((e.uid, e.inode), (None, 0), "uid 0 of a TIME_WAIT is nobody");
+            assert_eq!(
+                (e.uid, e.inode),
+                (None, 0),
+                "uid 0 of a TIME_WAIT is nobody"
+            );
             let ms = e.expires_ms.expect("expiry");
             assert!((59_000..=60_000).contains(&ms), "{ms}");
         }
@@ -112,7 +120,10 @@ fn bound_only_sockets_come_as_state_7_and_decode_as_bound() {
     ] {
         let raw = decode(hex);
         let b = raw.iter().find(|m| m.sport == 6003).expect("bound socket");
-        assert_eq!(b.state, 7, "TCP_BOUND_INACTIVE sockets are reported as TCP_CLOSE");
+        assert_eq!(
+            b.state, 7,
+            "TCP_BOUND_INACTIVE sockets are reported as TCP_CLOSE"
+        );
         let e = to_entry(Proto::Tcp, b);
         assert_eq!(e.state, SockState::Bound);
         assert_eq!(e.local_addr, ip(addr));
@@ -186,7 +197,17 @@ fn truncated_captures_are_errors_not_panics() {
 }
 
 /// What both sources must agree on for one socket.
-type Key = (Family, IpAddr, u16, Option<IpAddr>, Option<u16>, SockState, Option<u32>, u64, u32);
+type Key = (
+    Family,
+    IpAddr,
+    u16,
+    Option<IpAddr>,
+    Option<u16>,
+    SockState,
+    Option<u32>,
+    u64,
+    u32,
+);
 
 fn key(e: &SocketEntry) -> Key {
     (

@@ -55,10 +55,7 @@ fn tcp_v6_listener_is_found_and_filters_by_family() {
     assert_eq!(code, 0);
     assert_eq!(r.sockets.len(), 1);
     let s = &r.sockets[0];
-    assert_eq!(
-        (s.family.as_str(), s.local_addr.as_str()),
-        ("inet6", "::1")
-    );
+    assert_eq!((s.family.as_str(), s.local_addr.as_str()), ("inet6", "::1"));
     assert_eq!(s.pids(), vec![std::process::id()]);
     let (r4, code4) = who_owns(port, &["-4"]);
     assert_eq!((r4.sockets.len(), code4), (0, 1));
@@ -135,10 +132,7 @@ fn time_wait_made_here_matches_ss_and_names_the_listener() {
     .expect("TIME_WAIT visible within 3 s");
     assert_eq!(code, 0);
     let tw = r.sockets.iter().find(|s| s.state == "TIME_WAIT").unwrap();
-    assert_eq!(
-        (tw.local_addr.as_str(), tw.local_port),
-        ("127.0.0.1", port)
-    );
+    assert_eq!((tw.local_addr.as_str(), tw.local_port), ("127.0.0.1", port));
     assert_eq!(tw.remote_port, Some(client.port()));
     assert_eq!(tw.remote_addr.as_deref(), Some("127.0.0.1"));
     assert_eq!((tw.uid, tw.user.as_deref()), (None, None), "not root");
@@ -171,7 +165,11 @@ fn established_pair_shows_both_ends_on_the_port() {
     let c = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let (_s, _) = l.accept().unwrap();
     let (r, _) = who_owns(port, &[]);
-    let est: Vec<_> = r.sockets.iter().filter(|s| s.state == "ESTABLISHED").collect();
+    let est: Vec<_> = r
+        .sockets
+        .iter()
+        .filter(|s| s.state == "ESTABLISHED")
+        .collect();
     // who-owns is about the LOCAL port: the accepted socket, not the client's.
     assert_eq!(est.len(), 1, "{r:?}");
     assert_eq!(est[0].remote_port, Some(c.local_addr().unwrap().port()));
@@ -245,7 +243,11 @@ fn json_schema_keys_are_present_even_when_null() {
 #[test]
 fn ss_timer_formats_parse_as_bind_rules_section_4_says() {
     assert_eq!(ss_timer_ms("59sec"), Some(59_000));
-    assert_eq!(ss_timer_ms("8.980ms"), Some(8_980), "iproute2 6.1 quirk: seconds");
+    assert_eq!(
+        ss_timer_ms("8.980ms"),
+        Some(8_980),
+        "iproute2 6.1 quirk: seconds"
+    );
     assert_eq!(ss_timer_ms("676ms"), Some(676));
     assert_eq!(ss_timer_ms(""), Some(0));
     assert_eq!(ss_timer_ms("1min"), Some(60_000));

@@ -563,12 +563,12 @@ pub fn sort(sockets: &mut [SocketEntry]) {
 
 /// The listeners (LISTEN, or UNCONN for UDP) in `sockets` that a socket on `addr:port` belongs
 /// to: same protocol and port, overlapping address.
-pub fn listeners_for<'a>(
-    sockets: &'a [SocketEntry],
+pub fn listeners_for(
+    sockets: &[SocketEntry],
     proto: Proto,
     addr: IpAddr,
     port: u16,
-) -> Vec<&'a SocketEntry> {
+) -> Vec<&SocketEntry> {
     sockets
         .iter()
         .filter(|s| s.proto == proto && s.local_port == port)

@@ -276,7 +276,11 @@ mod tests {
 
     #[test]
     fn empty_and_header_only_tables_are_empty() {
-        assert!(parse_table("", Proto::Tcp, Family::Inet).unwrap().is_empty());
+        assert!(
+            parse_table("", Proto::Tcp, Family::Inet)
+                .unwrap()
+                .is_empty()
+        );
         assert!(
             parse_table(HEADER, Proto::Udp, Family::Inet6)
                 .unwrap()
@@ -287,7 +291,13 @@ mod tests {
     // Real captures (fixtures/README.md says how each was made).
     macro_rules! fixture {
         ($table:literal, $name:literal) => {
-            include_str!(concat!("../../fixtures/proc_net/", $table, "/", $name, ".txt"))
+            include_str!(concat!(
+                "../../fixtures/proc_net/",
+                $table,
+                "/",
+                $name,
+                ".txt"
+            ))
         };
     }
 
@@ -310,9 +320,15 @@ mod tests {
         let v = parse_table(text, Proto::Tcp, Family::Inet).unwrap();
         assert_eq!(v.len(), 3);
         let root = find(&v, "127.0.0.1", 6000, SockState::Listen);
-        assert_eq!((root.uid, root.remote_addr, root.remote_port), (Some(0), None, None));
+        assert_eq!(
+            (root.uid, root.remote_addr, root.remote_port),
+            (Some(0), None, None)
+        );
         assert_ne!(root.inode, 0);
-        assert_eq!(find(&v, "127.0.0.1", 6005, SockState::Listen).uid, Some(65534));
+        assert_eq!(
+            find(&v, "127.0.0.1", 6005, SockState::Listen).uid,
+            Some(65534)
+        );
         find(&v, "0.0.0.0", 6002, SockState::Listen);
 
         let v6 = parse_table(fixture!("tcp6", "listen_6000"), Proto::Tcp, Family::Inet6).unwrap();
@@ -333,7 +349,10 @@ mod tests {
                 _ => fixture!("tcp6", "timewait"),
             };
             let v = parse_table(text, Proto::Tcp, family).unwrap();
-            let tw: Vec<_> = v.iter().filter(|e| e.state == SockState::TimeWait).collect();
+            let tw: Vec<_> = v
+                .iter()
+                .filter(|e| e.state == SockState::TimeWait)
+                .collect();
             assert_eq!(tw.len(), 2, "{table}");
             for e in tw {
                 assert_eq!(e.local_addr, ip(addr));
@@ -372,7 +391,12 @@ mod tests {
 
     #[test]
     fn orphan_fin_wait2_fixture_is_ownerless_and_close_wait_is_not() {
-        let v = parse_table(fixture!("tcp", "fin_wait2_orphan"), Proto::Tcp, Family::Inet).unwrap();
+        let v = parse_table(
+            fixture!("tcp", "fin_wait2_orphan"),
+            Proto::Tcp,
+            Family::Inet,
+        )
+        .unwrap();
         let fw2 = find(&v, "127.0.0.1", 6000, SockState::FinWait2);
         assert_eq!((fw2.uid, fw2.inode), (None, 0));
         assert!(fw2.expires_ms.is_some_and(|ms| ms > 55_000));

@@ -251,11 +251,7 @@ impl Py {
         };
         let mut cmd = if as_nobody {
             let mut c = Command::new("setpriv");
-            c.args([
-                "--reuid=65534",
-                "--regid=65534",
-                "--clear-groups",
-            ]);
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups"]);
             // A python3 found through root's PATH (pyenv under /root) is not executable by
             // nobody; the system one is.
             c.arg(if std::path::Path::new("/usr/bin/python3").exists() {
