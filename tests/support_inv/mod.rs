@@ -170,13 +170,23 @@ pub fn poll<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     }
 }
 
-/// A port nobody holds right now (bound then released; good enough for "free port" checks
-/// within one test).
+/// A port number nobody holds right now in TCP or UDP, IPv4 or IPv6 (checked by binding the
+/// wildcards, then released; good enough for "free port" checks within one test).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind 127.0.0.1:0")
-        .port()
+    for _ in 0..100 {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("bind 127.0.0.1:0")
+            .port();
+        let free = TcpListener::bind(("0.0.0.0", port)).is_ok()
+            && TcpListener::bind(("::", port)).is_ok()
+            && std::net::UdpSocket::bind(("0.0.0.0", port)).is_ok()
+            && std::net::UdpSocket::bind(("::", port)).is_ok();
+        if free {
+            return port;
+        }
+    }
+    panic!("no port free in both TCP and UDP after 100 tries");
 }
 
 /// Makes one server-side TIME_WAIT on `listener`'s address: connect, accept, the server
