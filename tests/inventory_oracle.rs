@@ -38,12 +38,13 @@ fn sorted(v: Vec<Row>) -> BTreeSet<Row> {
     v.into_iter().collect()
 }
 
-/// A port with a listener, an accepted connection, a TIME_WAIT and (when the number is free
-/// for UDP) a UDP socket, all on 127.0.0.1.
+/// A port with a listener, an accepted connection, a TIME_WAIT and, when the number is free
+/// there, a UDP socket on 127.0.0.1 and TCP and UDP sockets on [::1].
 struct Population {
     _l: TcpListener,
     _pair: (TcpStream, TcpStream),
     _udp: Option<UdpSocket>,
+    v6: (Option<TcpListener>, Option<UdpSocket>),
     port: u16,
 }
 
@@ -54,10 +55,15 @@ fn population() -> Population {
     let c = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let (s, _) = l.accept().unwrap();
     let udp = UdpSocket::bind(("127.0.0.1", port)).ok();
+    let v6 = (
+        TcpListener::bind(("::1", port)).ok(),
+        UdpSocket::bind(("::1", port)).ok(),
+    );
     Population {
         _l: l,
         _pair: (c, s),
         _udp: udp,
+        v6,
         port,
     }
 }
@@ -86,6 +92,13 @@ fn netkit_agrees_with_the_proc_net_parser() {
         })
         .collect();
     assert!(ours.len() >= 3, "{ours:?}");
+    if p.v6.0.is_some() {
+        assert!(
+            socks
+                .iter()
+                .any(|s| s.family == "inet6" && s.state == "LISTEN")
+        );
+    }
     assert_eq!(sorted(ours), sorted(theirs));
     // The TIME_WAIT expiry read both ways agrees, allowing for the time between the reads
     // (/proc was read after netkit, so it shows less time left) and 10 ms tick rounding.
