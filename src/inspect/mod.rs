@@ -436,12 +436,12 @@ pub struct Snapshot {
 /// other processes is reported in [`Snapshot::notes`], never as an error.
 pub fn snapshot(q: &Query) -> Result<Snapshot, InspectError> {
     let started = Instant::now();
-    let mut sockets = diag::query(q)?;
-    let notes = resolve_owners(&mut sockets, |s| match q.owners {
+    let (mut sockets, mut notes) = table(q)?;
+    notes.extend(resolve_owners(&mut sockets, |s| match q.owners {
         OwnerScope::None => false,
         OwnerScope::Binders => s.is_binder(),
         OwnerScope::All => true,
-    });
+    }));
     name_users(&mut sockets);
     sort(&mut sockets);
     Ok(Snapshot {
@@ -449,6 +449,41 @@ pub fn snapshot(q: &Query) -> Result<Snapshot, InspectError> {
         notes,
         elapsed_us: started.elapsed().as_micros(),
     })
+}
+
+/// The sockets `q` asks for, without owners: from sock_diag, or from `/proc/net` when the
+/// netlink socket cannot be used (a sandbox that forbids `NETLINK_SOCK_DIAG`, a kernel
+/// without `inet_diag`), with a note saying what that costs.
+///
+/// # Errors
+/// The sock_diag error when both sources fail; decode errors of sock_diag replies (a netkit
+/// bug, not something to hide behind the fallback).
+pub fn table(q: &Query) -> Result<(Vec<SocketEntry>, Vec<String>), InspectError> {
+    with_fallback(diag::query(q), || procnet::read_all(q))
+}
+
+fn with_fallback(
+    primary: Result<Vec<SocketEntry>, InspectError>,
+    fallback: impl FnOnce() -> Result<Vec<SocketEntry>, InspectError>,
+) -> Result<(Vec<SocketEntry>, Vec<String>), InspectError> {
+    match primary {
+        Ok(v) => Ok((v, Vec::new())),
+        Err(err @ InspectError::Netlink { .. }) => match fallback() {
+            Ok(v) => {
+                let cause = std::error::Error::source(&err)
+                    .map(|c| format!(": {c}"))
+                    .unwrap_or_default();
+                Ok((
+                    v,
+                    vec![format!(
+                        "{err}{cause}; read /proc/net instead, which cannot show bound-only (BOUND) TCP sockets"
+                    )],
+                ))
+            }
+            Err(_) => Err(err),
+        },
+        Err(e) => Err(e),
+    }
 }
 
 /// Fills `owners` of the sockets selected by `pick` (those with an inode) from one walk of
@@ -661,6 +696,39 @@ mod tests {
             recv_q: 0,
             send_q: 0,
         }
+    }
+
+    #[test]
+    fn netlink_failure_falls_back_with_a_note_and_decode_errors_do_not() {
+        let netlink = || InspectError::Netlink {
+            what: "opening the socket",
+            source: std::io::Error::from_raw_os_error(libc::EPERM),
+        };
+        let one = || {
+            Ok(vec![entry(
+                SockState::Listen,
+                "127.0.0.1",
+                80,
+                Family::Inet,
+                1,
+            )])
+        };
+        let (v, notes) = with_fallback(Ok(Vec::new()), one).unwrap();
+        assert!(v.is_empty() && notes.is_empty());
+        let (v, notes) = with_fallback(Err(netlink()), one).unwrap();
+        assert_eq!(v.len(), 1);
+        assert!(notes[0].contains("/proc/net") && notes[0].contains("sock_diag"));
+        assert!(notes[0].contains("not permitted"), "{}", notes[0]);
+        let both = with_fallback(Err(netlink()), || {
+            Err(InspectError::Parse {
+                path: "/proc/net/tcp".into(),
+                line: 2,
+                reason: "x",
+            })
+        });
+        assert!(matches!(both, Err(InspectError::Netlink { .. })));
+        let decode = with_fallback(Err(InspectError::Decode("bad".into())), one);
+        assert!(matches!(decode, Err(InspectError::Decode(_))));
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! `/proc/net/{tcp,tcp6,udp,udp6}` parsing: the fallback and the test oracle.
 //!
 //! sock_diag ([`super::diag`]) is the main path; these text tables are what a kernel without
-//! `NETLINK_SOCK_DIAG` (or a sandbox that blocks netlink) still offers, and an independent
-//! second opinion for tests. [`parse_table`] is pure and fixture-tested; [`read_all`] is the
+//! `NETLINK_SOCK_DIAG` (or a sandbox that blocks netlink) still offers ([`super::table`]
+//! falls back to them), and an independent second opinion for tests. [`parse_table`] is pure and fixture-tested; [`read_all`] is the
 //! only code in netkit that opens these paths.
 //!
 //! What the tables cannot show: bound-but-not-listening TCP sockets (they sit in no hash the
