@@ -14,11 +14,21 @@ use support_inv::*;
 /// (proto, local addr, local port, remote port, state, inode)
 type Row = (String, IpAddr, u16, Option<u16>, String, u64);
 
+/// The addresses this test's sockets use. Other processes may hold the same port number on
+/// other loopback addresses and come and go between the reads, so rows are compared on these.
+fn is_ours(addr: &IpAddr) -> bool {
+    *addr == IpAddr::from([127, 0, 0, 1]) || *addr == IpAddr::from(std::net::Ipv6Addr::LOCALHOST)
+}
+
 fn netkit_rows(port: u16) -> (Vec<Row>, Vec<SockJson>) {
     let (r, code) = netkit_json::<SocketsJson>(&["who-owns", &port.to_string()]);
     assert_eq!(code, 0);
-    let rows = r
+    let socks: Vec<SockJson> = r
         .sockets
+        .into_iter()
+        .filter(|s| is_ours(&s.local_addr.parse().unwrap()))
+        .collect();
+    let rows = socks
         .iter()
         .map(|s| {
             (
@@ -31,7 +41,7 @@ fn netkit_rows(port: u16) -> (Vec<Row>, Vec<SockJson>) {
             )
         })
         .collect();
-    (rows, r.sockets)
+    (rows, socks)
 }
 
 fn sorted(v: Vec<Row>) -> BTreeSet<Row> {
@@ -80,6 +90,7 @@ fn netkit_agrees_with_the_proc_net_parser() {
     let theirs: Vec<Row> = procnet::read_all(&q)
         .expect("read /proc/net")
         .into_iter()
+        .filter(|e| is_ours(&e.local_addr))
         .map(|e| {
             (
                 e.proto.to_string(),
@@ -106,7 +117,7 @@ fn netkit_agrees_with_the_proc_net_parser() {
     let ptw = procnet::read_all(&q)
         .unwrap()
         .into_iter()
-        .find(|e| e.state.name() == "TIME_WAIT")
+        .find(|e| e.state.name() == "TIME_WAIT" && is_ours(&e.local_addr))
         .unwrap();
     let between = started.elapsed().as_millis() as u64;
     let (a, b) = (tw.expires_ms.unwrap(), ptw.expires_ms.unwrap());
@@ -127,7 +138,10 @@ fn netkit_agrees_with_netstat2_including_owners() {
     )
     .expect("netstat2");
     let mut theirs: Vec<Row> = Vec::new();
-    for si in infos.iter().filter(|s| s.local_port() == p.port) {
+    for si in infos
+        .iter()
+        .filter(|s| s.local_port() == p.port && is_ours(&s.local_addr()))
+    {
         let row = match &si.protocol_socket_info {
             ProtocolSocketInfo::Tcp(t) => {
                 let state = match t.state {

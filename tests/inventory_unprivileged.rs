@@ -40,13 +40,16 @@ fn as_nobody(args: &[&str]) -> Option<Output> {
 fn root_sockets_show_user_root_without_pid_and_a_hint() {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let p = l.local_addr().unwrap().port().to_string();
-    let Some(out) = as_nobody(&["who-owns", &p, "--json"]) else {
+    let Some(out) = as_nobody(&["who-owns", &p, "--tcp", "--json"]) else {
         return;
     };
     let (r, code): (SocketsJson, i32) = decode(&out, &["who-owns", &p, "--json"]);
     assert_eq!(code, 0, "the port is held, permission or not");
-    assert_eq!(r.sockets.len(), 1);
-    let s = &r.sockets[0];
+    let s = r
+        .sockets
+        .iter()
+        .find(|s| s.state == "LISTEN")
+        .expect("the listener");
     assert_eq!((s.uid, s.user.as_deref()), (Some(0), Some("root")));
     assert!(
         s.owners.is_empty(),
@@ -56,7 +59,7 @@ fn root_sockets_show_user_root_without_pid_and_a_hint() {
     assert!(r.notes[0].contains("root"), "{:?}", r.notes);
 
     // Table mode: `?` for the owner on stdout, exactly one hint line on stderr.
-    let out = as_nobody(&["who-owns", &p]).unwrap();
+    let out = as_nobody(&["who-owns", &p, "--tcp"]).unwrap();
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8_lossy(&out.stdout);
     let row = text.lines().find(|l| l.contains("LISTEN")).expect("row");
@@ -77,7 +80,13 @@ fn root_sockets_show_user_root_without_pid_and_a_hint() {
         let out = as_nobody(args).unwrap();
         let (r, code): (SocketsJson, i32) = decode(&out, args);
         assert_eq!(code, 0, "{args:?}");
-        assert_eq!(r.sockets[0].user.as_deref(), Some("root"));
+        let mine = r
+            .sockets
+            .iter()
+            .find(|s| s.state == "LISTEN" && s.local_port.to_string() == p)
+            .expect("the listener");
+        assert_eq!(mine.user.as_deref(), Some("root"));
+        assert!(mine.owners.is_empty());
     }
 }
 
@@ -89,12 +98,16 @@ fn own_sockets_keep_their_pid_when_unprivileged() {
     }
     let py = Py::start(PyHolder::Listen, true);
     let p = py.port.to_string();
-    let Some(out) = as_nobody(&["who-owns", &p, "--json"]) else {
+    let Some(out) = as_nobody(&["who-owns", &p, "--tcp", "--json"]) else {
         return;
     };
     let (r, code): (SocketsJson, i32) = decode(&out, &["who-owns", &p]);
     assert_eq!(code, 0);
-    let s = &r.sockets[0];
+    let s = r
+        .sockets
+        .iter()
+        .find(|s| s.state == "LISTEN")
+        .expect("the listener");
     assert_eq!((s.uid, s.user.as_deref()), (Some(65534), Some("nobody")));
     assert_eq!(s.pids(), vec![py.pids[0]]);
     assert!(

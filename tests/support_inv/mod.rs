@@ -70,6 +70,16 @@ pub struct SockJson {
     pub listener: Option<ListenerJson>,
 }
 
+impl SocketsJson {
+    /// Keeps the sockets whose local address is `addr`: other processes on this machine may
+    /// hold the same port number on other loopback addresses (another test's 127.0.0.5:P
+    /// client, say), and exact counts are about ours.
+    pub fn only(mut self, addr: &str) -> SocketsJson {
+        self.sockets.retain(|s| s.local_addr == addr);
+        self
+    }
+}
+
 impl SockJson {
     /// The PIDs of the owners.
     pub fn pids(&self) -> Vec<u32> {
@@ -342,11 +352,11 @@ pub fn ss_timer_ms(t: &str) -> Option<u64> {
     }
 }
 
-/// The TIME_WAIT timers `ss -tan -o state time-wait` shows for local port `port`, in ms.
-pub fn ss_timewait_ms(port: u16) -> Vec<u64> {
+/// The TIME_WAIT timers `ss -tan -o state time-wait` shows for local `addr:port`, in ms.
+pub fn ss_timewait_ms(addr: &str, port: u16) -> Vec<u64> {
     let out = Command::new("ss")
         .args(["-tan", "-o", "state", "time-wait"])
-        .arg(format!("sport = :{port}"))
+        .arg(format!("src {addr}:{port}"))
         .output()
         .expect("run ss");
     String::from_utf8_lossy(&out.stdout)
