@@ -1,6 +1,7 @@
 //! Oracles: netkit's inventory of one port, made here with real sockets, against two
 //! independent readers of the same kernel state — the /proc/net parser
-//! (`inspect::procnet::read_all`) and netstat2 (`get_sockets_info`, sock_diag + full /proc walk).
+//! (`inspect::procnet::read_all`) and netstat2 (`get_sockets_info`, sock_diag + full /proc walk);
+//! and the /proc/net fallback end to end, with sock_diag made unavailable by strace.
 
 mod support_inv;
 
@@ -188,5 +189,47 @@ fn netkit_agrees_with_netstat2_including_owners() {
         socks
             .iter()
             .any(|s| s.proto == Proto::Tcp.to_string() && s.pids() == vec![std::process::id()])
+    );
+}
+
+#[test]
+fn without_sock_diag_who_owns_falls_back_to_proc_net() {
+    if !have("strace") {
+        eprintln!("skipped: strace not installed (used to make socket(2) fail)");
+        return;
+    }
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    make_time_wait(&l);
+    // strace fault injection: every socket(2) of netkit fails with EACCES, as in a sandbox
+    // that forbids NETLINK_SOCK_DIAG.
+    let args = ["who-owns", &port.to_string(), "--tcp", "--json"];
+    let out = std::process::Command::new("strace")
+        .args(["-f", "-qq", "-o", "/dev/null", "-e", "trace=socket"])
+        .args(["-e", "inject=socket:error=EACCES"])
+        .arg(env!("CARGO_BIN_EXE_netkit"))
+        .args(args)
+        .output()
+        .expect("strace");
+    if String::from_utf8_lossy(&out.stderr).contains("ptrace") {
+        eprintln!("skipped: ptrace not permitted here");
+        return;
+    }
+    let (r, code): (SocketsJson, i32) = decode(&out, &args);
+    assert_eq!(code, 0);
+    assert!(
+        r.notes.iter().any(|n| n.contains("/proc/net")),
+        "{:?}",
+        r.notes
+    );
+    let r = r.only("127.0.0.1");
+    let listen = r.sockets.iter().find(|s| s.state == "LISTEN").unwrap();
+    assert_eq!(listen.pids(), vec![std::process::id()]);
+    let tw = r.sockets.iter().find(|s| s.state == "TIME_WAIT").unwrap();
+    assert_eq!((tw.uid, tw.user.as_deref()), (None, None));
+    assert!(tw.expires_ms.is_some_and(|ms| ms > 50_000));
+    assert_eq!(
+        tw.listener.as_ref().and_then(|l| l.pid),
+        Some(std::process::id())
     );
 }
