@@ -96,7 +96,9 @@ fn own_sockets_keep_their_pid_when_unprivileged() {
         eprintln!("skipped: needs root to start a socket holder as uid 65534");
         return;
     }
-    let py = Py::start(PyHolder::Listen, true);
+    let Some(py) = Py::start(PyHolder::Listen, true) else {
+        return;
+    };
     let p = py.port.to_string();
     let Some(out) = as_nobody(&["who-owns", &p, "--tcp", "--json"]) else {
         return;

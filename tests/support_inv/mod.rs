@@ -262,7 +262,16 @@ pub struct Py {
 
 impl Py {
     /// Starts a holder; `as_nobody` runs it under `setpriv` as uid/gid 65534 (root only).
-    pub fn start(kind: PyHolder, as_nobody: bool) -> Py {
+    /// `None`, with a printed reason, when python3 (or setpriv) is not installed.
+    pub fn start(kind: PyHolder, as_nobody: bool) -> Option<Py> {
+        if !have("python3") {
+            eprintln!("skipped: python3 not installed (it holds the test's sockets)");
+            return None;
+        }
+        if as_nobody && !have("setpriv") {
+            eprintln!("skipped: setpriv (util-linux) not installed");
+            return None;
+        }
         let arg = match kind {
             PyHolder::Listen => "listen",
             PyHolder::ForkedListen => "fork",
@@ -306,12 +315,12 @@ impl Py {
         }
         let port = it.next().and_then(|p| p.parse().ok()).expect("port");
         let pids = it.filter_map(|p| p.parse().ok()).collect();
-        Py {
+        Some(Py {
             child,
             stdin,
             port,
             pids,
-        }
+        })
     }
 }
 
