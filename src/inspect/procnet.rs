@@ -2,8 +2,9 @@
 //!
 //! sock_diag ([`super::diag`]) is the main path; these text tables are what a kernel without
 //! `NETLINK_SOCK_DIAG` (or a sandbox that blocks netlink) still offers ([`super::table`]
-//! falls back to them), and an independent second opinion for tests. [`parse_table`] is pure and fixture-tested; [`read_all`] is the
-//! only code in netkit that opens these paths.
+//! falls back to them), and an independent second opinion for tests. [`parse_table`] is pure
+//! and tested on real captures (fixtures/proc_net/); [`read_all`] is the only code in netkit
+//! that opens these paths.
 //!
 //! What the tables cannot show: bound-but-not-listening TCP sockets (they sit in no hash the
 //! table walks, KERNEL-FACTS.md), so a [`Query`] asking for `BOUND` gets none from here.
