@@ -189,6 +189,61 @@ fn time_wait_made_here_matches_ss_and_names_the_listener() {
 }
 
 #[test]
+fn dual_stack_listener_owns_v4_mapped_connections_and_time_waits() {
+    use std::io::Read;
+    // std leaves IPV6_V6ONLY at the system default (net.ipv6.bindv6only, 0 = dual-stack).
+    if std::fs::read_to_string("/proc/sys/net/ipv6/bindv6only").is_ok_and(|v| v.trim() == "1") {
+        eprintln!("skipped: net.ipv6.bindv6only=1, [::] is not dual-stack here");
+        return;
+    }
+    let Ok(l) = TcpListener::bind("[::]:0") else {
+        eprintln!("skipped: IPv6 unavailable");
+        return;
+    };
+    let port = l.local_addr().unwrap().port();
+    // One connection stays up, one ends server-first in TIME_WAIT; both come from IPv4.
+    let _up = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let (_up_srv, _) = l.accept().unwrap();
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let (s, _) = l.accept().unwrap();
+    drop(s);
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    assert_eq!(c.read(&mut [0u8; 1]).unwrap(), 0);
+    drop(c);
+
+    let r = poll(Duration::from_secs(3), || {
+        let (r, _) = who_owns(port, &["--tcp"]);
+        r.sockets
+            .iter()
+            .any(|s| s.state == "TIME_WAIT")
+            .then_some(r)
+    })
+    .expect("TIME_WAIT visible");
+    let listen = r.sockets.iter().find(|s| s.state == "LISTEN").unwrap();
+    assert_eq!(
+        (listen.family.as_str(), listen.local_addr.as_str()),
+        ("inet6", "::")
+    );
+    let est = r
+        .sockets
+        .iter()
+        .find(|s| s.state == "ESTABLISHED")
+        .expect("the accepted connection");
+    assert_eq!(
+        (est.family.as_str(), est.local_addr.as_str()),
+        ("inet6", "::ffff:127.0.0.1")
+    );
+    assert_eq!(est.pids(), vec![std::process::id()]);
+    let tw = r.sockets.iter().find(|s| s.state == "TIME_WAIT").unwrap();
+    assert_eq!(tw.local_addr, "::ffff:127.0.0.1");
+    assert_eq!(
+        tw.listener.as_ref().and_then(|l| l.pid),
+        Some(std::process::id()),
+        "the [::] listener covers v4-mapped addresses"
+    );
+}
+
+#[test]
 fn established_pair_shows_both_ends_on_the_port() {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
