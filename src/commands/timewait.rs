@@ -12,7 +12,8 @@ use serde::Serialize;
 use super::sockets_report::SocketsReport;
 use crate::cli::inventory::TimewaitArgs;
 use crate::inspect::{
-    self, ListenerIndex, ListenerRef, Proto, Query, SockState, SocketEntry, diag, fmt_endpoint,
+    self, InspectError, ListenerIndex, ListenerRef, Proto, Query, SockState, SocketEntry, diag,
+    fmt_endpoint,
 };
 use crate::output::{Block, Report, fmt_ms};
 
@@ -111,28 +112,37 @@ pub fn report(args: &TimewaitArgs) -> anyhow::Result<Timewait> {
     }
     // Fold TIME_WAIT entries into per-address:port counters as the kernel sends them: a
     // summary of 100,000 entries never holds 100,000 rows.
-    let parts = diag::for_each_job(&q, |_, acc: &mut Fold, m| {
+    let folded = diag::for_each_job(&q, |_, acc: &mut Fold, m| {
         if args.port.is_some_and(|p| p != m.sport) {
             return;
         }
         match diag::to_state(Proto::Tcp, m) {
-            SockState::TimeWait => {
-                let g = acc.groups.entry((m.src, m.sport)).or_insert(Agg {
-                    count: 0,
-                    min: u64::MAX,
-                    max: 0,
-                });
-                let left = u64::from(m.expires);
-                g.count += 1;
-                g.min = g.min.min(left);
-                g.max = g.max.max(left);
-            }
+            SockState::TimeWait => acc.add_time_wait(m.src, m.sport, u64::from(m.expires)),
             SockState::Listen => acc.listeners.push(diag::to_entry(Proto::Tcp, m)),
             SockState::FinWait2 if m.inode == 0 => acc.orphans += 1,
             _ => {}
         }
-    })
-    .context("reading the socket table")?;
+    });
+    let (parts, mut notes) = match folded {
+        Ok(parts) => (parts, Vec::new()),
+        // Without sock_diag, fold the /proc/net fallback's rows the same way.
+        Err(InspectError::Netlink { .. }) => {
+            let (rows, notes) = inspect::table(&q).context("reading the socket table")?;
+            let mut acc = Fold::default();
+            for s in rows {
+                match s.state {
+                    SockState::TimeWait => {
+                        acc.add_time_wait(s.local_addr, s.local_port, s.expires_ms.unwrap_or(0))
+                    }
+                    SockState::Listen => acc.listeners.push(s),
+                    SockState::FinWait2 if s.inode == 0 => acc.orphans += 1,
+                    _ => {}
+                }
+            }
+            (vec![acc], notes)
+        }
+        Err(e) => return Err(anyhow::Error::new(e).context("reading the socket table")),
+    };
     let mut groups: HashMap<(IpAddr, u16), Agg> = HashMap::new();
     let mut listeners = Vec::new();
     let mut orphans = 0;
@@ -140,18 +150,16 @@ pub fn report(args: &TimewaitArgs) -> anyhow::Result<Timewait> {
         orphans += p.orphans;
         listeners.extend(p.listeners);
         for (k, v) in p.groups {
-            let g = groups.entry(k).or_insert(Agg {
-                count: 0,
-                min: u64::MAX,
-                max: 0,
-            });
+            let g = groups.entry(k).or_insert(Agg::EMPTY);
             g.count += v.count;
             g.min = g.min.min(v.min);
             g.max = g.max.max(v.max);
         }
     }
     let tw_ports: HashSet<u16> = groups.keys().map(|(_, p)| *p).collect();
-    let mut notes = inspect::resolve_owners(&mut listeners, |s| tw_ports.contains(&s.local_port));
+    notes.extend(inspect::resolve_owners(&mut listeners, |s| {
+        tw_ports.contains(&s.local_port)
+    }));
     inspect::name_users(&mut listeners);
     orphan_note(orphans, &mut notes);
     let index = ListenerIndex::new(&listeners);
@@ -196,12 +204,29 @@ struct Agg {
     max: u64,
 }
 
+impl Agg {
+    const EMPTY: Agg = Agg {
+        count: 0,
+        min: u64::MAX,
+        max: 0,
+    };
+}
+
 /// What one dump contributes to the summary.
 #[derive(Debug, Default)]
 struct Fold {
     groups: HashMap<(IpAddr, u16), Agg>,
     listeners: Vec<SocketEntry>,
     orphans: usize,
+}
+
+impl Fold {
+    fn add_time_wait(&mut self, addr: IpAddr, port: u16, left_ms: u64) {
+        let g = self.groups.entry((addr, port)).or_insert(Agg::EMPTY);
+        g.count += 1;
+        g.min = g.min.min(left_ms);
+        g.max = g.max.max(left_ms);
+    }
 }
 
 fn orphan_note(orphans: usize, notes: &mut Vec<String>) {
@@ -214,7 +239,7 @@ fn orphan_note(orphans: usize, notes: &mut Vec<String>) {
 
 /// `timewait --all`: every TIME_WAIT socket with its port's listener.
 fn list_all(args: &TimewaitArgs, q: &Query) -> anyhow::Result<Timewait> {
-    let mut sockets = diag::query(q).context("reading the socket table")?;
+    let (mut sockets, mut notes) = inspect::table(q).context("reading the socket table")?;
     let orphans = sockets
         .iter()
         .filter(|s| s.state == SockState::FinWait2 && s.inode == 0)
@@ -225,9 +250,9 @@ fn list_all(args: &TimewaitArgs, q: &Query) -> anyhow::Result<Timewait> {
         .filter(|s| s.state == SockState::TimeWait)
         .map(|s| s.local_port)
         .collect();
-    let mut notes = inspect::resolve_owners(&mut sockets, |s| {
+    notes.extend(inspect::resolve_owners(&mut sockets, |s| {
         s.state == SockState::Listen && tw_ports.contains(&s.local_port)
-    });
+    }));
     inspect::name_users(&mut sockets);
     orphan_note(orphans, &mut notes);
     inspect::link_listeners(&mut sockets);

@@ -438,12 +438,12 @@ pub struct Snapshot {
 /// other processes is reported in [`Snapshot::notes`], never as an error.
 pub fn snapshot(q: &Query) -> Result<Snapshot, InspectError> {
     let started = Instant::now();
-    let mut sockets = diag::query(q)?;
-    let notes = resolve_owners(&mut sockets, |s| match q.owners {
+    let (mut sockets, mut notes) = table(q)?;
+    notes.extend(resolve_owners(&mut sockets, |s| match q.owners {
         OwnerScope::None => false,
         OwnerScope::Binders => s.is_binder(),
         OwnerScope::All => true,
-    });
+    }));
     name_users(&mut sockets);
     sort(&mut sockets);
     Ok(Snapshot {
@@ -451,6 +451,41 @@ pub fn snapshot(q: &Query) -> Result<Snapshot, InspectError> {
         notes,
         elapsed_us: started.elapsed().as_micros(),
     })
+}
+
+/// The sockets `q` asks for, without owners: from sock_diag, or from `/proc/net` when the
+/// netlink socket cannot be used (a sandbox that forbids `NETLINK_SOCK_DIAG`, a kernel
+/// without `inet_diag`), with a note saying what that costs.
+///
+/// # Errors
+/// The sock_diag error when both sources fail; decode errors of sock_diag replies (a netkit
+/// bug, not something to hide behind the fallback).
+pub fn table(q: &Query) -> Result<(Vec<SocketEntry>, Vec<String>), InspectError> {
+    with_fallback(diag::query(q), || procnet::read_all(q))
+}
+
+fn with_fallback(
+    primary: Result<Vec<SocketEntry>, InspectError>,
+    fallback: impl FnOnce() -> Result<Vec<SocketEntry>, InspectError>,
+) -> Result<(Vec<SocketEntry>, Vec<String>), InspectError> {
+    match primary {
+        Ok(v) => Ok((v, Vec::new())),
+        Err(err @ InspectError::Netlink { .. }) => match fallback() {
+            Ok(v) => {
+                let cause = std::error::Error::source(&err)
+                    .map(|c| format!(": {c}"))
+                    .unwrap_or_default();
+                Ok((
+                    v,
+                    vec![format!(
+                        "{err}{cause}; read /proc/net instead, which cannot show bound-only (BOUND) TCP sockets"
+                    )],
+                ))
+            }
+            Err(_) => Err(err),
+        },
+        Err(e) => Err(e),
+    }
 }
 
 /// Fills `owners` of the sockets selected by `pick` (those with an inode) from one walk of
@@ -664,6 +699,105 @@ mod tests {
             false
         ));
         assert!(!addrs_overlap(ip("::1"), false, ip("127.0.0.1"), false));
+    }
+
+    fn entry(state: SockState, addr: &str, port: u16, family: Family, inode: u64) -> SocketEntry {
+        SocketEntry {
+            proto: Proto::Tcp,
+            family,
+            local_addr: ip(addr),
+            local_port: port,
+            remote_addr: None,
+            remote_port: None,
+            state,
+            uid: Some(0),
+            user: None,
+            inode,
+            owners: Vec::new(),
+            expires_ms: None,
+            listener: None,
+            recv_q: 0,
+            send_q: 0,
+        }
+    }
+
+    #[test]
+    fn netlink_failure_falls_back_with_a_note_and_decode_errors_do_not() {
+        let netlink = || InspectError::Netlink {
+            what: "opening the socket",
+            source: std::io::Error::from_raw_os_error(libc::EPERM),
+        };
+        let one = || {
+            Ok(vec![entry(
+                SockState::Listen,
+                "127.0.0.1",
+                80,
+                Family::Inet,
+                1,
+            )])
+        };
+        let (v, notes) = with_fallback(Ok(Vec::new()), one).unwrap();
+        assert!(v.is_empty() && notes.is_empty());
+        let (v, notes) = with_fallback(Err(netlink()), one).unwrap();
+        assert_eq!(v.len(), 1);
+        assert!(notes[0].contains("/proc/net") && notes[0].contains("sock_diag"));
+        assert!(notes[0].contains("not permitted"), "{}", notes[0]);
+        let both = with_fallback(Err(netlink()), || {
+            Err(InspectError::Parse {
+                path: "/proc/net/tcp".into(),
+                line: 2,
+                reason: "x",
+            })
+        });
+        assert!(matches!(both, Err(InspectError::Netlink { .. })));
+        let decode = with_fallback(Err(InspectError::Decode("bad".into())), one);
+        assert!(matches!(decode, Err(InspectError::Decode(_))));
+    }
+
+    #[test]
+    fn link_listeners_picks_what_a_linear_scan_picks() {
+        use Family::{Inet, Inet6};
+        let mut v = vec![
+            entry(SockState::TimeWait, "127.0.0.1", 80, Inet, 0),
+            entry(SockState::Listen, "127.0.0.2", 80, Inet, 1),
+            entry(SockState::Listen, "::", 80, Inet6, 2),
+            entry(SockState::Listen, "0.0.0.0", 80, Inet, 3),
+            entry(SockState::TimeWait, "::1", 80, Inet6, 0),
+            entry(SockState::TimeWait, "127.0.0.1", 81, Inet, 0),
+            entry(SockState::Established, "127.0.0.1", 80, Inet, 9),
+            entry(SockState::FinWait2, "127.0.0.2", 80, Inet, 0),
+        ];
+        let want: Vec<Option<IpAddr>> = v
+            .iter()
+            .map(|s| {
+                s.is_ownerless()
+                    .then(|| {
+                        v.iter().find(|l| {
+                            l.proto == s.proto
+                                && l.local_port == s.local_port
+                                && matches!(l.state, SockState::Listen | SockState::Unconn)
+                                && addrs_overlap(
+                                    l.local_addr,
+                                    l.family == Family::Inet6,
+                                    s.local_addr,
+                                    false,
+                                )
+                        })
+                    })
+                    .flatten()
+                    .map(|l| l.local_addr)
+            })
+            .collect();
+        link_listeners(&mut v);
+        let got: Vec<Option<IpAddr>> = v
+            .iter()
+            .map(|s| s.listener.as_ref().map(|l| l.local_addr))
+            .collect();
+        assert_eq!(got, want);
+        assert_eq!(got[0], Some(ip("::")));
+        assert_eq!(got[4], Some(ip("::")));
+        assert_eq!((got[5], got[6]), (None, None));
+        assert_eq!(got[7], Some(ip("127.0.0.2")));
     }
 
     #[test]
