@@ -156,9 +156,18 @@ pub fn report(args: &TimewaitArgs) -> anyhow::Result<Timewait> {
             g.max = g.max.max(v.max);
         }
     }
-    let tw_ports: HashSet<u16> = groups.keys().map(|(_, p)| *p).collect();
+    // Owners only for the listeners some TIME_WAIT group actually belongs to (same port and
+    // an overlapping address): one /proc walk that can stop early.
+    let matched: HashSet<u64> = {
+        let index = ListenerIndex::new(&listeners);
+        groups
+            .keys()
+            .filter_map(|(addr, port)| index.find(Proto::Tcp, *addr, *port))
+            .map(|l| l.inode)
+            .collect()
+    };
     notes.extend(inspect::resolve_owners(&mut listeners, |s| {
-        tw_ports.contains(&s.local_port)
+        matched.contains(&s.inode)
     }));
     inspect::name_users(&mut listeners);
     orphan_note(orphans, &mut notes);

@@ -12,7 +12,7 @@
 use std::collections::{HashMap, HashSet};
 use std::ffi::{CStr, CString};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use sysinfo::{ProcessRefreshKind, ProcessesToUpdate, System, UpdateKind};
 
@@ -61,6 +61,33 @@ pub fn pids() -> Vec<u32> {
 /// A process with more fds than this has the links of the rest handed to another thread.
 const SPLIT_AT: usize = 512;
 
+/// One process as `stat /proc/<pid>/fd` describes it.
+#[derive(Debug, Clone, Copy)]
+struct Proc {
+    pid: u32,
+    /// Open fds: `st_size` of /proc/<pid>/fd (Linux ≥ 6.2, fs/proc/fd.c `proc_fd_getattr`);
+    /// 0 on older kernels, which only costs the ordering.
+    nfds: u64,
+    /// The process's effective uid (owner of its /proc entries).
+    uid: u32,
+}
+
+/// Stats every process's fd directory: fd count and uid, ~3 µs each, no fd walk.
+fn survey() -> Vec<Proc> {
+    use std::os::unix::fs::MetadataExt;
+    pids()
+        .into_iter()
+        .filter_map(|pid| {
+            let m = std::fs::metadata(format!("/proc/{pid}/fd")).ok()?;
+            Some(Proc {
+                pid,
+                nfds: m.size(),
+                uid: m.uid(),
+            })
+        })
+        .collect()
+}
+
 /// Work shared by the walker threads.
 struct Shared<'a> {
     pids: &'a [u32],
@@ -68,6 +95,12 @@ struct Shared<'a> {
     /// Second halves of large fd tables: (pid, fd numbers).
     overflow: Mutex<Vec<(u32, Vec<u32>)>>,
     want: &'a HashSet<u64>,
+    /// Wanted inodes seen so far (for the early stop).
+    seen: Mutex<HashSet<u64>>,
+    /// Set once every wanted inode has been seen.
+    stop: AtomicBool,
+    /// Whether to stop early at all.
+    early: bool,
 }
 
 /// What one walker thread found.
@@ -75,36 +108,60 @@ struct Shared<'a> {
 struct Found {
     pairs: Vec<(u64, u32)>,
     unreadable: usize,
+    visited: Vec<u32>,
 }
 
-/// Finds every process holding one of `want`. Never fails: unreadable processes are counted.
+/// Finds the processes holding the sockets in `want`. Never fails: unreadable processes are
+/// counted in [`Scan::unreadable`].
 ///
-/// PIDs are handed out one at a time from a shared counter, and the fd table of a large
-/// process is split between threads, so one process with 20,000 connections does not leave
-/// the other cores idle.
+/// The kernel has no socket → process index, so this reads fd links, but as few as it can:
+/// 1. `stat` every `/proc/<pid>/fd` (its size is the number of open fds) and visit small
+///    processes first; as a non-root user skip other users' processes, which cannot be read;
+/// 2. stop as soon as every wanted inode has been seen once;
+/// 3. then visit the ancestors and descendants of every process found, which is where the
+///    other holders of a shared socket live (fork-inherited fds: a forked child, nginx or
+///    gunicorn workers under their master);
+/// 4. if something is still missing, the walk simply ran to the end.
+///
+/// An fd passed over a UNIX socket (SCM_RIGHTS) to an unrelated process that is visited after
+/// the stop is not reported; [`owners_of_all`] walks everything.
 pub fn owners_of(want: &HashSet<u64>) -> Scan {
-    let pids = pids();
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .clamp(1, 4);
-    let shared = Shared {
-        pids: &pids,
-        next: AtomicUsize::new(0),
-        overflow: Mutex::new(Vec::new()),
-        want,
-    };
-    let parts: Vec<Found> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads)
-            .map(|_| scope.spawn(|| walk(&shared)))
-            .collect();
-        handles.into_iter().filter_map(|h| h.join().ok()).collect()
-    });
-    let mut pairs: Vec<(u64, u32)> = Vec::new();
+    scan(want, true)
+}
+
+/// Like [`owners_of`], but reads every process: for full listings, where nearly every process
+/// holds a wanted socket anyway.
+pub fn owners_of_all(want: &HashSet<u64>) -> Scan {
+    scan(want, false)
+}
+
+fn scan(want: &HashSet<u64>, early: bool) -> Scan {
+    let mut procs = survey();
     let mut unreadable = 0;
-    for mut p in parts {
-        unreadable += p.unreadable;
-        pairs.append(&mut p.pairs);
+    if !is_root() {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let me = unsafe { libc::geteuid() };
+        let before = procs.len();
+        procs.retain(|p| p.uid == me);
+        unreadable += before - procs.len();
+    }
+    procs.sort_by_key(|p| (p.nfds, std::cmp::Reverse(p.pid)));
+    let order: Vec<u32> = procs.iter().map(|p| p.pid).collect();
+    let mut found = walk_parallel(&order, want, early);
+    let mut pairs = std::mem::take(&mut found.pairs);
+    unreadable += found.unreadable;
+
+    if early && found_all(&pairs, want) {
+        let visited: HashSet<u32> = found.visited.iter().copied().collect();
+        let holders: HashSet<u32> = pairs.iter().map(|p| p.1).collect();
+        let known: HashSet<u32> = order.iter().copied().collect();
+        let relatives: Vec<u32> = relatives_of(&holders)
+            .into_iter()
+            .filter(|p| !visited.contains(p) && known.contains(p))
+            .collect();
+        let mut more = walk_parallel(&relatives, want, false);
+        pairs.append(&mut more.pairs);
+        unreadable += more.unreadable;
     }
     pairs.sort_unstable();
     pairs.dedup();
@@ -115,14 +172,109 @@ pub fn owners_of(want: &HashSet<u64>) -> Scan {
     }
 }
 
+fn found_all(pairs: &[(u64, u32)], want: &HashSet<u64>) -> bool {
+    let seen: HashSet<u64> = pairs.iter().map(|p| p.0).collect();
+    want.iter().all(|i| seen.contains(i))
+}
+
+/// Ancestors (by `PPid`) and descendants (by `/proc/<pid>/task/<tid>/children`) of `pids`.
+fn relatives_of(pids: &HashSet<u32>) -> HashSet<u32> {
+    let mut out = HashSet::new();
+    for &pid in pids {
+        let mut p = pid;
+        while let Some(parent) = parent_of(p) {
+            if parent <= 1 || !out.insert(parent) {
+                break;
+            }
+            p = parent;
+        }
+        let mut stack = vec![pid];
+        while let Some(p) = stack.pop() {
+            for c in children_of(p) {
+                if out.insert(c) {
+                    stack.push(c);
+                }
+            }
+        }
+    }
+    for p in pids {
+        out.remove(p);
+    }
+    out
+}
+
+/// The parent PID, from the field after the command name in /proc/<pid>/stat.
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_ppid(&stat)
+}
+
+/// Parses the PPid out of a /proc/<pid>/stat line; the command may contain spaces and
+/// parentheses, so fields are counted after the last `)`.
+///
+/// ```
+/// assert_eq!(netkit::inspect::procfd::parse_ppid("42 (a b) c) S 7 42 42 0"), Some(7));
+/// ```
+pub fn parse_ppid(stat: &str) -> Option<u32> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Children of every thread of `pid` (CONFIG_PROC_CHILDREN; empty when unavailable).
+fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for t in tasks.flatten() {
+        if let Ok(s) = std::fs::read_to_string(t.path().join("children")) {
+            out.extend(s.split_whitespace().filter_map(|c| c.parse::<u32>().ok()));
+        }
+    }
+    out
+}
+
+fn walk_parallel(order: &[u32], want: &HashSet<u64>, early: bool) -> Found {
+    if order.is_empty() {
+        return Found::default();
+    }
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 4);
+    let shared = Shared {
+        pids: order,
+        next: AtomicUsize::new(0),
+        overflow: Mutex::new(Vec::new()),
+        want,
+        seen: Mutex::new(HashSet::new()),
+        stop: AtomicBool::new(want.is_empty()),
+        early,
+    };
+    let parts: Vec<Found> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| scope.spawn(|| walk(&shared)))
+            .collect();
+        handles.into_iter().filter_map(|h| h.join().ok()).collect()
+    });
+    let mut all = Found::default();
+    for mut p in parts {
+        all.unreadable += p.unreadable;
+        all.pairs.append(&mut p.pairs);
+        all.visited.append(&mut p.visited);
+    }
+    all
+}
+
 fn walk(shared: &Shared<'_>) -> Found {
     let mut found = Found::default();
     let mut fds: Vec<u32> = Vec::new();
-    loop {
+    while !shared.stop.load(Ordering::Relaxed) {
         let i = shared.next.fetch_add(1, Ordering::Relaxed);
         let Some(&pid) = shared.pids.get(i) else {
             break;
         };
+        found.visited.push(pid);
         let Some(dir) = FdDir::open(pid, &mut found) else {
             continue;
         };
@@ -137,7 +289,9 @@ fn walk(shared: &Shared<'_>) -> Found {
         } else {
             &fds[..]
         };
+        let before = found.pairs.len();
         dir.match_links(pid, mine, shared.want, &mut found);
+        note_seen(shared, &found.pairs[before..]);
     }
     loop {
         let job = shared.overflow.lock().ok().and_then(|mut q| q.pop());
@@ -149,6 +303,19 @@ fn walk(shared: &Shared<'_>) -> Found {
         }
     }
     found
+}
+
+/// Records newly found inodes and raises the stop flag once all wanted ones were seen.
+fn note_seen(shared: &Shared<'_>, new: &[(u64, u32)]) {
+    if !shared.early || new.is_empty() {
+        return;
+    }
+    if let Ok(mut seen) = shared.seen.lock() {
+        seen.extend(new.iter().map(|p| p.0));
+        if seen.len() >= shared.want.len() {
+            shared.stop.store(true, Ordering::Relaxed);
+        }
+    }
 }
 
 /// An open `/proc/<pid>/fd` directory.
