@@ -57,14 +57,17 @@ pub(super) fn serve(
     let opts = Arc::new(opts);
     let active = Arc::new(Active::default());
     let abort = Arc::new(AtomicBool::new(false));
-    let threaded = opts.mode == Mode::Threaded;
-    let max = opts.max_conns.max(1);
+    // `single` is the book's loop: one connection at a time, the next one is accepted only
+    // when it is over. It runs as the threaded loop with a cap of one, so the accept thread
+    // can still close the listener the moment shutdown is asked for.
+    let single = opts.mode == Mode::Single;
+    let max = if single { 1 } else { opts.max_conns.max(1) };
     let mut backoff = Backoff::default();
     let mut at_cap = false;
     while !stop.load(Ordering::SeqCst) {
-        if threaded && active.count() >= max {
+        if active.count() >= max {
             // Back-pressure: stop accepting; clients wait in the listen queue.
-            if !at_cap {
+            if !at_cap && !single {
                 opts.log.emit(&Status::AtCapacity { max_conns: max });
                 at_cap = true;
             }
@@ -90,11 +93,6 @@ pub(super) fn serve(
             continue;
         }
         opts.log.emit(&Status::Accepted { peer });
-        if !threaded {
-            let end = connection(stream, peer, &opts, &stop, &abort);
-            opts.log.emit(&end.status(peer));
-            continue;
-        }
         active.add(1);
         let (o, a, s, ab) = (opts.clone(), active.clone(), stop.clone(), abort.clone());
         let spawned = std::thread::Builder::new()
