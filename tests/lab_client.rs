@@ -82,7 +82,10 @@ fn default_client_sends_the_labs_json_to_the_proxy_and_exits_zero_on_done() {
     );
     assert_eq!(code, Some(0), "{out}{err}");
     let req = h.join().unwrap().pop().unwrap();
-    assert_eq!((req.server_ip.as_str(), req.server_port), ("127.0.0.1", 8888));
+    assert_eq!(
+        (req.server_ip.as_str(), req.server_port),
+        ("127.0.0.1", 8888)
+    );
     assert_eq!(req.message.len(), 4);
     assert!(req.message.bytes().all(|b| b.is_ascii_lowercase()));
     let r = replies(&out);
@@ -111,7 +114,9 @@ fn direct_client_talks_to_the_netkit_server_with_new_connections_or_one_persiste
     let (srv, addr) = server(&[]);
     let a = addr.to_string();
     let (code, out, err) = run(
-        &["run", "client", "--direct", "--server", &a, "--count", "3", "--json"],
+        &[
+            "run", "client", "--direct", "--server", &a, "--count", "3", "--json",
+        ],
         Duration::from_secs(20),
     );
     assert_eq!(code, Some(0), "{out}{err}");
@@ -124,8 +129,17 @@ fn direct_client_talks_to_the_netkit_server_with_new_connections_or_one_persiste
 
     let (code, out, err) = run(
         &[
-            "run", "client", "--direct", "--server", &a, "--count", "3", "--persistent",
-            "--message", "same", "--json",
+            "run",
+            "client",
+            "--direct",
+            "--server",
+            &a,
+            "--count",
+            "3",
+            "--persistent",
+            "--message",
+            "same",
+            "--json",
         ],
         Duration::from_secs(20),
     );
@@ -167,14 +181,25 @@ c.sendall(b"DONE"); c.close()
     }
     let server = format!("127.0.0.1:{}", first.trim());
     let (code, stdout, err) = run(
-        &["run", "client", "--direct", "--server", &server, "--message", "ebvr"],
+        &[
+            "run",
+            "client",
+            "--direct",
+            "--server",
+            &server,
+            "--message",
+            "ebvr",
+        ],
         Duration::from_secs(10),
     );
     let mut rest = String::new();
     let _ = out.read_to_string(&mut rest);
     let _ = py.wait();
     assert_eq!(code, Some(0), "{stdout}{err}");
-    assert!(stdout.contains(&format!("Response from server {server}: DONE")), "{stdout}");
+    assert!(
+        stdout.contains(&format!("Response from server {server}: DONE")),
+        "{stdout}"
+    );
     assert_eq!(rest.trim(), "Server received: ebvr");
 }
 
@@ -198,13 +223,24 @@ fn bind_port_in_use_is_explained_with_its_holder() {
     let holder = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = holder.local_addr().unwrap().port().to_string();
     let (code, _, err) = run(
-        &["run", "client", "--direct", "--server", &addr.to_string(), "--bind-port", &port],
+        &[
+            "run",
+            "client",
+            "--direct",
+            "--server",
+            &addr.to_string(),
+            "--bind-port",
+            &port,
+        ],
         Duration::from_secs(10),
     );
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("EADDRINUSE (98)"), "{err}");
     assert!(
-        err.contains(&format!("LISTEN 127.0.0.1:{port} held by pid {}", std::process::id())),
+        err.contains(&format!(
+            "LISTEN 127.0.0.1:{port} held by pid {}",
+            std::process::id()
+        )),
         "{err}"
     );
 }
@@ -218,13 +254,20 @@ fn reused_four_tuple_is_eaddrnotavail_at_connect_and_explained() {
         reuseaddr: true,
         ..Default::default()
     };
-    let old = netkit::sockopt::connect(addr, &opts, Some("127.0.0.1:0".parse().unwrap()), None)
-        .unwrap();
+    let old =
+        netkit::sockopt::connect(addr, &opts, Some("127.0.0.1:0".parse().unwrap()), None).unwrap();
     let port = old.local_addr().unwrap().port().to_string();
     let (code, out, err) = run(
         &[
-            "run", "client", "--direct", "--server", &addr.to_string(), "--bind-port", &port,
-            "--reuseaddr", "--json",
+            "run",
+            "client",
+            "--direct",
+            "--server",
+            &addr.to_string(),
+            "--bind-port",
+            &port,
+            "--reuseaddr",
+            "--json",
         ],
         Duration::from_secs(10),
     );

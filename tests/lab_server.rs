@@ -123,7 +123,12 @@ for payload in (json.dumps({"server_ip": "127.0.0.1", "server_port": 8888, "mess
             .filter_map(|l| l.split_once(' '))
             .map(|(r, t)| (r, t.parse().unwrap()))
             .collect();
-        assert_eq!(replies.len(), 2, "{mode}: {text} {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            replies.len(),
+            2,
+            "{mode}: {text} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(replies.iter().all(|(r, _)| *r == "DONE"), "{mode}: {text}");
         // JSON ends at once; bare text after the quiet period (600 ms here), not at a timeout.
         assert!(replies[0].1 < 0.4, "{mode}: JSON waited {}s", replies[0].1);
@@ -183,9 +188,10 @@ fn echo_returns_the_bytes() {
 fn second_client_answered(mode: &str, d: Duration) -> (Proc, bool, TcpStream, TcpStream) {
     let (srv, addr) = server(&["--protocol", "zen", "--mode", mode]);
     let idle = TcpStream::connect(addr).unwrap();
-    assert!(srv
-        .wait_line(Duration::from_secs(5), |l| l.event == "accepted")
-        .is_some());
+    assert!(
+        srv.wait_line(Duration::from_secs(5), |l| l.event == "accepted")
+            .is_some()
+    );
     let mut second = connect(addr, d);
     let answered = ask(&mut second, "Beautiful is better than?") == "Ugly.";
     (srv, answered, idle, second)
@@ -195,11 +201,20 @@ fn second_client_answered(mode: &str, d: Duration) -> (Proc, bool, TcpStream, Tc
 fn single_mode_is_stalled_by_one_idle_client_as_the_book_warns() {
     let (srv, answered, idle, mut second) =
         second_client_answered("single", Duration::from_millis(700));
-    assert!(!answered, "single mode answered while another client held it");
-    assert_eq!(srv.count("accepted"), 1, "the second client must wait in the listen queue");
+    assert!(
+        !answered,
+        "single mode answered while another client held it"
+    );
+    assert_eq!(
+        srv.count("accepted"),
+        1,
+        "the second client must wait in the listen queue"
+    );
     // Once the idle client leaves, the queued one is served.
     drop(idle);
-    second.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    second
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
     assert_eq!(recv_until(&mut second, b'.'), b"Ugly.");
 }
 
@@ -238,9 +253,10 @@ fn max_conns_applies_back_pressure_instead_of_refusing() {
         // The second connection completes its handshake (listen queue) but is not served.
         let mut second = connect(addr, Duration::from_millis(500));
         assert_eq!(ask(&mut second, "Simple is better than?"), "", "{mode}");
-        assert!(srv
-            .wait_line(Duration::from_secs(2), |l| l.event == "at_capacity")
-            .is_some());
+        assert!(
+            srv.wait_line(Duration::from_secs(2), |l| l.event == "at_capacity")
+                .is_some()
+        );
         drop(first);
         second
             .set_read_timeout(Some(Duration::from_secs(5)))
@@ -255,9 +271,10 @@ fn sigterm_lets_a_request_in_flight_finish_then_exits_zero() {
         let (mut srv, addr) = server(&["--protocol", "zen", "--mode", mode]);
         let mut slow = connect(addr, Duration::from_secs(5));
         slow.write_all(b"Beautiful is").unwrap();
-        assert!(srv
-            .wait_line(Duration::from_secs(5), |l| l.event == "accepted")
-            .is_some());
+        assert!(
+            srv.wait_line(Duration::from_secs(5), |l| l.event == "accepted")
+                .is_some()
+        );
         sleep(Duration::from_millis(50));
         srv.signal(libc::SIGTERM);
         let sd = srv.wait_line(Duration::from_secs(5), |l| l.event == "shutting_down");
@@ -279,13 +296,15 @@ fn second_signal_exits_at_once() {
     let (mut srv, addr) = server(&["--protocol", "zen", "--drain", "30"]);
     let mut slow = connect(addr, Duration::from_secs(5));
     slow.write_all(b"Beautiful is").unwrap();
-    assert!(srv
-        .wait_line(Duration::from_secs(5), |l| l.event == "accepted")
-        .is_some());
+    assert!(
+        srv.wait_line(Duration::from_secs(5), |l| l.event == "accepted")
+            .is_some()
+    );
     srv.signal(libc::SIGTERM);
-    assert!(srv
-        .wait_line(Duration::from_secs(5), |l| l.event == "shutting_down")
-        .is_some());
+    assert!(
+        srv.wait_line(Duration::from_secs(5), |l| l.event == "shutting_down")
+            .is_some()
+    );
     let t = Instant::now();
     srv.signal(libc::SIGINT);
     let st = srv.wait_exit(Duration::from_secs(5)).expect("exits");
@@ -297,12 +316,16 @@ fn second_signal_exits_at_once() {
 fn idle_connections_do_not_hold_up_shutdown() {
     let (mut srv, addr) = server(&["--protocol", "zen", "--mode", "threaded", "--drain", "30"]);
     let _idle = connect(addr, Duration::from_secs(5));
-    assert!(srv
-        .wait_line(Duration::from_secs(5), |l| l.event == "accepted")
-        .is_some());
+    assert!(
+        srv.wait_line(Duration::from_secs(5), |l| l.event == "accepted")
+            .is_some()
+    );
     let t = Instant::now();
     srv.signal(libc::SIGTERM);
-    assert_eq!(srv.wait_exit(Duration::from_secs(5)).and_then(|s| s.code()), Some(0));
+    assert_eq!(
+        srv.wait_exit(Duration::from_secs(5)).and_then(|s| s.code()),
+        Some(0)
+    );
     assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
 }
 
@@ -317,7 +340,17 @@ fn running_out_of_file_descriptors_backs_off_and_recovers() {
         cmd.args(["--nofile=40:40", "--", netkit()]);
         let srv = Proc::spawn_cmd(
             cmd,
-            &["run", "server", "127.0.0.1", "-p", "0", "--protocol", "zen", "--mode", mode],
+            &[
+                "run",
+                "server",
+                "127.0.0.1",
+                "-p",
+                "0",
+                "--protocol",
+                "zen",
+                "--mode",
+                mode,
+            ],
         );
         let addr = srv.listening();
         // More clients than the server has descriptors; the extra ones wait in the backlog.
@@ -345,11 +378,16 @@ fn running_out_of_file_descriptors_backs_off_and_recovers() {
             );
             let _ = s.shutdown(std::net::Shutdown::Both);
         }
-        assert!(srv
-            .wait_line(Duration::from_secs(5), |l| l.event == "accept_recovered")
-            .is_some());
+        assert!(
+            srv.wait_line(Duration::from_secs(5), |l| l.event == "accept_recovered")
+                .is_some()
+        );
         let mut fresh = connect(addr, Duration::from_secs(5));
-        assert_eq!(ask(&mut fresh, "Beautiful is better than?"), "Ugly.", "{mode}");
+        assert_eq!(
+            ask(&mut fresh, "Beautiful is better than?"),
+            "Ugly.",
+            "{mode}"
+        );
     }
 }
 
@@ -364,10 +402,19 @@ fn port_in_use_is_explained_with_its_holder() {
     assert_eq!(code, Some(2));
     assert!(err.contains("EADDRINUSE (98)"), "{err}");
     assert!(
-        err.contains(&format!("LISTEN 127.0.0.1:{port} held by pid {}", std::process::id())),
+        err.contains(&format!(
+            "LISTEN 127.0.0.1:{port} held by pid {}",
+            std::process::id()
+        )),
         "{err}"
     );
-    assert!(err.lines().last().unwrap().starts_with("netkit: bind 127.0.0.1:"), "{err}");
+    assert!(
+        err.lines()
+            .last()
+            .unwrap()
+            .starts_with("netkit: bind 127.0.0.1:"),
+        "{err}"
+    );
 }
 
 #[test]

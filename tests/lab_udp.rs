@@ -37,7 +37,16 @@ fn server_and_client_share_a_port_and_each_gets_its_own_traffic() {
         let peer = udp("127.0.0.1:0");
         let to = peer.local_addr().unwrap().to_string();
         let mut client = Proc::spawn(&[
-            "run", "udp-client", "-p", &p, "--to", &to, "--message", "hello", "--wait", "10",
+            "run",
+            "udp-client",
+            "-p",
+            &p,
+            "--to",
+            &to,
+            "--message",
+            "hello",
+            "--wait",
+            "10",
             opt,
         ]);
         let mut buf = [0u8; 100];
@@ -53,11 +62,17 @@ fn server_and_client_share_a_port_and_each_gets_its_own_traffic() {
         assert_eq!(&buf[..n], b"other", "{opt}");
         // The peer's reply goes to the connected client, not to the server.
         peer.send_to(b"pong", shared).unwrap();
-        let st = client.wait_exit(Duration::from_secs(10)).expect("client exits");
+        let st = client
+            .wait_exit(Duration::from_secs(10))
+            .expect("client exits");
         assert_eq!(st.code(), Some(0), "{opt}: {}", client.raw());
         let reply = client.wait_line(Duration::from_secs(1), |l| l.event == "reply");
         assert!(reply.is_some(), "{opt}: {}", client.raw());
-        assert!(client.raw().contains(r#""reply":"pong""#), "{}", client.raw());
+        assert!(
+            client.raw().contains(r#""reply":"pong""#),
+            "{}",
+            client.raw()
+        );
 
         let got: Vec<(SocketAddr, String)> = srv
             .lines()
@@ -65,14 +80,21 @@ fn server_and_client_share_a_port_and_each_gets_its_own_traffic() {
             .filter(|l| l.event == "received")
             .map(|l| (l.peer.unwrap(), l.message.unwrap()))
             .collect();
-        assert_eq!(got, [(other.local_addr().unwrap(), "other".to_string())], "{opt}");
+        assert_eq!(
+            got,
+            [(other.local_addr().unwrap(), "other".to_string())],
+            "{opt}"
+        );
     }
 }
 
 #[test]
 fn without_reuse_on_both_sockets_the_second_bind_fails_naming_the_server() {
-    let cases: [(Option<&str>, Option<&str>); 3] =
-        [(None, None), (Some("--reuseaddr"), None), (None, Some("--reuseport"))];
+    let cases: [(Option<&str>, Option<&str>); 3] = [
+        (None, None),
+        (Some("--reuseaddr"), None),
+        (None, Some("--reuseport")),
+    ];
     for (server_opt, client_opt) in cases {
         let port = free_udp_port();
         let p = port.to_string();
@@ -100,15 +122,14 @@ fn without_reuse_on_both_sockets_the_second_bind_fails_naming_the_server() {
 fn multicast_on_lo_works(group: Ipv4Addr) -> bool {
     let r = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
     let _ = r.set_reuse_address(true);
-    if r
-        .bind(&SocketAddr::from((group, 0)).into())
-        .is_err()
+    if r.bind(&SocketAddr::from((group, 0)).into()).is_err()
         || r.join_multicast_v4(&group, &Ipv4Addr::LOCALHOST).is_err()
     {
         return false;
     }
     let r: UdpSocket = r.into();
-    r.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    r.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
     let s = sender();
     let to = SocketAddr::from((group, r.local_addr().unwrap().port()));
     s.send_to(b"probe", to).is_ok() && r.recv_from(&mut [0u8; 16]).is_ok()
@@ -131,12 +152,16 @@ fn multicast_group_is_joined_on_loopback() {
     let port = free_udp_port();
     let p = port.to_string();
     let srv = Proc::spawn(&[
-        "run", "udp-server", "-p", &p, "--multicast", "239.255.42.99", "--no-reply",
+        "run",
+        "udp-server",
+        "-p",
+        &p,
+        "--multicast",
+        "239.255.42.99",
+        "--no-reply",
     ]);
     assert_eq!(srv.listening(), SocketAddr::from((group, port)));
-    sender()
-        .send_to(b"to the group", (group, port))
-        .unwrap();
+    sender().send_to(b"to the group", (group, port)).unwrap();
     let got = srv.wait_line(Duration::from_secs(5), |l| l.event == "received");
     assert_eq!(
         got.and_then(|l| l.message).as_deref(),

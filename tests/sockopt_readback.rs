@@ -25,11 +25,15 @@ fn socket_fds(pid: u32) -> Option<Vec<OwnedFd>> {
     let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as i32) };
     let mut out = Vec::new();
     for e in std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.flatten() {
-        let Ok(link) = std::fs::read_link(e.path()) else { continue };
+        let Ok(link) = std::fs::read_link(e.path()) else {
+            continue;
+        };
         if !link.to_string_lossy().starts_with("socket:[") {
             continue;
         }
-        let Ok(n) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(n) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
         use std::os::fd::AsRawFd;
         // SAFETY: integer arguments; the result is checked.
         let fd = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), n, 0) };
@@ -58,8 +62,17 @@ fn options_of(pid: u32, local: SocketAddr, peer: Option<SocketAddr>) -> Option<O
 }
 
 const OPTS: [&str; 11] = [
-    "--keepalive", "30", "--keepintvl", "5", "--keepcnt", "3", "--sndbuf", "65536", "--rcvbuf",
-    "65536", "--nodelay",
+    "--keepalive",
+    "30",
+    "--keepintvl",
+    "5",
+    "--keepcnt",
+    "3",
+    "--sndbuf",
+    "65536",
+    "--rcvbuf",
+    "65536",
+    "--nodelay",
 ];
 
 #[test]
@@ -76,8 +89,14 @@ fn listener_and_accepted_sockets_carry_the_options_in_every_mode() {
         let l = srv.lines().into_iter().next().unwrap().options.unwrap();
         assert_eq!((l.sndbuf, l.sndbuf_asked), (Some(131072), Some(65536)));
         assert_eq!(l.rcvbuf, Some(131072));
-        assert_eq!((l.keepalive, l.keepidle, l.keepintvl, l.keepcnt), (Some(true), Some(30), Some(5), Some(3)));
-        assert_eq!((l.reuseaddr, l.reuseport, l.nodelay), (Some(true), Some(false), Some(true)));
+        assert_eq!(
+            (l.keepalive, l.keepidle, l.keepintvl, l.keepcnt),
+            (Some(true), Some(30), Some(5), Some(3))
+        );
+        assert_eq!(
+            (l.reuseaddr, l.reuseport, l.nodelay),
+            (Some(true), Some(false), Some(true))
+        );
 
         let Some(listener) = options_of(srv.pid(), addr, None) else {
             eprintln!("skipped: pidfd_getfd not permitted here");
@@ -90,8 +109,16 @@ fn listener_and_accepted_sockets_carry_the_options_in_every_mode() {
             .unwrap()
             .unwrap_or_else(|| panic!("{mode}: accepted socket for {me} not found"));
         assert_eq!(acc.keepalive, Some(true), "{mode}");
-        assert_eq!((acc.keepidle, acc.keepintvl, acc.keepcnt), (Some(30), Some(5), Some(3)), "{mode}");
-        assert_eq!((acc.sndbuf, acc.rcvbuf), (Some(131072), Some(131072)), "{mode}");
+        assert_eq!(
+            (acc.keepidle, acc.keepintvl, acc.keepcnt),
+            (Some(30), Some(5), Some(3)),
+            "{mode}"
+        );
+        assert_eq!(
+            (acc.sndbuf, acc.rcvbuf),
+            (Some(131072), Some(131072)),
+            "{mode}"
+        );
         assert_eq!(acc.nodelay, Some(true), "{mode}");
     }
 }
@@ -133,8 +160,20 @@ fn outgoing_client_socket_carries_the_options() {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
     let mut client = Proc::spawn(&[
-        "run", "client", "--direct", "--server", &addr.to_string(), "--message", "x",
-        "--keepalive", "20", "--keepcnt", "4", "--sndbuf", "32768", "--nodelay",
+        "run",
+        "client",
+        "--direct",
+        "--server",
+        &addr.to_string(),
+        "--message",
+        "x",
+        "--keepalive",
+        "20",
+        "--keepcnt",
+        "4",
+        "--sndbuf",
+        "32768",
+        "--nodelay",
     ]);
     let (mut s, peer): (TcpStream, SocketAddr) = l.accept().unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -144,20 +183,31 @@ fn outgoing_client_socket_carries_the_options() {
         .wait_line(Duration::from_secs(5), |l| l.event == "connected")
         .and_then(|l| l.options)
         .expect("connected line");
-    assert_eq!((printed.keepidle, printed.keepintvl, printed.keepcnt), (Some(20), Some(75), Some(4)));
+    assert_eq!(
+        (printed.keepidle, printed.keepintvl, printed.keepcnt),
+        (Some(20), Some(75), Some(4))
+    );
     match options_of(client.pid(), peer, Some(addr)) {
         None => eprintln!("skipped: pidfd_getfd not permitted here"),
         Some(o) => {
             let o = o.expect("client socket");
             assert_eq!(o.keepalive, Some(true));
-            assert_eq!((o.keepidle, o.keepintvl, o.keepcnt), (Some(20), Some(75), Some(4)));
+            assert_eq!(
+                (o.keepidle, o.keepintvl, o.keepcnt),
+                (Some(20), Some(75), Some(4))
+            );
             assert_eq!(o.sndbuf, Some(65536));
             assert_eq!(o.nodelay, Some(true));
         }
     }
     s.write_all(b"DONE").unwrap();
     drop(s);
-    assert_eq!(client.wait_exit(Duration::from_secs(5)).and_then(|s| s.code()), Some(0));
+    assert_eq!(
+        client
+            .wait_exit(Duration::from_secs(5))
+            .and_then(|s| s.code()),
+        Some(0)
+    );
 }
 
 #[test]
@@ -167,25 +217,50 @@ fn v6only_and_no_reuseaddr_are_applied_to_an_ipv6_listener() {
         return;
     }
     let p = Proc::spawn(&[
-        "run", "server", "::1", "-p", "0", "--v6only", "--no-reuseaddr", "--reuseport",
+        "run",
+        "server",
+        "::1",
+        "-p",
+        "0",
+        "--v6only",
+        "--no-reuseaddr",
+        "--reuseport",
     ]);
     let addr = p.listening();
     assert!(addr.is_ipv6());
     let o = p.lines()[0].options.clone().unwrap();
-    assert_eq!((o.v6only, o.reuseaddr, o.reuseport), (Some(true), Some(false), Some(true)));
+    assert_eq!(
+        (o.v6only, o.reuseaddr, o.reuseport),
+        (Some(true), Some(false), Some(true))
+    );
     if let Some(Some(k)) = options_of(p.pid(), addr, None) {
-        assert_eq!((k.v6only, k.reuseaddr, k.reuseport), (Some(true), Some(false), Some(true)));
+        assert_eq!(
+            (k.v6only, k.reuseaddr, k.reuseport),
+            (Some(true), Some(false), Some(true))
+        );
     }
 }
 
 #[test]
 fn udp_sockets_report_their_options() {
-    let p = Proc::spawn(&["run", "udp-server", "-p", "0", "--listen-multiple", "--rcvbuf", "50000"]);
+    let p = Proc::spawn(&[
+        "run",
+        "udp-server",
+        "-p",
+        "0",
+        "--listen-multiple",
+        "--rcvbuf",
+        "50000",
+    ]);
     let addr = p.listening();
     let o = p.lines()[0].options.clone().unwrap();
     assert_eq!((o.reuseaddr, o.reuseport), (Some(true), Some(true)));
     assert_eq!((o.rcvbuf, o.rcvbuf_asked), (Some(100000), Some(50000)));
-    assert_eq!((o.keepidle, o.nodelay), (None, None), "TCP options do not apply to UDP");
+    assert_eq!(
+        (o.keepidle, o.nodelay),
+        (None, None),
+        "TCP options do not apply to UDP"
+    );
     if let Some(Some(k)) = options_of(p.pid(), addr, None) {
         assert_eq!(k.rcvbuf, Some(100000));
     }

@@ -232,6 +232,10 @@ async fn serve_async(
 
 /// One async connection: read, feed the protocol, write replies, until EOF, a closing reply,
 /// the idle timeout, an error, or shutdown while no request is pending.
+///
+/// Hot path: one read and (usually) one non-blocking write per request. The idle timer is
+/// armed once and only re-armed when it fires early (it then checks the time of the last
+/// read), instead of a new timer per read.
 async fn connection(
     mut stream: TcpStream,
     peer: SocketAddr,
@@ -240,43 +244,75 @@ async fn connection(
 ) -> End {
     let mut session = Session::new(opts.protocol);
     let mut buf = vec![0u8; 16 * 1024];
+    let mut draining = shutdown.is_requested();
+    let requested = shutdown.requested();
+    tokio::pin!(requested);
+    let idle = tokio::time::sleep(opts.idle_timeout);
+    tokio::pin!(idle);
+    let mut last = tokio::time::Instant::now();
     loop {
-        let draining = shutdown.is_requested();
         if draining && !session.has_pending() {
             return End::Shutdown;
         }
-        let wait = if session.wants_quiet() {
-            opts.quiet
-        } else {
-            opts.idle_timeout
-        };
+        let quiet = session.wants_quiet();
         let read = tokio::select! {
-            r = timeout(wait, stream.read(&mut buf)) => r,
-            () = shutdown.requested(), if !draining => continue,
+            biased;
+            () = &mut requested, if !draining => {
+                draining = true;
+                continue;
+            }
+            r = stream.read(&mut buf) => Some(r),
+            () = tokio::time::sleep(opts.quiet), if quiet => None,
+            () = &mut idle => {
+                let due = last + opts.idle_timeout;
+                if tokio::time::Instant::now() >= due {
+                    return End::Idle;
+                }
+                idle.as_mut().reset(due);
+                continue;
+            }
         };
-        let eof = matches!(read, Ok(Ok(0)));
+        let eof = matches!(read, Some(Ok(0)));
         let out = match read {
-            Err(_) if session.wants_quiet() => session.quiet(),
-            Err(_) => return End::Idle,
-            Ok(Ok(0)) => session.eof(),
-            Ok(Ok(n)) => session.feed(&buf[..n]),
-            Ok(Err(e)) => return End::Error(e),
+            None => session.quiet(),
+            Some(Ok(0)) => session.eof(),
+            Some(Ok(n)) => {
+                last = tokio::time::Instant::now();
+                session.feed(&buf[..n])
+            }
+            Some(Err(e)) => return End::Error(e),
         };
         for message in out.received {
             opts.log.emit(&Status::Received { peer, message });
         }
-        if !out.reply.is_empty() {
-            match timeout(opts.idle_timeout, stream.write_all(&out.reply)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return End::Error(e),
-                Err(_) => return End::Idle,
-            }
+        if let Err(end) = send(&mut stream, &out.reply, opts.idle_timeout).await {
+            return end;
         }
         if out.close {
             let _ = stream.shutdown().await;
             return if eof { End::Eof } else { End::Done };
         }
     }
+}
+
+/// Writes `reply`: at once when the socket buffer has room (the usual case), otherwise
+/// waiting up to `limit` for a slow reader.
+async fn send(stream: &mut TcpStream, reply: &[u8], limit: Duration) -> Result<(), End> {
+    let mut sent = 0;
+    while sent < reply.len() {
+        match stream.try_write(&reply[sent..]) {
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                return match timeout(limit, stream.write_all(&reply[sent..])).await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => Err(End::Error(e)),
+                    Err(_) => Err(End::Idle),
+                };
+            }
+            Err(e) => return Err(End::Error(e)),
+        }
+    }
+    Ok(())
 }
 
 /// accept() failure handling shared by every mode: log the first failure of an episode,
