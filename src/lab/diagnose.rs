@@ -186,10 +186,10 @@ fn describe(s: &SocketEntry) -> String {
     if s.remote_port.is_some() {
         line.push_str(&format!(" -> {}", s.remote()));
     }
-    if s.state == SockState::TimeWait || s.state == SockState::FinWait2 && s.owners.is_empty() {
-        if let Some(ms) = s.expires_ms {
-            line.push_str(&format!(", expires in {}", fmt_ms(ms)));
-        }
+    let timer =
+        s.state == SockState::TimeWait || s.state == SockState::FinWait2 && s.owners.is_empty();
+    if let (true, Some(ms)) = (timer, s.expires_ms) {
+        line.push_str(&format!(", expires in {}", fmt_ms(ms)));
     }
     if s.owners.is_empty() {
         if s.inode == 0 {

@@ -227,17 +227,15 @@ fn connection(
         for message in out.received {
             opts.log.emit(&Status::Received { peer, message });
         }
-        if !out.reply.is_empty() {
-            if let Err(e) = stream.write_all(&out.reply) {
-                return if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) {
-                    End::Idle
-                } else {
-                    End::Error(e)
-                };
-            }
+        if let Err(e) = stream.write_all(&out.reply) {
+            return if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) {
+                End::Idle
+            } else {
+                End::Error(e)
+            };
         }
         if out.close {
             let _ = stream.shutdown(Half::Write);
