@@ -167,6 +167,8 @@ fn lab_newline_messages_share_one_connection() {
         got.extend(part);
     }
     assert_eq!(got, b"DONE\nDONE\nDONE\n");
+    // The status line is written before the reply, but our reader thread may lag behind.
+    eventually(Duration::from_secs(5), || srv.count("received") == 3);
     let msgs: Vec<String> = srv
         .lines()
         .into_iter()

@@ -74,6 +74,10 @@ fn server_and_client_share_a_port_and_each_gets_its_own_traffic() {
             client.raw()
         );
 
+        assert!(
+            srv.wait_line(Duration::from_secs(5), |l| l.event == "received")
+                .is_some()
+        );
         let got: Vec<(SocketAddr, String)> = srv
             .lines()
             .into_iter()
