@@ -178,6 +178,35 @@ fn lab_newline_messages_share_one_connection() {
 }
 
 #[test]
+fn oversized_or_binary_requests_get_an_error_and_others_keep_being_served() {
+    for mode in MODES {
+        let (srv, addr) = server(&["--protocol", "zen", "--mode", mode]);
+        let mut bad = connect(addr, Duration::from_secs(5));
+        // Binary junk with a '?' is an unknown aphorism, not a crash.
+        assert_eq!(
+            ask(&mut bad, "\u{0}\u{ff}\u{7f}?"),
+            "Error: unknown aphorism.",
+            "{mode}"
+        );
+        // 70 KB without a '?' exceeds the request limit: error reply, then close.
+        let _ = bad.write_all(&vec![b'x'; 70 * 1024]);
+        let reply = read_all(&mut bad);
+        assert!(
+            reply.ends_with(b"Error: request too long."),
+            "{mode}: {:?}",
+            String::from_utf8_lossy(&reply)
+        );
+        let mut good = connect(addr, Duration::from_secs(5));
+        assert_eq!(
+            ask(&mut good, "Simple is better than?"),
+            "Complex.",
+            "{mode}"
+        );
+        drop(srv);
+    }
+}
+
+#[test]
 fn echo_returns_the_bytes() {
     let (_srv, addr) = server(&["--protocol", "echo", "--mode", "threaded"]);
     let mut s = connect(addr, Duration::from_secs(5));

@@ -170,11 +170,15 @@ async fn serve_async(
     let slots = Arc::new(Semaphore::new(max));
     let mut tasks = JoinSet::new();
     let mut backoff = Backoff::default();
+    let mut at_cap = false;
     loop {
         while tasks.try_join_next().is_some() {}
-        if slots.available_permits() == 0 {
+        // One line per episode: logged when the cap is hit, re-armed once a slot stays free.
+        let full = slots.available_permits() == 0;
+        if full && !at_cap {
             opts.log.emit(&Status::AtCapacity { max_conns: max });
         }
+        at_cap = full;
         let permit = tokio::select! {
             p = slots.clone().acquire_owned() => match p {
                 Ok(p) => p,
