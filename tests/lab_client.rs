@@ -293,3 +293,55 @@ fn reused_four_tuple_is_eaddrnotavail_at_connect_and_explained() {
         "{text}"
     );
 }
+
+#[test]
+fn rerun_on_the_same_source_port_hits_the_clients_own_time_wait() {
+    // Seed 003: the client closed first, so its 4-tuple sits in TIME_WAIT and a new bind()
+    // of that source port fails, even with SO_REUSEADDR on the new socket only (rule 7).
+    let (_srv, addr) = server(&[]);
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let a = addr.to_string();
+    let first = [
+        "run",
+        "client",
+        "--direct",
+        "--server",
+        &a,
+        "--bind-port",
+        &port,
+        "--persistent",
+    ];
+    let (code, out, err) = run(&first, Duration::from_secs(10));
+    assert_eq!(code, Some(0), "{out}{err}");
+    let again = [
+        "run",
+        "client",
+        "--direct",
+        "--server",
+        &a,
+        "--bind-port",
+        &port,
+        "--reuseaddr",
+    ];
+    let (code, _, err) = run(&again, Duration::from_secs(10));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("EADDRINUSE (98)"), "{err}");
+    let row = err
+        .lines()
+        .find(|l| l.contains(&format!("TIME_WAIT 127.0.0.1:{port} -> {addr}")))
+        .unwrap_or_else(|| panic!("no TIME_WAIT row: {err}"));
+    assert!(
+        row.contains("expires in 5") || row.contains("expires in 6"),
+        "{row}"
+    );
+    assert!(row.contains("no process owns it"), "{row}");
+    assert!(
+        err.contains("both the old and the new socket set SO_REUSEADDR"),
+        "{err}"
+    );
+}
