@@ -440,3 +440,31 @@ pub fn run_cli(a: ServerArgs, format: Format) -> anyhow::Result<i32> {
     rt.shutdown_timeout(Duration::from_millis(100));
     Ok(crate::commands::FOUND)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_one_second_and_ignores_per_connection_errors() {
+        let log = StatusLog::silent();
+        let mut b = Backoff::default();
+        let aborted = io::Error::from_raw_os_error(libc::ECONNABORTED);
+        assert_eq!(b.failure(&aborted, &log), None);
+        let emfile = io::Error::from_raw_os_error(libc::EMFILE);
+        let pauses: Vec<u128> = (0..9)
+            .map(|_| b.failure(&emfile, &log).unwrap().as_millis())
+            .collect();
+        assert_eq!(pauses, [10, 20, 40, 80, 160, 320, 640, 1000, 1000]);
+        b.success(&log);
+        assert_eq!(b.failure(&emfile, &log), Some(Duration::from_millis(10)));
+    }
+
+    #[test]
+    fn host_argument_accepts_brackets_and_names() {
+        assert_eq!(resolve_host("[::1]", 7).unwrap().to_string(), "[::1]:7");
+        assert_eq!(resolve_host("0.0.0.0", 7).unwrap().to_string(), "0.0.0.0:7");
+        assert!(resolve_host("localhost", 7).unwrap().ip().is_loopback());
+        assert!(resolve_host("no.such.host.invalid", 7).is_err());
+    }
+}
