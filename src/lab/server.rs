@@ -266,7 +266,8 @@ async fn connection(
                 continue;
             }
             r = stream.read(&mut buf) => Some(r),
-            () = tokio::time::sleep(opts.quiet), if quiet => None,
+            // An async block, so no timer is even created unless the branch is enabled.
+            () = async { tokio::time::sleep(opts.quiet).await }, if quiet => None,
             () = &mut idle => {
                 let due = last + opts.idle_timeout;
                 if tokio::time::Instant::now() >= due {
