@@ -75,6 +75,9 @@ pub struct ServerArgs {
     /// Seconds to let in-flight requests finish after SIGINT/SIGTERM.
     #[arg(long, value_name = "S", default_value_t = 5.0, value_parser = seconds)]
     pub drain: f64,
+    /// Async mode: tokio worker threads (0 = one per CPU).
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=1024))]
+    pub workers: usize,
     /// Lab protocol: a message without a newline ends after this many quiet milliseconds
     /// (a complete JSON object ends it at once).
     #[arg(long, value_name = "MS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=60_000))]

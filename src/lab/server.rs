@@ -426,14 +426,18 @@ pub fn run_cli(a: ServerArgs, format: Format) -> anyhow::Result<i32> {
         sock,
         log: StatusLog::stdout(format),
     };
-    let rt = match a.mode {
+    let mut rt = match a.mode {
         Mode::Async => tokio::runtime::Builder::new_multi_thread(),
         // The blocking modes only need tokio for the signal handlers.
         Mode::Single | Mode::Threaded => tokio::runtime::Builder::new_current_thread(),
+    };
+    if a.mode == Mode::Async && a.workers > 0 {
+        rt.worker_threads(a.workers);
     }
-    .enable_all()
-    .build()
-    .context("cannot start the tokio runtime")?;
+    let rt = rt
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?;
     rt.block_on(async {
         let sd = shutdown::on_signals().context("cannot install signal handlers")?;
         serve(listener, opts, sd).await.context("server failed")
