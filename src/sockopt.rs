@@ -151,11 +151,14 @@ impl fmt::Display for Applied {
         };
         write!(
             f,
-            ", sndbuf {}, rcvbuf {}, nodelay {}",
+            ", sndbuf {}, rcvbuf {}",
             buf(self.sndbuf, self.sndbuf_asked),
             buf(self.rcvbuf, self.rcvbuf_asked),
-            onoff(self.nodelay)
         )?;
+        // TCP_NODELAY does not exist on UDP sockets (read_back leaves it `None`).
+        if self.nodelay.is_some() {
+            write!(f, ", nodelay {}", onoff(self.nodelay))?;
+        }
         if let Some(v) = self.v6only {
             write!(f, ", v6only {}", if v { "on" } else { "off" })?;
         }

@@ -65,17 +65,35 @@ pub struct ServerArgs {
     /// Protocol.
     #[arg(long, value_enum, default_value_t = Protocol::Lab)]
     pub protocol: Protocol,
-    /// Close connections idle for this many seconds (threaded and async).
-    #[arg(long, default_value_t = 60)]
+    /// Close connections idle for this many seconds (every mode; in single mode an idle
+    /// client still stalls everyone until then).
+    #[arg(long, value_name = "S", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     pub idle_timeout: u64,
-    /// Most connections served at once; more wait in the accept queue.
-    #[arg(long, default_value_t = 1024)]
+    /// Most connections served at once (threaded, async); more wait in the listen queue.
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
     pub max_conns: usize,
     /// Seconds to let in-flight requests finish after SIGINT/SIGTERM.
-    #[arg(long, default_value_t = 5)]
-    pub drain: u64,
+    #[arg(long, value_name = "S", default_value_t = 5.0, value_parser = seconds)]
+    pub drain: f64,
+    /// Async mode: tokio worker threads (0 = one per CPU).
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=1024))]
+    pub workers: usize,
+    /// Lab protocol: a message without a newline ends after this many quiet milliseconds
+    /// (a complete JSON object ends it at once).
+    #[arg(long, value_name = "MS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub quiet_ms: u64,
     #[command(flatten)]
     pub sock: SockOptArgs,
+}
+
+/// Parses a non-negative number of seconds (at most a day).
+fn seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..=86_400.0).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "{s:?} is not a number of seconds between 0 and 86400"
+        )),
+    }
 }
 
 /// `netkit run client`.
@@ -105,6 +123,9 @@ pub struct ClientArgs {
     /// Bind the client's source port (0 lets the kernel choose).
     #[arg(long)]
     pub bind_port: Option<u16>,
+    /// Seconds to wait for the connection and for each reply.
+    #[arg(long, value_name = "S", default_value_t = 5.0, value_parser = seconds)]
+    pub timeout: f64,
     #[command(flatten)]
     pub sock: SockOptArgs,
 }
@@ -124,6 +145,9 @@ pub struct UdpServerArgs {
     /// Set SO_REUSEADDR and SO_REUSEPORT (Twisted's listenMultiple).
     #[arg(long)]
     pub listen_multiple: bool,
+    /// Only print datagrams; do not echo them back.
+    #[arg(long)]
+    pub no_reply: bool,
     #[command(flatten)]
     pub sock: SockOptArgs,
 }
@@ -146,6 +170,9 @@ pub struct UdpClientArgs {
     /// Messages to send.
     #[arg(long, default_value_t = 1)]
     pub count: u32,
+    /// Seconds to wait for each reply (0: send only).
+    #[arg(long, value_name = "S", default_value_t = 2.0, value_parser = seconds)]
+    pub wait: f64,
     /// Set SO_REUSEADDR and SO_REUSEPORT (Twisted's listenMultiple).
     #[arg(long)]
     pub listen_multiple: bool,

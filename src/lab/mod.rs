@@ -3,7 +3,10 @@
 //! the kernel reports them.
 
 pub mod client;
+pub mod diagnose;
+pub mod protocol;
 pub mod proxy;
 pub mod server;
 pub mod shutdown;
+pub mod status;
 pub mod udp;

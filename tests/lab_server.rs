@@ -1,0 +1,461 @@
+//! `netkit run server` on loopback: the book's zen client (split and pipelined questions),
+//! the Python lab client, the single-mode stall against threaded/async, idle timeout,
+//! back-pressure at --max-conns, SIGTERM with a request in flight, fd exhaustion under a low
+//! `ulimit -n`, and bind failures explained.
+
+mod support_lab;
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::process::Command;
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use support_lab::*;
+
+const MODES: [&str; 3] = ["single", "threaded", "async"];
+
+#[test]
+fn zen_answers_the_books_client_split_and_pipelined_in_every_mode() {
+    for mode in MODES {
+        let (_srv, addr) = server(&["--protocol", "zen", "--mode", mode]);
+        let mut s = connect(addr, Duration::from_secs(5));
+        assert_eq!(ask(&mut s, "Beautiful is better than?"), "Ugly.", "{mode}");
+        // Split across writes, with a pause so they arrive as separate reads.
+        s.write_all(b"Explicit is bet").unwrap();
+        sleep(Duration::from_millis(30));
+        assert_eq!(ask(&mut s, "ter than?"), "Implicit.", "{mode}");
+        // Three questions in one write: three answers.
+        s.write_all(b"Simple is better than?Beautiful is better than?Flat is better than?")
+            .unwrap();
+        let want = "Complex.Ugly.Error: unknown aphorism.";
+        let mut got = String::new();
+        while got.len() < want.len() {
+            let part = String::from_utf8_lossy(&recv_until(&mut s, b'.')).into_owned();
+            if part.is_empty() {
+                break;
+            }
+            got.push_str(&part);
+        }
+        assert_eq!(got, want, "{mode}");
+    }
+}
+
+#[test]
+fn status_lines_follow_the_books_order_with_the_peer_address() {
+    let (srv, addr) = server(&["--protocol", "zen", "--mode", "threaded"]);
+    let mut s = connect(addr, Duration::from_secs(5));
+    let me = s.local_addr().unwrap();
+    assert_eq!(ask(&mut s, "Beautiful is better than?"), "Ugly.");
+    drop(s);
+    let closed = srv
+        .wait_line(Duration::from_secs(5), |l| l.event == "closed")
+        .unwrap_or_else(|| panic!("no closed line:\n{}", srv.raw()));
+    assert_eq!(closed.peer, Some(me));
+    assert_eq!(closed.reason.as_deref(), Some("eof"));
+    let events: Vec<String> = srv.lines().into_iter().map(|l| l.event).collect();
+    assert_eq!(events, ["listening", "accepted", "closed"]);
+}
+
+#[test]
+fn human_output_prints_the_books_lines() {
+    let mut p = std::process::Command::new(netkit())
+        .args(["run", "server", "127.0.0.1", "-p", "0", "--protocol", "zen"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = p.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    let first = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    let addr: std::net::SocketAddr = first
+        .strip_prefix("Listening at ")
+        .unwrap_or_else(|| panic!("{first}"))
+        .parse()
+        .unwrap();
+    let opts = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert!(opts.contains("socket options: reuseaddr on"), "{opts}");
+    let s = TcpStream::connect(addr).unwrap();
+    let me = s.local_addr().unwrap();
+    drop(s);
+    let acc = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert_eq!(acc, format!("Accepted connection from {me}"));
+    let closed = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert_eq!(closed, format!("Client socket to {me} has closed"));
+    let _ = p.kill();
+    let _ = p.wait();
+}
+
+#[test]
+fn python_lab_client_gets_done_for_json_and_bare_text_in_every_mode() {
+    if !have("python3") {
+        eprintln!("skipped: python3 not installed");
+        return;
+    }
+    // The seed's client: sendall(json.dumps(...)) without a newline, then recv(1024).
+    let script = r#"
+import json, socket, sys, time
+port = int(sys.argv[1])
+for payload in (json.dumps({"server_ip": "127.0.0.1", "server_port": 8888, "message": "tgmr"}).encode(), b"ebvr"):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(5)
+    s.connect(("127.0.0.1", port))
+    t = time.time()
+    s.sendall(payload)
+    print(s.recv(1024).decode(), round(time.time() - t, 3))
+    s.close()
+"#;
+    for mode in MODES {
+        let (srv, addr) = server(&["--mode", mode, "--quiet-ms", "600"]);
+        let out = Command::new("python3")
+            .args(["-c", script, &addr.port().to_string()])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let replies: Vec<(&str, f64)> = text
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .map(|(r, t)| (r, t.parse().unwrap()))
+            .collect();
+        assert_eq!(
+            replies.len(),
+            2,
+            "{mode}: {text} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(replies.iter().all(|(r, _)| *r == "DONE"), "{mode}: {text}");
+        // JSON ends at once; bare text after the quiet period (600 ms here), not at a timeout.
+        assert!(replies[0].1 < 0.4, "{mode}: JSON waited {}s", replies[0].1);
+        assert!(
+            (0.55..3.0).contains(&replies[1].1),
+            "{mode}: bare text waited {}s",
+            replies[1].1
+        );
+        let got = srv.wait_line(Duration::from_secs(5), |l| {
+            l.event == "received" && l.message.as_deref() == Some("ebvr")
+        });
+        assert!(got.is_some(), "{mode}:\n{}", srv.raw());
+        let json = srv
+            .lines()
+            .into_iter()
+            .find(|l| l.event == "received")
+            .and_then(|l| l.message)
+            .unwrap();
+        assert!(json.contains(r#""message": "tgmr""#), "{json}");
+    }
+}
+
+#[test]
+fn lab_newline_messages_share_one_connection() {
+    let (srv, addr) = server(&[]);
+    let mut s = connect(addr, Duration::from_secs(5));
+    s.write_all(b"one\ntwo\n").unwrap();
+    sleep(Duration::from_millis(300)); // longer than the quiet period: line mode must not care
+    s.write_all(b"thr").unwrap();
+    sleep(Duration::from_millis(300));
+    s.write_all(b"ee\n").unwrap();
+    let mut got = Vec::new();
+    while got.iter().filter(|&&b| b == b'\n').count() < 3 {
+        let part = recv_until(&mut s, b'\n');
+        assert!(!part.is_empty(), "got {:?}", String::from_utf8_lossy(&got));
+        got.extend(part);
+    }
+    assert_eq!(got, b"DONE\nDONE\nDONE\n");
+    // The status line is written before the reply, but our reader thread may lag behind.
+    eventually(Duration::from_secs(5), || srv.count("received") == 3);
+    let msgs: Vec<String> = srv
+        .lines()
+        .into_iter()
+        .filter_map(|l| (l.event == "received").then(|| l.message.unwrap()))
+        .collect();
+    assert_eq!(msgs, ["one", "two", "three"]);
+}
+
+#[test]
+fn oversized_or_binary_requests_get_an_error_and_others_keep_being_served() {
+    for mode in MODES {
+        let (srv, addr) = server(&["--protocol", "zen", "--mode", mode]);
+        let mut bad = connect(addr, Duration::from_secs(5));
+        // Binary junk with a '?' is an unknown aphorism, not a crash.
+        assert_eq!(
+            ask(&mut bad, "\u{0}\u{ff}\u{7f}?"),
+            "Error: unknown aphorism.",
+            "{mode}"
+        );
+        // 70 KB without a '?' exceeds the request limit: error reply, then close.
+        let _ = bad.write_all(&vec![b'x'; 70 * 1024]);
+        let reply = read_all(&mut bad);
+        assert!(
+            reply.ends_with(b"Error: request too long."),
+            "{mode}: {:?}",
+            String::from_utf8_lossy(&reply)
+        );
+        let mut good = connect(addr, Duration::from_secs(5));
+        assert_eq!(
+            ask(&mut good, "Simple is better than?"),
+            "Complex.",
+            "{mode}"
+        );
+        drop(srv);
+    }
+}
+
+#[test]
+fn echo_returns_the_bytes() {
+    let (_srv, addr) = server(&["--protocol", "echo", "--mode", "threaded"]);
+    let mut s = connect(addr, Duration::from_secs(5));
+    s.write_all(b"hello?\n").unwrap();
+    assert_eq!(recv_until(&mut s, b'\n'), b"hello?\n");
+}
+
+/// Connects an idle client, then checks whether a second client is answered within `d`.
+/// Returns the server, the verdict, the idle client and the second client.
+fn second_client_answered(mode: &str, d: Duration) -> (Proc, bool, TcpStream, TcpStream) {
+    let (srv, addr) = server(&["--protocol", "zen", "--mode", mode]);
+    let idle = TcpStream::connect(addr).unwrap();
+    assert!(
+        srv.wait_line(Duration::from_secs(5), |l| l.event == "accepted")
+            .is_some()
+    );
+    let mut second = connect(addr, d);
+    let answered = ask(&mut second, "Beautiful is better than?") == "Ugly.";
+    (srv, answered, idle, second)
+}
+
+#[test]
+fn single_mode_is_stalled_by_one_idle_client_as_the_book_warns() {
+    let (srv, answered, idle, mut second) =
+        second_client_answered("single", Duration::from_millis(700));
+    assert!(
+        !answered,
+        "single mode answered while another client held it"
+    );
+    assert_eq!(
+        srv.count("accepted"),
+        1,
+        "the second client must wait in the listen queue"
+    );
+    // Once the idle client leaves, the queued one is served.
+    drop(idle);
+    second
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    assert_eq!(recv_until(&mut second, b'.'), b"Ugly.");
+}
+
+#[test]
+fn threaded_and_async_serve_others_while_a_client_idles() {
+    for mode in ["threaded", "async"] {
+        let (_srv, answered, _idle, _s) = second_client_answered(mode, Duration::from_secs(5));
+        assert!(answered, "{mode} stalled behind an idle client");
+    }
+}
+
+#[test]
+fn idle_timeout_closes_silent_clients_in_every_mode() {
+    for mode in MODES {
+        let (srv, addr) = server(&["--protocol", "zen", "--mode", mode, "--idle-timeout", "1"]);
+        let started = Instant::now();
+        let mut idle = connect(addr, Duration::from_secs(5));
+        let eof = read_all(&mut idle);
+        let took = started.elapsed();
+        assert!(eof.is_empty());
+        assert!(
+            took >= Duration::from_millis(900) && took < Duration::from_secs(4),
+            "{mode}: closed after {took:?}"
+        );
+        let l = srv.wait_line(Duration::from_secs(2), |l| l.event == "closed");
+        assert_eq!(l.and_then(|l| l.reason).as_deref(), Some("idle"), "{mode}");
+    }
+}
+
+#[test]
+fn max_conns_applies_back_pressure_instead_of_refusing() {
+    for mode in ["threaded", "async"] {
+        let (srv, addr) = server(&["--protocol", "zen", "--mode", mode, "--max-conns", "1"]);
+        let mut first = connect(addr, Duration::from_secs(5));
+        assert_eq!(ask(&mut first, "Beautiful is better than?"), "Ugly.");
+        // The second connection completes its handshake (listen queue) but is not served.
+        let mut second = connect(addr, Duration::from_millis(500));
+        assert_eq!(ask(&mut second, "Simple is better than?"), "", "{mode}");
+        assert!(
+            srv.wait_line(Duration::from_secs(2), |l| l.event == "at_capacity")
+                .is_some()
+        );
+        drop(first);
+        second
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        assert_eq!(recv_until(&mut second, b'.'), b"Complex.", "{mode}");
+    }
+}
+
+#[test]
+fn sigterm_lets_a_request_in_flight_finish_then_exits_zero() {
+    for mode in MODES {
+        let (mut srv, addr) = server(&["--protocol", "zen", "--mode", mode]);
+        let mut slow = connect(addr, Duration::from_secs(5));
+        slow.write_all(b"Beautiful is").unwrap();
+        assert!(
+            srv.wait_line(Duration::from_secs(5), |l| l.event == "accepted")
+                .is_some()
+        );
+        sleep(Duration::from_millis(50));
+        srv.signal(libc::SIGTERM);
+        let sd = srv.wait_line(Duration::from_secs(5), |l| l.event == "shutting_down");
+        assert!(sd.is_some(), "{mode}: {}", srv.raw());
+        // No longer accepting.
+        assert!(
+            eventually(Duration::from_secs(2), || TcpStream::connect(addr).is_err()),
+            "{mode}: still accepting after SIGTERM"
+        );
+        // The request in flight completes and is answered.
+        assert_eq!(ask(&mut slow, " better than?"), "Ugly.", "{mode}");
+        let st = srv.wait_exit(Duration::from_secs(5)).expect("exits");
+        assert_eq!(st.code(), Some(0), "{mode}: {}", srv.raw());
+    }
+}
+
+#[test]
+fn second_signal_exits_at_once() {
+    let (mut srv, addr) = server(&["--protocol", "zen", "--drain", "30"]);
+    let mut slow = connect(addr, Duration::from_secs(5));
+    slow.write_all(b"Beautiful is").unwrap();
+    assert!(
+        srv.wait_line(Duration::from_secs(5), |l| l.event == "accepted")
+            .is_some()
+    );
+    srv.signal(libc::SIGTERM);
+    assert!(
+        srv.wait_line(Duration::from_secs(5), |l| l.event == "shutting_down")
+            .is_some()
+    );
+    let t = Instant::now();
+    srv.signal(libc::SIGINT);
+    let st = srv.wait_exit(Duration::from_secs(5)).expect("exits");
+    assert!(t.elapsed() < Duration::from_secs(2));
+    assert_ne!(st.code(), Some(0));
+}
+
+#[test]
+fn idle_connections_do_not_hold_up_shutdown() {
+    let (mut srv, addr) = server(&["--protocol", "zen", "--mode", "threaded", "--drain", "30"]);
+    let _idle = connect(addr, Duration::from_secs(5));
+    assert!(
+        srv.wait_line(Duration::from_secs(5), |l| l.event == "accepted")
+            .is_some()
+    );
+    let t = Instant::now();
+    srv.signal(libc::SIGTERM);
+    assert_eq!(
+        srv.wait_exit(Duration::from_secs(5)).and_then(|s| s.code()),
+        Some(0)
+    );
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+}
+
+#[test]
+fn running_out_of_file_descriptors_backs_off_and_recovers() {
+    if !have("prlimit") {
+        eprintln!("skipped: prlimit (util-linux) not installed");
+        return;
+    }
+    for mode in ["async", "threaded"] {
+        let mut cmd = Command::new("prlimit");
+        cmd.args(["--nofile=40:40", "--", netkit()]);
+        let srv = Proc::spawn_cmd(
+            cmd,
+            &[
+                "run",
+                "server",
+                "127.0.0.1",
+                "-p",
+                "0",
+                "--protocol",
+                "zen",
+                "--mode",
+                mode,
+            ],
+        );
+        let addr = srv.listening();
+        // More clients than the server has descriptors; the extra ones wait in the backlog.
+        let mut clients: Vec<TcpStream> = (0..60)
+            .map(|_| connect(addr, Duration::from_secs(5)))
+            .collect();
+        let err = srv.wait_line(Duration::from_secs(5), |l| l.event == "accept_error");
+        let err = err.unwrap_or_else(|| panic!("{mode}: no accept_error:\n{}", srv.raw()));
+        assert_eq!(err.errno_name.as_deref(), Some("EMFILE"), "{mode}");
+        // Accepted clients are still served while accept() fails.
+        assert_eq!(ask(&mut clients[0], "Simple is better than?"), "Complex.");
+        // Free descriptors: every queued client is then served (each closes after its
+        // answer, so the server always gets another descriptor back).
+        let (first, rest) = clients.split_at_mut(30);
+        for s in first.iter() {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+        for (i, s) in rest.iter_mut().enumerate() {
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            assert_eq!(
+                ask(s, "Explicit is better than?"),
+                "Implicit.",
+                "{mode}: queued client {i} not served:\n{}",
+                srv.raw()
+            );
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+        assert!(
+            srv.wait_line(Duration::from_secs(5), |l| l.event == "accept_recovered")
+                .is_some()
+        );
+        let mut fresh = connect(addr, Duration::from_secs(5));
+        assert_eq!(
+            ask(&mut fresh, "Beautiful is better than?"),
+            "Ugly.",
+            "{mode}"
+        );
+    }
+}
+
+#[test]
+fn port_in_use_is_explained_with_its_holder() {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port().to_string();
+    let (code, _out, err) = run(
+        &["run", "server", "127.0.0.1", "-p", &port],
+        Duration::from_secs(10),
+    );
+    assert_eq!(code, Some(2));
+    assert!(err.contains("EADDRINUSE (98)"), "{err}");
+    assert!(
+        err.contains(&format!(
+            "LISTEN 127.0.0.1:{port} held by pid {}",
+            std::process::id()
+        )),
+        "{err}"
+    );
+    assert!(
+        err.lines()
+            .last()
+            .unwrap()
+            .starts_with("netkit: bind 127.0.0.1:"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_arguments_exit_two_with_one_line() {
+    for args in [
+        &["run", "server", "--max-conns", "0"][..],
+        &["run", "server", "--mode", "forked"][..],
+        &["run", "server", "no.such.host.invalid", "-p", "0"][..],
+    ] {
+        let (code, _, err) = run(args, Duration::from_secs(10));
+        assert_eq!(code, Some(2), "{args:?}: {err}");
+    }
+}

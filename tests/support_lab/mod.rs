@@ -1,0 +1,267 @@
+//! Helpers for the lab integration tests: a spawned `netkit run …` process with its JSON
+//! status lines collected, killed on drop; polling with deadlines; small socket helpers.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+
+/// Path of the binary under test.
+pub fn netkit() -> &'static str {
+    env!("CARGO_BIN_EXE_netkit")
+}
+
+/// One status line (only the fields the tests look at; the rest are ignored).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Line {
+    pub event: String,
+    #[serde(default)]
+    pub addr: Option<SocketAddr>,
+    #[serde(default)]
+    pub peer: Option<SocketAddr>,
+    #[serde(default)]
+    pub message: Option<String>,
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub errno: Option<i32>,
+    #[serde(default)]
+    pub errno_name: Option<String>,
+    #[serde(default)]
+    pub options: Option<Options>,
+    #[serde(default)]
+    pub failures: Option<u64>,
+    #[serde(default)]
+    pub in_flight: Option<usize>,
+}
+
+/// The `options` object (read back from the kernel).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Options {
+    pub reuseaddr: Option<bool>,
+    pub reuseport: Option<bool>,
+    pub keepalive: Option<bool>,
+    pub keepidle: Option<u32>,
+    pub keepintvl: Option<u32>,
+    pub keepcnt: Option<u32>,
+    pub sndbuf: Option<usize>,
+    pub rcvbuf: Option<usize>,
+    pub nodelay: Option<bool>,
+    pub v6only: Option<bool>,
+    pub sndbuf_asked: Option<u32>,
+    pub rcvbuf_asked: Option<u32>,
+}
+
+/// A running `netkit` with `--json`, its stdout lines parsed as they come. SIGKILLed on drop.
+pub struct Proc {
+    pub child: Child,
+    lines: Arc<Mutex<Vec<Line>>>,
+    raw: Arc<Mutex<Vec<String>>>,
+}
+
+impl Proc {
+    /// Starts `netkit --json ARGS`; `wrap` (e.g. `sh -c 'ulimit -n 64; exec "$0" "$@"'`) may
+    /// prefix it.
+    pub fn spawn(args: &[&str]) -> Proc {
+        Self::spawn_cmd(Command::new(netkit()), args)
+    }
+
+    /// Starts `cmd ARGS --json`.
+    pub fn spawn_cmd(mut cmd: Command, args: &[&str]) -> Proc {
+        cmd.args(args)
+            .arg("--json")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn netkit");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let raw = Arc::new(Mutex::new(Vec::new()));
+        let out = child.stdout.take().expect("stdout");
+        let (l2, r2) = (lines.clone(), raw.clone());
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if let Ok(parsed) = serde_json::from_str::<Line>(&line) {
+                    l2.lock().unwrap().push(parsed);
+                }
+                r2.lock().unwrap().push(line);
+            }
+        });
+        let err = child.stderr.take().expect("stderr");
+        let r3 = raw.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines() {
+                let Ok(line) = line else { break };
+                r3.lock().unwrap().push(format!("stderr: {line}"));
+            }
+        });
+        Proc { child, lines, raw }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Status lines so far.
+    pub fn lines(&self) -> Vec<Line> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// Every line (stdout and `stderr: …`), for failure messages.
+    pub fn raw(&self) -> String {
+        self.raw.lock().unwrap().join("\n")
+    }
+
+    /// Waits up to `d` for a line matching `f`.
+    pub fn wait_line(&self, d: Duration, f: impl Fn(&Line) -> bool) -> Option<Line> {
+        let until = Instant::now() + d;
+        loop {
+            if let Some(l) = self.lines().into_iter().find(|l| f(l)) {
+                return Some(l);
+            }
+            if Instant::now() >= until {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Number of lines with this event.
+    pub fn count(&self, event: &str) -> usize {
+        self.lines().iter().filter(|l| l.event == event).count()
+    }
+
+    /// The `listening` line's address (panics with the output when it never comes).
+    pub fn listening(&self) -> SocketAddr {
+        match self.wait_line(Duration::from_secs(10), |l| l.event == "listening") {
+            Some(l) => l.addr.expect("addr"),
+            None => panic!("no listening line:\n{}", self.raw()),
+        }
+    }
+
+    /// Sends a signal.
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+
+    /// Waits up to `d` for exit; returns the exit code (None: still running or killed).
+    pub fn wait_exit(&mut self, d: Duration) -> Option<std::process::ExitStatus> {
+        let until = Instant::now() + d;
+        loop {
+            if let Some(s) = self.child.try_wait().expect("try_wait") {
+                return Some(s);
+            }
+            if Instant::now() >= until {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts a server on 127.0.0.1 port 0 with extra args and waits for its address.
+pub fn server(args: &[&str]) -> (Proc, SocketAddr) {
+    let mut all = vec!["run", "server", "127.0.0.1", "-p", "0"];
+    all.extend_from_slice(args);
+    let p = Proc::spawn(&all);
+    let a = p.listening();
+    (p, a)
+}
+
+/// Polls `f` until true or `d` passes.
+pub fn eventually(d: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let until = Instant::now() + d;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() >= until {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Connects with a read timeout.
+pub fn connect(a: SocketAddr, read_timeout: Duration) -> TcpStream {
+    let s = TcpStream::connect_timeout(&a, Duration::from_secs(5)).expect("connect");
+    s.set_read_timeout(Some(read_timeout)).unwrap();
+    s
+}
+
+/// The book's `recv_until(sock, b'.')`: reads until the data ends with `suffix`. Returns what
+/// arrived (possibly incomplete) when the timeout or EOF comes first.
+pub fn recv_until(s: &mut TcpStream, suffix: u8) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while got.last() != Some(&suffix) {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    got
+}
+
+/// Sends a zen question and returns the answer (empty on timeout).
+pub fn ask(s: &mut TcpStream, q: &str) -> String {
+    s.write_all(q.as_bytes()).unwrap();
+    String::from_utf8_lossy(&recv_until(s, b'.')).into_owned()
+}
+
+/// Reads to EOF (or timeout).
+pub fn read_all(s: &mut TcpStream) -> Vec<u8> {
+    let mut v = Vec::new();
+    let _ = s.read_to_end(&mut v);
+    v
+}
+
+/// True when `python3` runs.
+pub fn have(cmd: &str) -> bool {
+    Command::new(cmd)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Runs `netkit ARGS` to completion with a deadline; returns (code, stdout, stderr).
+pub fn run(args: &[&str], d: Duration) -> (Option<i32>, String, String) {
+    let mut c = Command::new(netkit())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let until = Instant::now() + d;
+    loop {
+        if c.try_wait().unwrap().is_some() {
+            break;
+        }
+        if Instant::now() >= until {
+            let _ = c.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = c.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
