@@ -21,7 +21,6 @@ use super::diagnose;
 use super::status::{Status, StatusLog};
 use crate::cli::run::ClientArgs;
 use crate::commands::{FOUND, NOTHING};
-use crate::inspect::Proto;
 use crate::output::Format;
 use crate::sockopt::{self, SockOpts};
 
@@ -141,7 +140,7 @@ pub fn run_cli(a: ClientArgs, format: Format) -> anyhow::Result<i32> {
     let log = StatusLog::stdout(format);
     let connect = |first: bool| -> anyhow::Result<TcpStream> {
         let s = sockopt::connect(target, &opts, bind, Some(timeout))
-            .map_err(|e| diagnose::failure(e, Proto::Tcp, bind, format))?;
+            .map_err(|e| diagnose::client_failure(e, bind, target, &opts, format))?;
         if first {
             log.emit(&Status::Connected {
                 proto: "tcp",

@@ -1,7 +1,9 @@
-//! Explains a failed bind()/connect() of a lab socket from the socket inventory: the errno
-//! by name, and the sockets that hold the local port (their owner, or for a TIME_WAIT the
-//! seconds left). A stop-gap until the `explain` engine is wired in; it only reads
-//! [`crate::inspect::snapshot`] and never changes anything.
+//! Explains a failed bind()/connect() of a lab socket. The TCP client's EADDRINUSE at bind
+//! and EADDRNOTAVAIL at connect go through the `explain` engine
+//! ([`crate::commands::explain::explain_connect`]: trial bind, causes, fixes); everything
+//! else, and the engine's own failure, gets the short inventory-based explanation here: the
+//! errno by name and the sockets that hold the local port (their owner, or for a TIME_WAIT
+//! the seconds left). It only reads and never changes anything.
 
 use std::net::SocketAddr;
 
@@ -129,8 +131,63 @@ pub fn failure(
     anyhow::anyhow!("{e}")
 }
 
+/// Like [`failure`], for the TCP client: EADDRINUSE at bind() and EADDRNOTAVAIL at
+/// connect() get the explain engine's diagnosis (on stderr as a report, or as the
+/// `explanation` lines of the JSON error event); other errors get [`explain`]'s lines.
+pub fn client_failure(
+    e: SocketError,
+    local: Option<SocketAddr>,
+    remote: SocketAddr,
+    opts: &crate::sockopt::SockOpts,
+    format: Format,
+) -> anyhow::Error {
+    let engine = matches!(
+        (e.stage, e.errno()),
+        ("bind", Some(libc::EADDRINUSE)) | ("connect", Some(libc::EADDRNOTAVAIL))
+    );
+    let report = engine
+        .then(|| crate::commands::explain::explain_connect(local, remote, opts, &e).ok())
+        .flatten();
+    let Some(report) = report else {
+        return failure(e, Proto::Tcp, local, format);
+    };
+    let errno = e.errno().unwrap_or(0);
+    let head = format!(
+        "{} ({errno}) at {}() {}: why, from `netkit explain`:",
+        errno_name(errno).unwrap_or("errno"),
+        e.stage,
+        e.addr
+    );
+    match format {
+        Format::Table => {
+            eprintln!("{head}");
+            let _ = crate::output::emit(
+                &report,
+                Format::Table,
+                std::io::stderr().lock(),
+                std::io::stderr().lock(),
+            );
+        }
+        Format::Json => {
+            let mut lines = vec![head];
+            lines.extend(
+                report
+                    .causes
+                    .iter()
+                    .map(|c| format!("[{}] {} Fix: {}", c.kind, c.message, c.fix)),
+            );
+            report_lines(&e, &lines, format);
+        }
+    }
+    anyhow::anyhow!("{e}")
+}
+
 /// Prints `lines` about `e` as [`failure`] does.
 pub fn report(e: &SocketError, lines: &[String], format: Format) {
+    report_lines(e, lines, format)
+}
+
+fn report_lines(e: &SocketError, lines: &[String], format: Format) {
     #[derive(serde::Serialize)]
     struct ErrorLine<'a> {
         event: &'static str,
