@@ -106,36 +106,48 @@ struct Shared<'a> {
 /// What one walker thread found.
 #[derive(Default)]
 struct Found {
-    pairs: Vec<(u64, u32)>,
+    /// (inode, pid, fd).
+    pairs: Vec<(u64, u32, u32)>,
     unreadable: usize,
     visited: Vec<u32>,
 }
 
-/// Finds the processes holding the sockets in `want`. Never fails: unreadable processes are
-/// counted in [`Scan::unreadable`].
-///
-/// The kernel has no socket → process index, so this reads fd links, but as few as it can:
+/// How far [`owners`] looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// Stop once every wanted socket has one owner (enough to name a port's listener).
+    First,
+    /// Every owner of a shared socket: stop once every wanted socket was seen, then visit
+    /// the ancestors and descendants of the processes found.
+    Shared,
+    /// Read every process.
+    All,
+}
+
+/// A process whose fd table is at most this big is read whole when it is a relative of a
+/// holder; a larger one is only probed at the fd numbers where the socket was found.
+const SMALL_RELATIVE: u64 = 256;
+
+/// Finds the processes holding the sockets in `want` ([`Reach::Shared`]). Never fails:
+/// unreadable processes are counted in [`Scan::unreadable`].
+pub fn owners_of(want: &HashSet<u64>) -> Scan {
+    owners(want, Reach::Shared)
+}
+
+/// Finds the processes holding the sockets in `want`, reading as few fd links as `reach`
+/// allows. The kernel has no socket → process index, so this reads fd links:
 /// 1. `stat` every `/proc/<pid>/fd` (its size is the number of open fds) and visit small
 ///    processes first; as a non-root user skip other users' processes, which cannot be read;
-/// 2. stop as soon as every wanted inode has been seen once;
-/// 3. then visit the ancestors and descendants of every process found, which is where the
-///    other holders of a shared socket live (fork-inherited fds: a forked child, nginx or
-///    gunicorn workers under their master);
+/// 2. unless `reach` is [`Reach::All`], stop as soon as every wanted inode has been seen;
+/// 3. for [`Reach::Shared`], then visit the ancestors and descendants of every process found,
+///    which is where the other holders of a shared socket live (fork-inherited fds: a forked
+///    child, nginx or gunicorn workers under their master). A relative with a large fd table
+///    is probed only at the fd numbers where the socket was found, since fork() keeps them;
 /// 4. if something is still missing, the walk simply ran to the end.
 ///
-/// An fd passed over a UNIX socket (SCM_RIGHTS) to an unrelated process that is visited after
-/// the stop is not reported; [`owners_of_all`] walks everything.
-pub fn owners_of(want: &HashSet<u64>) -> Scan {
-    scan(want, true)
-}
-
-/// Like [`owners_of`], but reads every process: for full listings, where nearly every process
-/// holds a wanted socket anyway.
-pub fn owners_of_all(want: &HashSet<u64>) -> Scan {
-    scan(want, false)
-}
-
-fn scan(want: &HashSet<u64>, early: bool) -> Scan {
+/// Not reported by [`Reach::Shared`]: an fd passed over a UNIX socket (SCM_RIGHTS) to an
+/// unrelated process visited after the stop, or renumbered in a large relative.
+pub fn owners(want: &HashSet<u64>, reach: Reach) -> Scan {
     let mut procs = survey();
     let mut unreadable = 0;
     if !is_root() {
@@ -147,22 +159,31 @@ fn scan(want: &HashSet<u64>, early: bool) -> Scan {
     }
     procs.sort_by_key(|p| (p.nfds, std::cmp::Reverse(p.pid)));
     let order: Vec<u32> = procs.iter().map(|p| p.pid).collect();
-    let mut found = walk_parallel(&order, want, early);
+    let mut found = walk_parallel(&order, want, reach != Reach::All);
     let mut pairs = std::mem::take(&mut found.pairs);
     unreadable += found.unreadable;
 
-    if early && found_all(&pairs, want) {
+    if reach == Reach::Shared && found_all(&pairs, want) {
         let visited: HashSet<u32> = found.visited.iter().copied().collect();
         let holders: HashSet<u32> = pairs.iter().map(|p| p.1).collect();
-        let known: HashSet<u32> = order.iter().copied().collect();
-        let relatives: Vec<u32> = relatives_of(&holders)
+        let nfds: HashMap<u32, u64> = procs.iter().map(|p| (p.pid, p.nfds)).collect();
+        let mut fd_numbers: Vec<u32> = pairs.iter().map(|p| p.2).collect();
+        fd_numbers.sort_unstable();
+        fd_numbers.dedup();
+        let (small, large): (Vec<u32>, Vec<u32>) = relatives_of(&holders)
             .into_iter()
-            .filter(|p| !visited.contains(p) && known.contains(p))
-            .collect();
-        let mut more = walk_parallel(&relatives, want, false);
+            .filter(|p| !visited.contains(p) && nfds.contains_key(p))
+            .partition(|p| nfds.get(p).is_some_and(|&n| n <= SMALL_RELATIVE));
+        let mut more = walk_parallel(&small, want, false);
+        for pid in large {
+            if let Some(dir) = FdDir::open(pid, &mut more) {
+                dir.match_links(pid, &fd_numbers, want, &mut more);
+            }
+        }
         pairs.append(&mut more.pairs);
         unreadable += more.unreadable;
     }
+    let mut pairs: Vec<(u64, u32)> = pairs.into_iter().map(|(i, p, _)| (i, p)).collect();
     pairs.sort_unstable();
     pairs.dedup();
     Scan {
@@ -172,7 +193,7 @@ fn scan(want: &HashSet<u64>, early: bool) -> Scan {
     }
 }
 
-fn found_all(pairs: &[(u64, u32)], want: &HashSet<u64>) -> bool {
+fn found_all(pairs: &[(u64, u32, u32)], want: &HashSet<u64>) -> bool {
     let seen: HashSet<u64> = pairs.iter().map(|p| p.0).collect();
     want.iter().all(|i| seen.contains(i))
 }
@@ -306,7 +327,7 @@ fn walk(shared: &Shared<'_>) -> Found {
 }
 
 /// Records newly found inodes and raises the stop flag once all wanted ones were seen.
-fn note_seen(shared: &Shared<'_>, new: &[(u64, u32)]) {
+fn note_seen(shared: &Shared<'_>, new: &[(u64, u32, u32)]) {
     if !shared.early || new.is_empty() {
         return;
     }
@@ -387,7 +408,7 @@ impl FdDir {
             if let Some(inode) = socket_inode(&link[..len as usize])
                 && want.contains(&inode)
             {
-                found.pairs.push((inode, pid));
+                found.pairs.push((inode, pid, fd));
             }
         }
     }
