@@ -7,3 +7,6 @@ pub mod proxy;
 pub mod server;
 pub mod shutdown;
 pub mod udp;
+pub mod jsonproto;
+pub mod policy;
+pub mod relay;
