@@ -153,7 +153,8 @@ impl Printer {
         }
         if let Some(d) = &e.detail {
             let to = e.target.map(|t| format!("{t}: ")).unwrap_or_default();
-            s += &format!("refused: {to}{d}\n");
+            let label = if e.outcome == Outcome::Unreachable { "failed" } else { "refused" };
+            s += &format!("{label}: {to}{d}\n");
         }
         s += &format!("response: {}\n", printable(&e.response));
         s += if e.delivered {
