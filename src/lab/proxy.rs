@@ -278,7 +278,7 @@ pub async fn serve(listener: TcpListener, cfg: Arc<ProxyConfig>, mut shutdown: S
             r = tasks.join_next() => if r.is_none() { break },
             _ = &mut deadline => {
                 summary.aborted = tasks.len() as u64;
-                eprintln!("drain: {} connections still open after {:?}; closing them", tasks.len(), cfg.drain);
+                eprintln!("drain: {} connections still open after {}; closing them", tasks.len(), forward::secs(cfg.drain));
                 tasks.abort_all();
                 while tasks.join_next().await.is_some() {}
                 break;

@@ -76,8 +76,8 @@ pub async fn serve_conn(
                 _ = sleep_until(deadline) => {
                     if scanner.started() {
                         let why = format!(
-                            "incomplete JSON: request not finished within {:?} (--idle-timeout)",
-                            cfg.idle_timeout
+                            "incomplete JSON: request not finished within {} (--idle-timeout)",
+                            secs(cfg.idle_timeout)
                         );
                         bad_request(&mut stream, peer, cfg, shown(&buf), why, false).await;
                     }
@@ -264,7 +264,7 @@ async fn exchange(up: &mut TcpStream, message: &[u8], cfg: &ProxyConfig) -> Resu
             Ok(Err(e)) if reply.is_empty() => return Err(format!("reading the reply: {}", reason(&e))),
             Ok(Err(_)) => break,
             Err(_) if reply.is_empty() => {
-                return Err(format!("no reply within {:?}", cfg.idle_timeout));
+                return Err(format!("no reply within {}", secs(cfg.idle_timeout)));
             }
             Err(_) => break,
         }
@@ -282,7 +282,7 @@ async fn resolve(host: &Host, port: u16, limit: Duration) -> Result<Vec<SocketAd
     let found = match timeout(limit, tokio::net::lookup_host((name.as_str(), port))).await {
         Ok(Ok(it)) => it,
         Ok(Err(e)) => return Err(format!("cannot resolve {name}: {e}")),
-        Err(_) => return Err(format!("resolving {name} took over {limit:?}")),
+        Err(_) => return Err(format!("resolving {name} took over {}", secs(limit))),
     };
     let mut out: Vec<SocketAddr> = Vec::new();
     for a in found {
@@ -310,7 +310,10 @@ pub async fn connect(to: SocketAddr, cfg: &ProxyConfig, limit: Duration) -> Resu
     match timeout(limit, sock.connect(to)).await {
         Ok(Ok(s)) => Ok(s),
         Ok(Err(e)) => Err(reason(&e)),
-        Err(_) => Err(format!("connect timed out after {limit:?} (--connect-timeout)")),
+        Err(_) => Err(format!(
+            "connect timed out after {} (--connect-timeout)",
+            secs(cfg.connect_timeout)
+        )),
     }
 }
 
@@ -335,4 +338,10 @@ pub fn reason(e: &io::Error) -> String {
             }
         }
     }
+}
+
+/// A duration as people write it: `3s`, `0.3s`, `1.25s`.
+pub fn secs(d: Duration) -> String {
+    let s = format!("{:.3}", d.as_secs_f64());
+    format!("{}s", s.trim_end_matches('0').trim_end_matches('.'))
 }
