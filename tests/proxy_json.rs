@@ -29,14 +29,24 @@ fn seed_lines_are_printed_and_done_is_relayed() {
         "response: DONE".to_string(),
         "response send to Client".to_string(),
     ];
-    let at = out.iter().position(|l| l == &want[0]).expect("Proxy received line");
+    let at = out
+        .iter()
+        .position(|l| l == &want[0])
+        .expect("Proxy received line");
     assert_eq!(&out[at..at + 6], &want[..], "{out:?}");
-    assert!(out[0].starts_with("Proxy Server listening on 127.0.0.1:"), "{out:?}");
+    assert!(
+        out[0].starts_with("Proxy Server listening on 127.0.0.1:"),
+        "{out:?}"
+    );
     assert_eq!(srv.messages.lock().unwrap().as_slice(), ["tgmr"]);
 }
 
 fn python3() -> bool {
-    let ok = Command::new("python3").arg("-c").arg("pass").status().is_ok_and(|s| s.success());
+    let ok = Command::new("python3")
+        .arg("-c")
+        .arg("pass")
+        .status()
+        .is_ok_and(|s| s.success());
     if !ok {
         eprintln!("skipped: python3 is not installed");
     }
@@ -59,11 +69,18 @@ fn python_lab_client_gets_done_and_the_block_reply() {
             .arg(port.to_string())
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let ok = run(srv.port());
-    assert!(ok.contains("Response from server(forwarded by Proxy): DONE\n"), "{ok}");
+    assert!(
+        ok.contains("Response from server(forwarded by Proxy): DONE\n"),
+        "{ok}"
+    );
     let blocked = run(7777);
     assert!(
         blocked.contains("Response from server(forwarded by Proxy): Error, not allowed address\n"),
@@ -152,11 +169,23 @@ fn missing_fields_get_a_bad_request_reply() {
 #[test]
 fn wrong_typed_fields_get_a_bad_request_reply() {
     let p = ProxyProc::start(&[]);
-    let r = bad(&p, br#"{"server_ip": "127.0.0.1", "server_port": "8888", "message": "x"}"#);
-    assert!(r.contains("server_port must be an integer, got a string"), "{r}");
-    let r = bad(&p, br#"{"server_ip": ["127.0.0.1"], "server_port": 8888, "message": "x"}"#);
+    let r = bad(
+        &p,
+        br#"{"server_ip": "127.0.0.1", "server_port": "8888", "message": "x"}"#,
+    );
+    assert!(
+        r.contains("server_port must be an integer, got a string"),
+        "{r}"
+    );
+    let r = bad(
+        &p,
+        br#"{"server_ip": ["127.0.0.1"], "server_port": 8888, "message": "x"}"#,
+    );
     assert!(r.contains("server_ip must be a string"), "{r}");
-    let r = bad(&p, br#"{"server_ip": "127.0.0.1", "server_port": 8888, "message": 5}"#);
+    let r = bad(
+        &p,
+        br#"{"server_ip": "127.0.0.1", "server_port": 8888, "message": 5}"#,
+    );
     assert!(r.contains("message must be a string"), "{r}");
 }
 
@@ -165,7 +194,10 @@ fn port_out_of_range_gets_a_bad_request_reply() {
     let p = ProxyProc::start(&[]);
     for port in ["0", "65536", "-1", "99999999999999999999"] {
         let r = bad(&p, lab_request("127.0.0.1", port, "x").as_bytes());
-        assert!(r.contains("out of range") || r.contains("must be an integer"), "{port}: {r}");
+        assert!(
+            r.contains("out of range") || r.contains("must be an integer"),
+            "{port}: {r}"
+        );
     }
 }
 
@@ -173,9 +205,18 @@ fn port_out_of_range_gets_a_bad_request_reply() {
 fn message_over_the_limit_gets_a_bad_request_reply() {
     let srv = DoneServer::start();
     let p = ProxyProc::start(&["--max-message", "8"]);
-    let r = bad(&p, lab_request("127.0.0.1", srv.port(), "123456789").as_bytes());
+    let r = bad(
+        &p,
+        lab_request("127.0.0.1", srv.port(), "123456789").as_bytes(),
+    );
     assert!(r.contains("message is 9 bytes, over the limit of 8"), "{r}");
-    assert_eq!(ask(p.addr, lab_request("127.0.0.1", srv.port(), "12345678").as_bytes()), "DONE");
+    assert_eq!(
+        ask(
+            p.addr,
+            lab_request("127.0.0.1", srv.port(), "12345678").as_bytes()
+        ),
+        "DONE"
+    );
     // A request far over the limit is cut off without being buffered to the end.
     let huge = lab_request("127.0.0.1", srv.port(), &"x".repeat(1 << 20));
     let mut s = TcpStream::connect(p.addr).unwrap();
@@ -190,7 +231,10 @@ fn message_over_the_limit_gets_a_bad_request_reply() {
 #[test]
 fn refused_target_gets_server_unreachable() {
     let p = ProxyProc::start(&[]);
-    let r = ask(p.addr, lab_request("127.0.0.1", closed_port(), "x").as_bytes());
+    let r = ask(
+        p.addr,
+        lab_request("127.0.0.1", closed_port(), "x").as_bytes(),
+    );
     assert_eq!(r, "Error, server unreachable: connection refused");
 }
 
@@ -201,7 +245,10 @@ fn silent_target_gets_server_unreachable_after_the_connect_timeout() {
     let full = TcpListener::bind("127.0.0.1:0").unwrap();
     // listen(2) again shrinks the backlog to 0 (the queue then holds one connection).
     // SAFETY: listen on a socket we own.
-    assert_eq!(unsafe { libc::listen(std::os::fd::AsRawFd::as_raw_fd(&full), 0) }, 0);
+    assert_eq!(
+        unsafe { libc::listen(std::os::fd::AsRawFd::as_raw_fd(&full), 0) },
+        0
+    );
     let addr = full.local_addr().unwrap();
     let mut fillers = Vec::new();
     for _ in 0..8 {
@@ -213,7 +260,10 @@ fn silent_target_gets_server_unreachable_after_the_connect_timeout() {
     }
     let p = ProxyProc::start(&["--connect-timeout", "0.3"]);
     let t = Instant::now();
-    let r = ask(p.addr, lab_request("127.0.0.1", addr.port(), "x").as_bytes());
+    let r = ask(
+        p.addr,
+        lab_request("127.0.0.1", addr.port(), "x").as_bytes(),
+    );
     assert!(
         r == "Error, server unreachable: connect timed out after 0.3s (--connect-timeout)",
         "{r}"
@@ -226,25 +276,41 @@ fn a_proxy_whose_server_vanished_answers_server_unreachable() {
     let srv = DoneServer::start();
     let port = srv.port();
     let p = ProxyProc::start(&[]);
-    assert_eq!(ask(p.addr, lab_request("127.0.0.1", port, "x").as_bytes()), "DONE");
+    assert_eq!(
+        ask(p.addr, lab_request("127.0.0.1", port, "x").as_bytes()),
+        "DONE"
+    );
     drop(srv);
     let r = ask(p.addr, lab_request("127.0.0.1", port, "x").as_bytes());
     assert_eq!(r, "Error, server unreachable: connection refused");
     // And it keeps serving.
     let again = DoneServer::start();
-    assert_eq!(ask(p.addr, lab_request("127.0.0.1", again.port(), "x").as_bytes()), "DONE");
+    assert_eq!(
+        ask(
+            p.addr,
+            lab_request("127.0.0.1", again.port(), "x").as_bytes()
+        ),
+        "DONE"
+    );
 }
 
 #[test]
 fn idle_and_half_sent_clients_do_not_block_others() {
     let srv = DoneServer::start();
     let p = ProxyProc::start(&[]);
-    let mut idle: Vec<TcpStream> = (0..20).map(|_| TcpStream::connect(p.addr).unwrap()).collect();
+    let mut idle: Vec<TcpStream> = (0..20)
+        .map(|_| TcpStream::connect(p.addr).unwrap())
+        .collect();
     let mut partial = TcpStream::connect(p.addr).unwrap();
-    partial.write_all(b"{\"server_ip\": \"127.0.0.1\", ").unwrap();
+    partial
+        .write_all(b"{\"server_ip\": \"127.0.0.1\", ")
+        .unwrap();
     idle.push(partial);
     let t = Instant::now();
-    assert_eq!(ask_bare(p.addr, &lab_request("127.0.0.1", srv.port(), "x")), "DONE");
+    assert_eq!(
+        ask_bare(p.addr, &lab_request("127.0.0.1", srv.port(), "x")),
+        "DONE"
+    );
     assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
 }
 
@@ -263,7 +329,10 @@ fn idle_timeout_closes_silent_and_partial_clients() {
     assert_eq!(out, "", "a silent client is closed without a reply");
     out.clear();
     partial.read_to_string(&mut out).unwrap();
-    assert!(out.starts_with("Error, bad request: incomplete JSON"), "{out}");
+    assert!(
+        out.starts_with("Error, bad request: incomplete JSON"),
+        "{out}"
+    );
     assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
 }
 
@@ -271,17 +340,25 @@ fn idle_timeout_closes_silent_and_partial_clients() {
 fn connection_cap_queues_clients_instead_of_refusing_them() {
     let srv = DoneServer::start();
     let p = ProxyProc::start(&["--max-conns", "2"]);
-    let holders: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(p.addr).unwrap()).collect();
+    let holders: Vec<TcpStream> = (0..2)
+        .map(|_| TcpStream::connect(p.addr).unwrap())
+        .collect();
     std::thread::sleep(Duration::from_millis(100));
     // The third connection completes in the kernel's listen queue but is not served yet.
     let mut third = TcpStream::connect(p.addr).unwrap();
-    third.write_all(lab_request("127.0.0.1", srv.port(), "x").as_bytes()).unwrap();
-    third.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    third
+        .write_all(lab_request("127.0.0.1", srv.port(), "x").as_bytes())
+        .unwrap();
+    third
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
     let mut buf = [0u8; 64];
     assert!(third.read(&mut buf).is_err(), "served beyond --max-conns");
     assert_eq!(srv.conns(), 0);
     drop(holders);
-    third.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    third
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
     let n = third.read(&mut buf).unwrap();
     assert_eq!(&buf[..n], b"DONE");
 }
@@ -304,10 +381,20 @@ struct RequestLine {
 fn json_status_lines_carry_each_request() {
     let srv = DoneServer::start();
     let p = ProxyProc::start(&[]);
-    assert_eq!(ask(p.addr, lab_request("0x7f.1", srv.port(), "tgmr").as_bytes()), "DONE");
-    assert_eq!(ask(p.addr, lab_request("127.0.0.1", 7777, "x").as_bytes()), "Error, not allowed address");
+    assert_eq!(
+        ask(p.addr, lab_request("0x7f.1", srv.port(), "tgmr").as_bytes()),
+        "DONE"
+    );
+    assert_eq!(
+        ask(p.addr, lab_request("127.0.0.1", 7777, "x").as_bytes()),
+        "Error, not allowed address"
+    );
     eventually("two request lines", Duration::from_secs(5), || {
-        p.stdout().iter().filter(|l| l.contains("\"request\"")).count() == 2
+        p.stdout()
+            .iter()
+            .filter(|l| l.contains("\"request\""))
+            .count()
+            == 2
     });
     let reqs: Vec<RequestLine> = p
         .stdout()
@@ -321,11 +408,20 @@ fn json_status_lines_carry_each_request() {
     assert_eq!(ok.server_ip.as_deref(), Some("0x7f.1"));
     assert_eq!(ok.server_port, Some(srv.port()));
     assert_eq!(ok.message.as_deref(), Some("tgmr"));
-    assert_eq!(ok.target, Some(SocketAddr::from(([127, 0, 0, 1], srv.port()))));
-    assert_eq!((ok.outcome.as_str(), ok.response.as_str(), ok.delivered), ("forwarded", "DONE", true));
+    assert_eq!(
+        ok.target,
+        Some(SocketAddr::from(([127, 0, 0, 1], srv.port())))
+    );
+    assert_eq!(
+        (ok.outcome.as_str(), ok.response.as_str(), ok.delivered),
+        ("forwarded", "DONE", true)
+    );
     let blocked = &reqs[1];
     assert_eq!(blocked.outcome, "blocked");
-    assert_eq!(blocked.detail.as_deref(), Some("blocked by --block 127.0.0.1:7777"));
+    assert_eq!(
+        blocked.detail.as_deref(),
+        Some("blocked by --block 127.0.0.1:7777")
+    );
 }
 
 #[test]
@@ -342,16 +438,27 @@ fn bad_arguments_exit_2_with_one_line() {
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");
-        assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"), "{args:?}");
+        assert!(
+            !String::from_utf8_lossy(&out.stderr).contains("panicked"),
+            "{args:?}"
+        );
     }
     let busy = TcpListener::bind("127.0.0.1:0").unwrap();
     let out = Command::new(netkit())
-        .args(["run", "proxy", "--listen", &busy.local_addr().unwrap().to_string()])
+        .args([
+            "run",
+            "proxy",
+            "--listen",
+            &busy.local_addr().unwrap().to_string(),
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.starts_with("netkit: cannot listen on") && err.contains("in use"), "{err}");
+    assert!(
+        err.starts_with("netkit: cannot listen on") && err.contains("in use"),
+        "{err}"
+    );
 }
 
 /// The full lab: `netkit run server` + `netkit run proxy` + `netkit run client`. The server
@@ -369,7 +476,12 @@ fn netkit_server_proxy_and_client_end_to_end() {
     loop {
         if let Some(st) = server.try_wait().unwrap() {
             let mut err = String::new();
-            server.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+            server
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
             if err.contains("not implemented") {
                 eprintln!("skipped: netkit run server is not implemented on this branch");
                 return;
@@ -385,7 +497,12 @@ fn netkit_server_proxy_and_client_end_to_end() {
     let p = ProxyProc::start(&[]);
     let out = Command::new(netkit())
         .args(["run", "client", "--proxy", &p.addr.to_string()])
-        .args(["--server", &format!("127.0.0.1:{port}"), "--message", "tgmr"])
+        .args([
+            "--server",
+            &format!("127.0.0.1:{port}"),
+            "--message",
+            "tgmr",
+        ])
         .output()
         .unwrap();
     let _ = server.kill();
@@ -401,8 +518,12 @@ fn a_client_that_vanishes_mid_request_does_not_disturb_others() {
     let srv = DoneServer::with_delay(Duration::from_millis(200));
     let p = ProxyProc::start(&[]);
     let mut gone = TcpStream::connect(p.addr).unwrap();
-    gone.write_all(lab_request("127.0.0.1", srv.port(), "bye").as_bytes()).unwrap();
+    gone.write_all(lab_request("127.0.0.1", srv.port(), "bye").as_bytes())
+        .unwrap();
     gone.shutdown(Shutdown::Both).unwrap();
     drop(gone);
-    assert_eq!(ask(p.addr, lab_request("127.0.0.1", srv.port(), "x").as_bytes()), "DONE");
+    assert_eq!(
+        ask(p.addr, lab_request("127.0.0.1", srv.port(), "x").as_bytes()),
+        "DONE"
+    );
 }

@@ -75,7 +75,15 @@ fn zone_id_is_a_bad_request_and_never_connects() {
 fn malformed_addresses_are_bad_requests() {
     let srv = DoneServer::start();
     let p = ProxyProc::start(&["--no-default-block"]);
-    for s in ["127.0.0.256", "1.2.3.4.5", "127.0.0.1:8888", "", " 127.0.0.1", "08.0.0.1", "a b"] {
+    for s in [
+        "127.0.0.256",
+        "1.2.3.4.5",
+        "127.0.0.1:8888",
+        "",
+        " 127.0.0.1",
+        "08.0.0.1",
+        "a b",
+    ] {
         let r = ask(p.addr, lab_request(s, srv.port(), "x").as_bytes());
         assert!(r.starts_with("Error, bad request: "), "{s:?}: {r}");
     }
@@ -85,7 +93,13 @@ fn malformed_addresses_are_bad_requests() {
 #[test]
 fn default_blocklist_refuses_the_lab_port_7777() {
     let p = ProxyProc::start(&[]);
-    for s in ["127.0.0.1", "127.1", "0.0.0.0", "::ffff:127.0.0.1", "localhost"] {
+    for s in [
+        "127.0.0.1",
+        "127.1",
+        "0.0.0.0",
+        "::ffff:127.0.0.1",
+        "localhost",
+    ] {
         assert_eq!(
             ask(p.addr, lab_request(s, 7777, "x").as_bytes()),
             NOT_ALLOWED,
@@ -102,7 +116,10 @@ fn block_by_port_refuses_every_address() {
     let port = srv.port().to_string();
     let p = ProxyProc::start(&["--no-default-block", "--block", &port]);
     for s in ["127.0.0.1", "127.0.0.9", "::1"] {
-        assert_eq!(ask(p.addr, lab_request(s, &port, "x").as_bytes()), NOT_ALLOWED);
+        assert_eq!(
+            ask(p.addr, lab_request(s, &port, "x").as_bytes()),
+            NOT_ALLOWED
+        );
     }
     assert_eq!(srv.conns(), 0);
 }
@@ -110,7 +127,13 @@ fn block_by_port_refuses_every_address() {
 #[test]
 fn block_by_address_refuses_every_port() {
     let srv = DoneServer::bind("127.0.0.3:0", Duration::ZERO);
-    let p = ProxyProc::start(&["--no-default-block", "--block", "10.0.0.1", "--block", "127.0.0.3"]);
+    let p = ProxyProc::start(&[
+        "--no-default-block",
+        "--block",
+        "10.0.0.1",
+        "--block",
+        "127.0.0.3",
+    ]);
     // 127.0.0.3 is an address of this host, so it stands for the host (every local address).
     let r = ask(p.addr, lab_request("127.0.0.3", srv.port(), "x").as_bytes());
     assert_eq!(r, NOT_ALLOWED);
@@ -122,9 +145,15 @@ fn block_by_cidr_refuses_addresses_inside_only() {
     let inside = DoneServer::bind("127.0.0.5:0", Duration::ZERO);
     let outside = DoneServer::bind("127.0.1.5:0", Duration::ZERO);
     let p = ProxyProc::start(&["--no-default-block", "--block", "127.0.0.0/24"]);
-    let r = ask(p.addr, lab_request("127.0.0.5", inside.port(), "x").as_bytes());
+    let r = ask(
+        p.addr,
+        lab_request("127.0.0.5", inside.port(), "x").as_bytes(),
+    );
     assert_eq!(r, NOT_ALLOWED);
-    let r = ask(p.addr, lab_request("127.0.1.5", outside.port(), "x").as_bytes());
+    let r = ask(
+        p.addr,
+        lab_request("127.0.1.5", outside.port(), "x").as_bytes(),
+    );
     assert_eq!(r, "DONE");
     assert_eq!((inside.conns(), outside.conns()), (0, 1));
 }
@@ -138,7 +167,10 @@ fn bad_block_entries_are_refused_at_start() {
             .unwrap();
         assert_eq!(out.status.code(), Some(2), "{bad}");
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.starts_with("netkit: ") && err.lines().count() == 1, "{bad}: {err}");
+        assert!(
+            err.starts_with("netkit: ") && err.lines().count() == 1,
+            "{bad}: {err}"
+        );
     }
 }
 
@@ -152,10 +184,16 @@ fn default_block_never_touches_7777_in_netns() {
     // A fixed port is safe here: the namespace is ours alone.
     let srv = DoneServer::bind("127.0.0.1:7777", Duration::ZERO);
     let p = ProxyProc::start(&[]);
-    assert_eq!(ask(p.addr, lab_request("127.0.0.1", 7777, "x").as_bytes()), NOT_ALLOWED);
+    assert_eq!(
+        ask(p.addr, lab_request("127.0.0.1", 7777, "x").as_bytes()),
+        NOT_ALLOWED
+    );
     assert_eq!(srv.conns(), 0);
     let cleared = ProxyProc::start(&["--no-default-block"]);
-    assert_eq!(ask(cleared.addr, lab_request("127.0.0.1", 7777, "x").as_bytes()), "DONE");
+    assert_eq!(
+        ask(cleared.addr, lab_request("127.0.0.1", 7777, "x").as_bytes()),
+        "DONE"
+    );
     assert_eq!(srv.conns(), 1);
 }
 
@@ -166,7 +204,10 @@ fn refused_in_netns(targets: &[(&str, u16)], extra: &[&str]) {
         assert_eq!(r, NOT_ALLOWED, "{ip}:{port}");
     }
     let lines = p.stdout();
-    let refused = lines.iter().filter(|l| l.contains("\"not_allowed\"")).count();
+    let refused = lines
+        .iter()
+        .filter(|l| l.contains("\"not_allowed\""))
+        .count();
     assert_eq!(refused, targets.len(), "{lines:?}");
 }
 
@@ -175,7 +216,10 @@ fn open_relay_refuses_public_ipv4_in_netns() {
     if !enter_netns("open_relay_refuses_public_ipv4_in_netns") {
         return;
     }
-    refused_in_netns(&[("8.8.8.8", 53), ("10.0.0.1", 80), ("192.168.1.1", 22)], &[]);
+    refused_in_netns(
+        &[("8.8.8.8", 53), ("10.0.0.1", 80), ("192.168.1.1", 22)],
+        &[],
+    );
 }
 
 #[test]
@@ -200,17 +244,34 @@ fn open_relay_refuses_ipv6_outside_loopback_in_netns() {
     if !enter_netns("open_relay_refuses_ipv6_outside_loopback_in_netns") {
         return;
     }
-    refused_in_netns(&[("2001:db8::1", 80), ("[2001:4860:4860::8888]", 53), ("::127.0.0.1", 80)], &[]);
+    refused_in_netns(
+        &[
+            ("2001:db8::1", 80),
+            ("[2001:4860:4860::8888]", 53),
+            ("::127.0.0.1", 80),
+        ],
+        &[],
+    );
 }
 
 #[test]
 fn open_relay_refuses_hostnames_resolving_outside_in_netns() {
     let hosts = "127.0.0.1 localhost\n::1 localhost\n10.9.8.7 outside.test\n127.0.0.1 mixed.test\n10.9.8.8 mixed.test\n";
-    if !enter_netns_with_hosts("open_relay_refuses_hostnames_resolving_outside_in_netns", Some(hosts)) {
+    if !enter_netns_with_hosts(
+        "open_relay_refuses_hostnames_resolving_outside_in_netns",
+        Some(hosts),
+    ) {
         return;
     }
     // mixed.test has a loopback and an outside address: every resolved address is checked.
-    refused_in_netns(&[("outside.test", 80), ("mixed.test", 80), ("OUTSIDE.test.", 80)], &[]);
+    refused_in_netns(
+        &[
+            ("outside.test", 80),
+            ("mixed.test", 80),
+            ("OUTSIDE.test.", 80),
+        ],
+        &[],
+    );
 }
 
 #[test]
@@ -222,5 +283,8 @@ fn allow_widens_the_policy_in_netns() {
     // Allowed, so the proxy tries: the namespace has no route, so the kernel says so at once.
     let r = ask(p.addr, lab_request("10.1.2.3", 80, "x").as_bytes());
     assert_eq!(r, "Error, server unreachable: network unreachable");
-    assert_eq!(ask(p.addr, lab_request("11.1.2.3", 80, "x").as_bytes()), NOT_ALLOWED);
+    assert_eq!(
+        ask(p.addr, lab_request("11.1.2.3", 80, "x").as_bytes()),
+        NOT_ALLOWED
+    );
 }

@@ -80,7 +80,10 @@ fn transfer(extra: &[&str], total: usize) {
         while !chunk.is_empty() && got < total {
             let off = got % data.len();
             let k = chunk.len().min(data.len() - off).min(total - got);
-            assert!(chunk[..k] == data[off..off + k], "bytes differ at offset {got}");
+            assert!(
+                chunk[..k] == data[off..off + k],
+                "bytes differ at offset {got}"
+            );
             got += k;
             chunk = &chunk[k..];
         }

@@ -130,10 +130,7 @@ pub fn parse_request(frame: &[u8], max_message: usize) -> Result<Request, String
     let Value::Object(obj) = v else {
         return Err("expected a JSON object".into());
     };
-    let field = |name: &str| {
-        obj.get(name)
-            .ok_or_else(|| format!("missing field {name}"))
-    };
+    let field = |name: &str| obj.get(name).ok_or_else(|| format!("missing field {name}"));
     let server_ip = match field("server_ip")? {
         Value::String(s) => s.clone(),
         other => return Err(format!("server_ip must be a string, got {}", kind(other))),
@@ -145,7 +142,12 @@ pub fn parse_request(frame: &[u8], max_message: usize) -> Result<Request, String
             None if n.is_u64() => return Err(format!("server_port {n} is out of range (1-65535)")),
             None => return Err(format!("server_port must be an integer, got {n}")),
         },
-        other => return Err(format!("server_port must be an integer, got {}", kind(other))),
+        other => {
+            return Err(format!(
+                "server_port must be an integer, got {}",
+                kind(other)
+            ));
+        }
     };
     let message = match field("message")? {
         Value::String(s) => s.clone(),
@@ -241,7 +243,10 @@ mod tests {
     #[test]
     fn non_objects_are_refused_at_once() {
         let mut s = FrameScanner::default();
-        assert!(matches!(s.scan(b"\n[1,2]"), Err(FrameError::NotAnObject(_))));
+        assert!(matches!(
+            s.scan(b"\n[1,2]"),
+            Err(FrameError::NotAnObject(_))
+        ));
         let mut s = FrameScanner::default();
         assert!(s.scan(b"hello").is_err());
     }
@@ -251,21 +256,58 @@ mod tests {
         let cases: &[(&[u8], &str)] = &[
             (b"{", "invalid JSON"),
             (b"{\"server_ip\": }", "invalid JSON"),
-            (br#"{"server_port": 1, "message": "x"}"#, "missing field server_ip"),
-            (br#"{"server_ip": "a", "message": "x"}"#, "missing field server_port"),
-            (br#"{"server_ip": "a", "server_port": 1}"#, "missing field message"),
-            (br#"{"server_ip": 1, "server_port": 1, "message": "x"}"#, "server_ip must be a string"),
-            (br#"{"server_ip": "a", "server_port": "8888", "message": "x"}"#, "server_port must be an integer"),
-            (br#"{"server_ip": "a", "server_port": 88.5, "message": "x"}"#, "server_port must be an integer"),
-            (br#"{"server_ip": "a", "server_port": 65536, "message": "x"}"#, "out of range"),
-            (br#"{"server_ip": "a", "server_port": -1, "message": "x"}"#, "out of range"),
-            (br#"{"server_ip": "a", "server_port": 18446744073709551615, "message": "x"}"#, "out of range"),
-            (br#"{"server_ip": "a", "server_port": 1, "message": null}"#, "message must be a string"),
-            (br#"{"server_ip": "a", "server_port": 1, "message": "0123456789"}"#, "over the limit"),
+            (
+                br#"{"server_port": 1, "message": "x"}"#,
+                "missing field server_ip",
+            ),
+            (
+                br#"{"server_ip": "a", "message": "x"}"#,
+                "missing field server_port",
+            ),
+            (
+                br#"{"server_ip": "a", "server_port": 1}"#,
+                "missing field message",
+            ),
+            (
+                br#"{"server_ip": 1, "server_port": 1, "message": "x"}"#,
+                "server_ip must be a string",
+            ),
+            (
+                br#"{"server_ip": "a", "server_port": "8888", "message": "x"}"#,
+                "server_port must be an integer",
+            ),
+            (
+                br#"{"server_ip": "a", "server_port": 88.5, "message": "x"}"#,
+                "server_port must be an integer",
+            ),
+            (
+                br#"{"server_ip": "a", "server_port": 65536, "message": "x"}"#,
+                "out of range",
+            ),
+            (
+                br#"{"server_ip": "a", "server_port": -1, "message": "x"}"#,
+                "out of range",
+            ),
+            (
+                br#"{"server_ip": "a", "server_port": 18446744073709551615, "message": "x"}"#,
+                "out of range",
+            ),
+            (
+                br#"{"server_ip": "a", "server_port": 1, "message": null}"#,
+                "message must be a string",
+            ),
+            (
+                br#"{"server_ip": "a", "server_port": 1, "message": "0123456789"}"#,
+                "over the limit",
+            ),
         ];
         for (frame, want) in cases {
             let err = parse_request(frame, 8).unwrap_err();
-            assert!(err.contains(want), "{}: {err}", String::from_utf8_lossy(frame));
+            assert!(
+                err.contains(want),
+                "{}: {err}",
+                String::from_utf8_lossy(frame)
+            );
         }
     }
 

@@ -3,10 +3,10 @@
 //! the kernel reports them.
 
 pub mod client;
+pub mod jsonproto;
+pub mod policy;
 pub mod proxy;
+pub mod relay;
 pub mod server;
 pub mod shutdown;
 pub mod udp;
-pub mod jsonproto;
-pub mod policy;
-pub mod relay;

@@ -180,11 +180,15 @@ impl Cidr {
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, ip) {
             (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u32::from(n) & mask == u32::from(a) & mask
             }
             (IpAddr::V6(n), IpAddr::V6(a)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u128::from(n) & mask == u128::from(a) & mask
             }
             _ => false,
@@ -441,7 +445,9 @@ fn interface_addrs() -> std::io::Result<Vec<IpAddr>> {
             if family == libc::AF_INET {
                 // SAFETY: family AF_INET means a sockaddr_in.
                 let sin = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
-                out.push(IpAddr::V4(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr))));
+                out.push(IpAddr::V4(Ipv4Addr::from(u32::from_be(
+                    sin.sin_addr.s_addr,
+                ))));
             } else if family == libc::AF_INET6 {
                 // SAFETY: family AF_INET6 means a sockaddr_in6.
                 let sin6 = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in6) };
@@ -561,9 +567,17 @@ mod tests {
     fn default_policy_blocks_the_lab_port_on_every_local_address() {
         let p = Policy::from_flags(&[], false, &[]).unwrap();
         let local = |a: IpAddr| canonical(a).is_loopback();
-        for t in ["127.0.0.1:7777", "127.0.0.2:7777", "[::1]:7777", "0.0.0.0:7777"] {
+        for t in [
+            "127.0.0.1:7777",
+            "127.0.0.2:7777",
+            "[::1]:7777",
+            "0.0.0.0:7777",
+        ] {
             let to: SocketAddr = t.parse().unwrap();
-            assert!(matches!(p.check(to, &local), Err(Refusal::Blocked(_))), "{t}");
+            assert!(
+                matches!(p.check(to, &local), Err(Refusal::Blocked(_))),
+                "{t}"
+            );
         }
         assert_eq!(p.check("127.0.0.1:8888".parse().unwrap(), &local), Ok(()));
         assert_eq!(
@@ -584,7 +598,10 @@ mod tests {
         assert_eq!(p.check("10.2.3.4:80".parse().unwrap(), &local), Ok(()));
         assert!(p.check("10.1.3.4:80".parse().unwrap(), &local).is_err());
         assert_eq!(p.check("[2001:db8::1]:80".parse().unwrap(), &local), Ok(()));
-        assert!(p.check("[::ffff:8.8.8.8]:53".parse().unwrap(), &local).is_err());
+        assert!(
+            p.check("[::ffff:8.8.8.8]:53".parse().unwrap(), &local)
+                .is_err()
+        );
     }
 
     #[test]

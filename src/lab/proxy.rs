@@ -106,7 +106,7 @@ pub struct Summary {
 }
 
 fn seconds(name: &str, s: f64) -> anyhow::Result<Duration> {
-    if !s.is_finite() || s < 0.0 || s > 86_400.0 {
+    if !(0.0..=86_400.0).contains(&s) {
         bail!("--{name} must be between 0 and 86400 seconds, got {s}");
     }
     Ok(Duration::from_secs_f64(s))
@@ -136,7 +136,10 @@ pub fn config_from_args(a: &ProxyArgs, format: Format) -> anyhow::Result<ProxyCo
             deny_clients: a
                 .deny_client
                 .iter()
-                .map(|c| c.parse::<Cidr>().map_err(|e| anyhow::anyhow!("--deny-client: {e}")))
+                .map(|c| {
+                    c.parse::<Cidr>()
+                        .map_err(|e| anyhow::anyhow!("--deny-client: {e}"))
+                })
                 .collect::<anyhow::Result<_>>()?,
             splice: !a.no_splice,
         },
@@ -187,7 +190,11 @@ pub fn run_cli(a: ProxyArgs, format: Format) -> anyhow::Result<i32> {
         cfg.printer.listening(&ListeningEvent {
             event: "listening",
             listen: local,
-            mode: if cfg.mode == Mode::Json { "json" } else { "relay" },
+            mode: if cfg.mode == Mode::Json {
+                "json"
+            } else {
+                "relay"
+            },
             relay_to: match cfg.mode {
                 Mode::Relay { to, .. } => Some(to),
                 Mode::Json => None,
@@ -209,7 +216,11 @@ pub fn run_cli(a: ProxyArgs, format: Format) -> anyhow::Result<i32> {
 }
 
 /// Serves `listener` until `shutdown`, then drains (see the module doc).
-pub async fn serve(listener: TcpListener, cfg: Arc<ProxyConfig>, mut shutdown: Shutdown) -> Summary {
+pub async fn serve(
+    listener: TcpListener,
+    cfg: Arc<ProxyConfig>,
+    mut shutdown: Shutdown,
+) -> Summary {
     let permits = Arc::new(Semaphore::new(cfg.max_conns.max(1)));
     let mut tasks = JoinSet::new();
     let mut summary = Summary::default();
@@ -262,7 +273,10 @@ pub async fn serve(listener: TcpListener, cfg: Arc<ProxyConfig>, mut shutdown: S
     // Connections that completed the handshake before we stopped are in-flight too.
     if let Ok(std_listener) = listener.into_std() {
         while let Ok((s, peer)) = std_listener.accept() {
-            let Ok(stream) = s.set_nonblocking(true).and_then(|()| TcpStream::from_std(s)) else {
+            let Ok(stream) = s
+                .set_nonblocking(true)
+                .and_then(|()| TcpStream::from_std(s))
+            else {
                 continue;
             };
             summary.accepted += 1;

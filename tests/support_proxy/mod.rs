@@ -144,7 +144,10 @@ impl ProxyProc {
         out.read_line(&mut first).unwrap();
         let addr = if json {
             let l: Listening = serde_json::from_str(&first).unwrap_or_else(|e| {
-                panic!("first line {first:?}: {e}; stderr {:?}", stderr.lock().unwrap())
+                panic!(
+                    "first line {first:?}: {e}; stderr {:?}",
+                    stderr.lock().unwrap()
+                )
             });
             assert_eq!(l.event, "listening");
             l.listen
@@ -190,7 +193,11 @@ impl ProxyProc {
             if let Some(l) = self.stdout().iter().find(|l| pred(l)) {
                 return l.clone();
             }
-            assert!(Instant::now() < deadline, "no line {what}: {:?}", self.stdout());
+            assert!(
+                Instant::now() < deadline,
+                "no line {what}: {:?}",
+                self.stdout()
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -295,7 +302,9 @@ pub fn enter_netns_with_hosts(test_name: &str, hosts: Option<&str>) -> bool {
         .status()
         .is_ok_and(|s| s.success());
     if !ok {
-        eprintln!("skipped: cannot create a network namespace (unshare --net needs root or user namespaces)");
+        eprintln!(
+            "skipped: cannot create a network namespace (unshare --net needs root or user namespaces)"
+        );
         return false;
     }
     let exe = std::env::current_exe().unwrap();
@@ -303,7 +312,12 @@ pub fn enter_netns_with_hosts(test_name: &str, hosts: Option<&str>) -> bool {
     let mut cmd = Command::new("unshare");
     match hosts {
         None => {
-            cmd.args(["--net", "sh", "-c", "ip link set lo up && exec \"$0\" \"$@\""]);
+            cmd.args([
+                "--net",
+                "sh",
+                "-c",
+                "ip link set lo up && exec \"$0\" \"$@\"",
+            ]);
         }
         Some(text) => {
             let path = dir.path().join("hosts");
@@ -312,7 +326,15 @@ pub fn enter_netns_with_hosts(test_name: &str, hosts: Option<&str>) -> bool {
                 "ip link set lo up && mount --bind {} /etc/hosts && exec \"$0\" \"$@\"",
                 path.display()
             );
-            cmd.args(["--net", "--mount", "--propagation", "private", "sh", "-c", &script]);
+            cmd.args([
+                "--net",
+                "--mount",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                &script,
+            ]);
         }
     }
     let out = cmd
@@ -327,6 +349,9 @@ pub fn enter_netns_with_hosts(test_name: &str, hosts: Option<&str>) -> bool {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success(), "netns child failed:\n{text}");
-    assert!(text.contains("1 passed"), "netns child ran no test:\n{text}");
+    assert!(
+        text.contains("1 passed"),
+        "netns child ran no test:\n{text}"
+    );
     false
 }

@@ -153,7 +153,11 @@ impl Printer {
         }
         if let Some(d) = &e.detail {
             let to = e.target.map(|t| format!("{t}: ")).unwrap_or_default();
-            let label = if e.outcome == Outcome::Unreachable { "failed" } else { "refused" };
+            let label = if e.outcome == Outcome::Unreachable {
+                "failed"
+            } else {
+                "refused"
+            };
             s += &format!("{label}: {to}{d}\n");
         }
         s += &format!("response: {}\n", printable(&e.response));
@@ -173,7 +177,11 @@ impl Printer {
         match self.format {
             Format::Json => self.json(e),
             Format::Table => {
-                let d = e.detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default();
+                let d = e
+                    .detail
+                    .as_deref()
+                    .map(|d| format!(": {d}"))
+                    .unwrap_or_default();
                 self.write(&format!(
                     "relay {} {}{d} ({} bytes up, {} bytes down)\n",
                     e.client, e.outcome, e.up, e.down

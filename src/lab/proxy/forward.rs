@@ -209,7 +209,7 @@ async fn forward(req: &Request, cfg: &ProxyConfig, ev: &mut RequestEvent) -> Vec
     }
     let Some(mut up) = upstream else {
         ev.outcome = Outcome::Unreachable;
-        let why = last_err.map_or_else(|| "no address".to_string(), |e| e);
+        let why = last_err.unwrap_or_else(|| "no address".to_string());
         ev.detail = Some(why.clone());
         return format!("Error, server unreachable: {why}").into_bytes();
     };
@@ -238,7 +238,11 @@ fn check_all(targets: &[SocketAddr], policy: &Policy) -> Result<(), (SocketAddr,
 /// Sends the message, half-closes so the server sees where it ends, and reads the reply
 /// until the server closes (at most `max_message` bytes, within the idle timeout). If the
 /// server sends a reply but never closes, what arrived is relayed when the time is up.
-async fn exchange(up: &mut TcpStream, message: &[u8], cfg: &ProxyConfig) -> Result<Vec<u8>, String> {
+async fn exchange(
+    up: &mut TcpStream,
+    message: &[u8],
+    cfg: &ProxyConfig,
+) -> Result<Vec<u8>, String> {
     match timeout(cfg.idle_timeout, up.write_all(message)).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => return Err(format!("sending the message: {}", reason(&e))),
@@ -261,7 +265,9 @@ async fn exchange(up: &mut TcpStream, message: &[u8], cfg: &ProxyConfig) -> Resu
             }
             // A reset after the reply (the server closed without reading everything) still
             // leaves a reply to relay.
-            Ok(Err(e)) if reply.is_empty() => return Err(format!("reading the reply: {}", reason(&e))),
+            Ok(Err(e)) if reply.is_empty() => {
+                return Err(format!("reading the reply: {}", reason(&e)));
+            }
             Ok(Err(_)) => break,
             Err(_) if reply.is_empty() => {
                 return Err(format!("no reply within {}", secs(cfg.idle_timeout)));
@@ -299,7 +305,11 @@ async fn resolve(host: &Host, port: u16, limit: Duration) -> Result<Vec<SocketAd
 
 /// Connects to `to` with the managed options (set before connect, so SO_SNDBUF/SO_RCVBUF
 /// size the window), within `limit`.
-pub async fn connect(to: SocketAddr, cfg: &ProxyConfig, limit: Duration) -> Result<TcpStream, String> {
+pub async fn connect(
+    to: SocketAddr,
+    cfg: &ProxyConfig,
+    limit: Duration,
+) -> Result<TcpStream, String> {
     let sock = if to.is_ipv4() {
         TcpSocket::new_v4()
     } else {
