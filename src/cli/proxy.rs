@@ -52,6 +52,9 @@ pub struct ProxyArgs {
     /// Seconds to let in-flight requests finish after SIGINT/SIGTERM.
     #[arg(long, default_value_t = 5.0, value_name = "S")]
     pub drain: f64,
+    /// Threads serving connections (default: one per CPU), each with its own event loop.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub threads: Option<u32>,
     /// Do not print a line per request (errors and start-up lines are still printed).
     #[arg(long, short = 'q')]
     pub quiet: bool,

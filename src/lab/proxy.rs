@@ -180,12 +180,15 @@ pub fn run_cli(a: ProxyArgs, format: Format) -> anyhow::Result<i32> {
         .context("setting the listener non-blocking")?;
     let applied = sockopt::report(&std_listener, &listen_opts);
     let local = std_listener.local_addr().unwrap_or(listen);
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    let threads = match a.threads {
+        Some(n) => n as usize,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
     rt.block_on(async move {
-        let listener = TcpListener::from_std(std_listener).context("registering the listener")?;
         let shutdown = shutdown::on_signals().context("installing signal handlers")?;
         cfg.printer.listening(&ListeningEvent {
             event: "listening",
@@ -202,7 +205,13 @@ pub fn run_cli(a: ProxyArgs, format: Format) -> anyhow::Result<i32> {
             sockopts: applied,
         });
         let printer = cfg.printer;
-        let summary = serve(listener, Arc::new(cfg), shutdown).await;
+        let cfg = Arc::new(cfg);
+        let summary = tokio::task::spawn_blocking(move || {
+            serve_threads(std_listener, cfg, shutdown, threads)
+        })
+        .await
+        .context("proxy threads")?
+        .context("starting the proxy threads")?;
         printer.stopped(&StoppedEvent {
             event: "stopped",
             accepted: summary.accepted,
@@ -215,13 +224,64 @@ pub fn run_cli(a: ProxyArgs, format: Format) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+/// Serves with `threads` OS threads, each running a single-threaded runtime that accepts
+/// on a duplicate of `listener` and keeps each connection on that thread (no cross-thread
+/// wake-ups per request; the kernel wakes whichever thread is waiting in accept). The
+/// connection cap is shared. Blocks until every thread has drained.
+///
+/// # Errors
+/// When the listener cannot be duplicated or a thread or runtime cannot start.
+pub fn serve_threads(
+    listener: std::net::TcpListener,
+    cfg: Arc<ProxyConfig>,
+    shutdown: Shutdown,
+    threads: usize,
+) -> io::Result<Summary> {
+    let permits = Arc::new(Semaphore::new(cfg.max_conns.max(1)));
+    let mut handles = Vec::new();
+    for i in 0..threads.max(1) {
+        let l = listener.try_clone()?;
+        let (cfg, sd, permits) = (cfg.clone(), shutdown.clone(), permits.clone());
+        let h = std::thread::Builder::new()
+            .name(format!("proxy-{i}"))
+            .spawn(move || -> io::Result<Summary> {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                let summary = rt.block_on(async move {
+                    let l = TcpListener::from_std(l)?;
+                    io::Result::Ok(serve_with(l, cfg, sd, permits).await)
+                });
+                // Resolver threads stuck in getaddrinfo must not hold up the exit.
+                rt.shutdown_background();
+                summary
+            })?;
+        handles.push(h);
+    }
+    drop(listener);
+    let mut total = Summary::default();
+    for h in handles {
+        let s = h
+            .join()
+            .map_err(|_| io::Error::other("a proxy thread panicked"))??;
+        total.accepted += s.accepted;
+        total.aborted += s.aborted;
+    }
+    Ok(total)
+}
+
 /// Serves `listener` until `shutdown`, then drains (see the module doc).
-pub async fn serve(
+pub async fn serve(listener: TcpListener, cfg: Arc<ProxyConfig>, shutdown: Shutdown) -> Summary {
+    let permits = Arc::new(Semaphore::new(cfg.max_conns.max(1)));
+    serve_with(listener, cfg, shutdown, permits).await
+}
+
+async fn serve_with(
     listener: TcpListener,
     cfg: Arc<ProxyConfig>,
     mut shutdown: Shutdown,
+    permits: Arc<Semaphore>,
 ) -> Summary {
-    let permits = Arc::new(Semaphore::new(cfg.max_conns.max(1)));
     let mut tasks = JoinSet::new();
     let mut summary = Summary::default();
     let mut backoff = Duration::ZERO;
@@ -308,7 +368,9 @@ fn is_memory_pressure(e: &io::Error) -> bool {
 
 async fn handle(stream: TcpStream, peer: SocketAddr, cfg: &ProxyConfig, shutdown: Shutdown) {
     // Accepted sockets inherit most options from the listener (tcp(7)); set them anyway.
-    let _ = sockopt::apply_to(&stream, &cfg.conn_opts, peer);
+    if cfg.conn_opts != SockOpts::default() {
+        let _ = sockopt::apply_to(&stream, &cfg.conn_opts, peer);
+    }
     match &cfg.mode {
         Mode::Json => forward::serve_conn(stream, peer, cfg, shutdown).await,
         Mode::Relay {

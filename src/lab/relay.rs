@@ -38,8 +38,10 @@ pub enum Ended {
 /// Size asked for each pipe (fcntl F_SETPIPE_SZ; capped by /proc/sys/fs/pipe-max-size,
 /// 1 MiB by default, fs/pipe.c `pipe_set_size`).
 const PIPE_SIZE: i32 = 1 << 20;
-/// Buffer of the copy loop.
+/// Buffer of the copy loop for bulk transfers.
 const COPY_BUF: usize = 256 * 1024;
+/// First buffer of each direction; a read that fills it marks the stream as bulk.
+const SMALL_BUF: usize = 8 * 1024;
 
 /// A pipe used as the splice buffer of one direction.
 struct Pipe {
@@ -149,9 +151,13 @@ async fn pump_splice(
     }
 }
 
-/// One direction with a user-space buffer.
-async fn pump_copy(src: &TcpStream, dst: &TcpStream, clock: &Clock) -> io::Result<u64> {
-    let mut buf = vec![0u8; COPY_BUF];
+/// One direction, starting with a small user-space buffer. Request/reply traffic stays
+/// there (no pipes to create: two pipe2 + F_SETPIPE_SZ per connection cost more than the
+/// copies they save on a 4-byte reply). When a read fills the buffer the stream is bulk:
+/// with `use_splice` the rest goes through a pipe with splice(2), otherwise the buffer grows
+/// to [`COPY_BUF`].
+async fn pump(src: &TcpStream, dst: &TcpStream, clock: &Clock, use_splice: bool) -> io::Result<u64> {
+    let mut buf = vec![0u8; SMALL_BUF];
     let mut total = 0u64;
     loop {
         let n = loop {
@@ -180,19 +186,13 @@ async fn pump_copy(src: &TcpStream, dst: &TcpStream, clock: &Clock) -> io::Resul
                 Err(e) => return Err(e),
             }
         }
-    }
-}
-
-async fn pump(
-    src: &TcpStream,
-    dst: &TcpStream,
-    clock: &Clock,
-    use_splice: bool,
-) -> io::Result<u64> {
-    // Without a pipe (EMFILE/ENFILE from pipe2, or splice not wanted) the copy loop works.
-    match use_splice.then(Pipe::new) {
-        Some(Ok(pipe)) => pump_splice(src, dst, clock, pipe).await,
-        _ => pump_copy(src, dst, clock).await,
+        if n == buf.len() && buf.len() < COPY_BUF {
+            // Without a pipe (EMFILE/ENFILE from pipe2) the copy loop carries on.
+            if use_splice && let Ok(pipe) = Pipe::new() {
+                return Ok(total + pump_splice(src, dst, clock, pipe).await?);
+            }
+            buf.resize(COPY_BUF, 0);
+        }
     }
 }
 

@@ -243,7 +243,7 @@ async fn exchange(
     message: &[u8],
     cfg: &ProxyConfig,
 ) -> Result<Vec<u8>, String> {
-    match timeout(cfg.idle_timeout, up.write_all(message)).await {
+    match timeout(cfg.idle_timeout, send_more(up, message)).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => return Err(format!("sending the message: {}", reason(&e))),
         Err(_) => return Err("server did not take the message in time".into()),
@@ -276,6 +276,39 @@ async fn exchange(
         }
     }
     Ok(reply)
+}
+
+/// Writes all of `message` with MSG_MORE, so the kernel holds the last segment until the
+/// shutdown(SHUT_WR) that follows and sends data and FIN in one packet (net/ipv4/tcp.c:
+/// `tcp_push` treats MSG_MORE as TCP_NAGLE_CORK; `tcp_send_fin` sets FIN on the unsent tail
+/// skb and pushes it). On loopback every packet costs the sender the receive path too.
+async fn send_more(up: &TcpStream, message: &[u8]) -> io::Result<()> {
+    let mut off = 0;
+    while off < message.len() {
+        up.writable().await?;
+        let rest = &message[off..];
+        match up.try_io(tokio::io::Interest::WRITABLE, || {
+            // SAFETY: send(2) on our socket with a valid buffer and its length.
+            let n = unsafe {
+                libc::send(
+                    std::os::fd::AsRawFd::as_raw_fd(up),
+                    rest.as_ptr().cast(),
+                    rest.len(),
+                    libc::MSG_MORE | libc::MSG_NOSIGNAL,
+                )
+            };
+            if n < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(n as usize)
+            }
+        }) {
+            Ok(n) => off += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Resolves a host to canonical addresses (deduplicated, in resolver order), bounded by
@@ -316,7 +349,9 @@ pub async fn connect(
         TcpSocket::new_v6()
     }
     .map_err(|e| reason(&e))?;
-    sockopt::apply_to(&sock, &cfg.upstream_opts, to).map_err(|e| reason(&e.source))?;
+    if cfg.upstream_opts != sockopt::SockOpts::default() {
+        sockopt::apply_to(&sock, &cfg.upstream_opts, to).map_err(|e| reason(&e.source))?;
+    }
     match timeout(limit, sock.connect(to)).await {
         Ok(Ok(s)) => Ok(s),
         Ok(Err(e)) => Err(reason(&e)),
