@@ -238,16 +238,22 @@ pub fn serve_threads(
     threads: usize,
 ) -> io::Result<Summary> {
     let permits = Arc::new(Semaphore::new(cfg.max_conns.max(1)));
+    // Every descriptor (listener copies, epoll and eventfd of each runtime) is taken before
+    // any thread accepts, so a thread cannot fail to start because another one already
+    // used up the fd limit.
+    let mut parts = Vec::new();
+    for _ in 0..threads.max(1) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        parts.push((listener.try_clone()?, rt));
+    }
     let mut handles = Vec::new();
-    for i in 0..threads.max(1) {
-        let l = listener.try_clone()?;
+    for (i, (l, rt)) in parts.into_iter().enumerate() {
         let (cfg, sd, permits) = (cfg.clone(), shutdown.clone(), permits.clone());
         let h = std::thread::Builder::new()
             .name(format!("proxy-{i}"))
             .spawn(move || -> io::Result<Summary> {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()?;
                 let summary = rt.block_on(async move {
                     let l = TcpListener::from_std(l)?;
                     io::Result::Ok(serve_with(l, cfg, sd, permits).await)
@@ -255,8 +261,12 @@ pub fn serve_threads(
                 // Resolver threads stuck in getaddrinfo must not hold up the exit.
                 rt.shutdown_background();
                 summary
-            })?;
-        handles.push(h);
+            });
+        match h {
+            Ok(h) => handles.push(h),
+            Err(e) if !handles.is_empty() => eprintln!("proxy thread {i} not started: {e}"),
+            Err(e) => return Err(e),
+        }
     }
     drop(listener);
     let mut total = Summary::default();

@@ -156,7 +156,12 @@ async fn pump_splice(
 /// copies they save on a 4-byte reply). When a read fills the buffer the stream is bulk:
 /// with `use_splice` the rest goes through a pipe with splice(2), otherwise the buffer grows
 /// to [`COPY_BUF`].
-async fn pump(src: &TcpStream, dst: &TcpStream, clock: &Clock, use_splice: bool) -> io::Result<u64> {
+async fn pump(
+    src: &TcpStream,
+    dst: &TcpStream,
+    clock: &Clock,
+    use_splice: bool,
+) -> io::Result<u64> {
     let mut buf = vec![0u8; SMALL_BUF];
     let mut total = 0u64;
     loop {
