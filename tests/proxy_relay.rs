@@ -176,5 +176,6 @@ fn idle_relay_connections_are_closed() {
     let t = Instant::now();
     assert!(matches!(c.read(&mut buf), Ok(0) | Err(_)));
     assert!(t.elapsed() < Duration::from_secs(3));
-    p.wait_line("idle", |l| l.contains("\"idle\""));
+    let line = p.wait_line("idle", |l| l.contains("\"idle\""));
+    assert!(line.contains("\"up\":4,\"down\":4"), "{line}");
 }

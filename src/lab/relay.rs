@@ -114,8 +114,8 @@ async fn pump_splice(
     dst: &TcpStream,
     clock: &Clock,
     pipe: Pipe,
-) -> io::Result<u64> {
-    let mut total = 0u64;
+    total: &AtomicU64,
+) -> io::Result<()> {
     loop {
         // The pipe is empty here, so EAGAIN from socket → pipe means "socket not readable".
         let n = loop {
@@ -130,7 +130,7 @@ async fn pump_splice(
         };
         if n == 0 {
             shutdown_write(dst);
-            return Ok(total);
+            return Ok(());
         }
         clock.touch();
         let mut left = n;
@@ -141,7 +141,7 @@ async fn pump_splice(
             }) {
                 Ok(m) => {
                     left -= m;
-                    total += m as u64;
+                    total.fetch_add(m as u64, Ordering::Relaxed);
                     clock.touch();
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
@@ -161,9 +161,9 @@ async fn pump(
     dst: &TcpStream,
     clock: &Clock,
     use_splice: bool,
-) -> io::Result<u64> {
+    total: &AtomicU64,
+) -> io::Result<()> {
     let mut buf = vec![0u8; SMALL_BUF];
-    let mut total = 0u64;
     loop {
         let n = loop {
             src.readable().await?;
@@ -175,7 +175,7 @@ async fn pump(
         };
         if n == 0 {
             shutdown_write(dst);
-            return Ok(total);
+            return Ok(());
         }
         clock.touch();
         let mut off = 0;
@@ -184,7 +184,7 @@ async fn pump(
             match dst.try_write(&buf[off..n]) {
                 Ok(m) => {
                     off += m;
-                    total += m as u64;
+                    total.fetch_add(m as u64, Ordering::Relaxed);
                     clock.touch();
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
@@ -194,7 +194,7 @@ async fn pump(
         if n == buf.len() && buf.len() < COPY_BUF {
             // Without a pipe (EMFILE/ENFILE from pipe2) the copy loop carries on.
             if use_splice && let Ok(pipe) = Pipe::new() {
-                return Ok(total + pump_splice(src, dst, clock, pipe).await?);
+                return pump_splice(src, dst, clock, pipe, total).await;
             }
             buf.resize(COPY_BUF, 0);
         }
@@ -219,30 +219,34 @@ pub async fn relay(
         start: Instant::now(),
         last_ms: AtomicU64::new(0),
     };
-    let up = pump(client, upstream, &clock, use_splice);
-    let down = pump(upstream, client, &clock, use_splice);
+    let (up_bytes, down_bytes) = (AtomicU64::new(0), AtomicU64::new(0));
+    let up = pump(client, upstream, &clock, use_splice, &up_bytes);
+    let down = pump(upstream, client, &clock, use_splice, &down_bytes);
     tokio::pin!(up, down);
-    let mut moved = Moved::default();
+    let moved = || Moved {
+        up: up_bytes.load(Ordering::Relaxed),
+        down: down_bytes.load(Ordering::Relaxed),
+    };
     let (mut up_done, mut down_done) = (false, false);
     loop {
         let wait = idle.saturating_sub(clock.idle_for());
         tokio::select! {
             r = &mut up, if !up_done => match r {
-                Ok(n) => { moved.up = n; up_done = true; }
+                Ok(()) => up_done = true,
                 Err(e) => return Ended::Error(e),
             },
             r = &mut down, if !down_done => match r {
-                Ok(n) => { moved.down = n; down_done = true; }
+                Ok(()) => down_done = true,
                 Err(e) => return Ended::Error(e),
             },
             _ = tokio::time::sleep(wait) => {
                 if clock.idle_for() >= idle {
-                    return Ended::Idle(moved);
+                    return Ended::Idle(moved());
                 }
             }
         }
         if up_done && down_done {
-            return Ended::Closed(moved);
+            return Ended::Closed(moved());
         }
     }
 }
