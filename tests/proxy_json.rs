@@ -527,3 +527,41 @@ fn a_client_that_vanishes_mid_request_does_not_disturb_others() {
         "DONE"
     );
 }
+
+/// A server that needs EOF before answering, and one that answers and keeps the connection
+/// open: the proxy half-closes after a short silence, so both finish quickly.
+#[test]
+fn servers_that_wait_for_eof_or_stay_open_are_answered_promptly() {
+    let until_eof = TcpListener::bind("127.0.0.1:0").unwrap();
+    let stays_open = TcpListener::bind("127.0.0.1:0").unwrap();
+    let (a, b) = (
+        until_eof.local_addr().unwrap(),
+        stays_open.local_addr().unwrap(),
+    );
+    std::thread::spawn(move || {
+        for s in until_eof.incoming() {
+            let mut s = s.unwrap();
+            let mut all = Vec::new();
+            s.read_to_end(&mut all).unwrap();
+            s.write_all(format!("GOT {}", all.len()).as_bytes())
+                .unwrap();
+        }
+    });
+    std::thread::spawn(move || {
+        for s in stays_open.incoming() {
+            let mut s = s.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf);
+            s.write_all(b"DONE").unwrap();
+            // Keeps the connection until the proxy closes its side.
+            let _ = s.read_to_end(&mut Vec::new());
+        }
+    });
+    let p = ProxyProc::start(&[]);
+    let t = Instant::now();
+    let r = ask_bare(p.addr, &lab_request("127.0.0.1", a.port(), "tgmr"));
+    assert_eq!(r, "GOT 4");
+    let r = ask_bare(p.addr, &lab_request("127.0.0.1", b.port(), "tgmr"));
+    assert_eq!(r, "DONE");
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+}
