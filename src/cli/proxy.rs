@@ -12,7 +12,11 @@ The blocklist starts with the lab's 127.0.0.1:7777; --no-default-block clears it
 local address (127.0.0.2, ::1, 0.0.0.0 reach the same wildcard listener). Targets are checked \
 after parsing the way inet_aton(3) does (127.1, 0x7f.0.0.1, 2130706433 and 0177.0.0.1 are \
 127.0.0.1; ::ffff:127.0.0.1 is 127.0.0.1; 0.0.0.0 and :: are loopback) and after resolving \
-hostnames; the address checked is the address connected to. IPv6 zone ids are refused.")]
+hostnames; the address checked is the address connected to. IPv6 zone ids are refused.
+
+Replies to refused or failed requests: 'Error, not allowed address', 'Error, bad request: REASON', \
+'Error, server unreachable: REASON'. A request followed by a newline gets a newline-terminated \
+reply. With --json, every event (listening, request, relay, stopped) is one JSON object per line.")]
 pub struct ProxyArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:6000")]
@@ -47,13 +51,13 @@ pub struct ProxyArgs {
     #[arg(long, default_value_t = 60.0, value_name = "S")]
     pub idle_timeout: f64,
     /// Most connections served at once; more wait in the listen queue (back-pressure).
-    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = 1024, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_conns: u32,
     /// Seconds to let in-flight requests finish after SIGINT/SIGTERM.
     #[arg(long, default_value_t = 5.0, value_name = "S")]
     pub drain: f64,
     /// Threads serving connections (default: one per CPU), each with its own event loop.
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=256))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
     pub threads: Option<u32>,
     /// Do not print a line per request (errors and start-up lines are still printed).
     #[arg(long, short = 'q')]
