@@ -565,3 +565,29 @@ fn servers_that_wait_for_eof_or_stay_open_are_answered_promptly() {
     assert_eq!(r, "DONE");
     assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
 }
+
+#[test]
+fn defer_accept_keeps_silent_clients_in_the_kernel() {
+    let srv = DoneServer::start();
+    // One slot only: without TCP_DEFER_ACCEPT a silent client would hold it (see
+    // connection_cap_queues_clients_instead_of_refusing_them); with it, the kernel keeps the
+    // silent connection until bytes arrive, and the request behind it is served at once.
+    let p = ProxyProc::start(&["--defer-accept", "--max-conns", "1"]);
+    let _silent = TcpStream::connect(p.addr).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let t = Instant::now();
+    assert_eq!(
+        ask_bare(p.addr, &lab_request("127.0.0.1", srv.port(), "x")),
+        "DONE"
+    );
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    let out = Command::new(netkit())
+        .args(["run", "proxy", "--relay", "127.0.0.1:1", "--defer-accept"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "--defer-accept is JSON mode only"
+    );
+}

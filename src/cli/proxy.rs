@@ -59,6 +59,11 @@ pub struct ProxyArgs {
     /// Threads serving connections (default: one per CPU), each with its own event loop.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
     pub threads: Option<u32>,
+    /// JSON mode: set TCP_DEFER_ACCEPT so a connection is handed over only when its request
+    /// bytes arrive (less work per request; silent clients then wait in the kernel, not in
+    /// the proxy, and are not seen by --idle-timeout or the shutdown drain).
+    #[arg(long, conflicts_with = "relay")]
+    pub defer_accept: bool,
     /// Do not print a line per request (errors and start-up lines are still printed).
     #[arg(long, short = 'q')]
     pub quiet: bool,

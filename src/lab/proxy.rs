@@ -178,6 +178,9 @@ pub fn run_cli(a: ProxyArgs, format: Format) -> anyhow::Result<i32> {
     std_listener
         .set_nonblocking(true)
         .context("setting the listener non-blocking")?;
+    if a.defer_accept {
+        defer_accept(&std_listener, cfg.idle_timeout).context("setting TCP_DEFER_ACCEPT")?;
+    }
     let applied = sockopt::report(&std_listener, &listen_opts);
     let local = std_listener.local_addr().unwrap_or(listen);
     let threads = match a.threads {
@@ -370,6 +373,28 @@ async fn serve_with(
         }
     }
     summary
+}
+
+/// TCP_DEFER_ACCEPT (tcp(7)) for `limit` seconds (rounded up): the kernel completes the
+/// handshake but queues the connection for accept only once data arrives. Not in
+/// `sockopt` (socket2 has no setter for it), so set here with libc.
+fn defer_accept(l: &std::net::TcpListener, limit: Duration) -> io::Result<()> {
+    let secs: libc::c_int = limit.as_secs_f64().ceil().clamp(1.0, 3600.0) as libc::c_int;
+    // SAFETY: setsockopt on our listener with a pointer to a c_int and its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(l),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            (&secs as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 fn is_memory_pressure(e: &io::Error) -> bool {
