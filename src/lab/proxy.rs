@@ -185,7 +185,10 @@ pub fn run_cli(a: ProxyArgs, format: Format) -> anyhow::Result<i32> {
     let local = std_listener.local_addr().unwrap_or(listen);
     let threads = match a.threads {
         Some(n) => n as usize,
-        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        // Every thread waits on the same listening socket, so each new connection wakes all
+        // of them and all but one find accept() empty. Half the CPUs (at least one) measured
+        // less CPU per request than one thread per CPU on a 2-CPU machine (scripts/bench-proxy).
+        None => std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)),
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
