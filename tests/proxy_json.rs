@@ -338,8 +338,17 @@ fn idle_timeout_closes_silent_and_partial_clients() {
 
 #[test]
 fn connection_cap_queues_clients_instead_of_refusing_them() {
+    connection_cap_holds(&["--max-conns", "2"]);
+}
+
+#[test]
+fn connection_cap_is_shared_by_all_serving_threads() {
+    connection_cap_holds(&["--max-conns", "2", "--threads", "3"]);
+}
+
+fn connection_cap_holds(args: &[&str]) {
     let srv = DoneServer::start();
-    let p = ProxyProc::start(&["--max-conns", "2"]);
+    let p = ProxyProc::start(args);
     let holders: Vec<TcpStream> = (0..2)
         .map(|_| TcpStream::connect(p.addr).unwrap())
         .collect();

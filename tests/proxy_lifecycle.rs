@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use support_proxy::{DoneServer, ProxyProc, ask_bare, eventually, lab_request, netkit};
 
-fn requests_in_flight_survive(sig: i32) {
+fn requests_in_flight_survive(sig: i32, args: &[&str]) {
     let srv = DoneServer::with_delay(Duration::from_millis(400));
-    let mut p = ProxyProc::start(&[]);
+    let mut p = ProxyProc::start(args);
     let req = lab_request("127.0.0.1", srv.port(), "tgmr");
     let clients: Vec<_> = (0..16)
         .map(|_| {
@@ -43,12 +43,17 @@ fn requests_in_flight_survive(sig: i32) {
 
 #[test]
 fn sigterm_with_requests_in_flight_loses_no_reply() {
-    requests_in_flight_survive(libc::SIGTERM);
+    requests_in_flight_survive(libc::SIGTERM, &[]);
+}
+
+#[test]
+fn sigterm_with_requests_in_flight_on_several_threads_loses_no_reply() {
+    requests_in_flight_survive(libc::SIGTERM, &["--threads", "3"]);
 }
 
 #[test]
 fn sigint_with_requests_in_flight_loses_no_reply() {
-    requests_in_flight_survive(libc::SIGINT);
+    requests_in_flight_survive(libc::SIGINT, &[]);
 }
 
 #[test]
