@@ -316,7 +316,18 @@ fn rule11_outgoing_connection_source_port() {
         c.sockets
     );
     assert!(c.message.contains("inside"), "{}", c.message);
-    assert!(!e.kinds().contains(&"orphan_established"));
+    // Our client's connection is never taken for an orphan of a gone listener (other
+    // programs' connections on a busy machine may share the port number and be one).
+    if e.kinds().contains(&"orphan_established") {
+        let o = e.cause("orphan_established");
+        assert!(
+            !o.sockets
+                .iter()
+                .any(|s| s.owners.iter().any(|w| w.pid == cl.pid())),
+            "{:#?}",
+            o.sockets
+        );
+    }
 }
 
 /// A free port below 1024 (searched, never fixed).

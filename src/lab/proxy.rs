@@ -1,14 +1,472 @@
-//! Lab proxy (filled in by its issue).
+//! The lab proxy (`netkit run proxy`, seed 003): JSON forwarding with a blocklist and an
+//! allow list ([`forward`]), or a transparent TCP relay ([`crate::lab::relay`]).
+//!
+//! [`serve`] takes an already-bound listener (mini-redis style) so tests can bind port 0. It
+//! caps connections with a semaphore acquired *before* accept, so extra clients wait in the
+//! kernel's listen queue (back-pressure, not refusal); it survives EMFILE/ENFILE by pausing
+//! accepts with a growing back-off; and on shutdown it stops accepting, takes the connections
+//! already in the listen queue, lets in-flight requests finish for `--drain`, then cuts the rest.
+//! The address parsing and policy live in [`crate::lab::policy`], the framing in
+//! [`crate::lab::jsonproto`].
 
-use anyhow::bail;
+pub mod events;
+pub mod forward;
 
+use std::io;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use self::events::{ListeningEvent, Printer, RelayEvent, StoppedEvent};
 use crate::cli::proxy::ProxyArgs;
+use crate::lab::policy::{Cidr, Policy, canonical};
+use crate::lab::relay::{self, Ended, is_fd_exhaustion};
+use crate::lab::shutdown::{self, Shutdown};
 use crate::output::Format;
+use crate::sockopt::{self, SockOpts};
 
-/// `netkit run proxy`: runs until stopped and returns the exit code.
+/// What the proxy does with a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// JSON requests naming their target, checked against [`ProxyConfig::policy`].
+    Json,
+    /// Raw bytes both ways to a fixed target.
+    Relay {
+        /// Where every connection goes.
+        to: SocketAddr,
+        /// Clients refused (their canonical address).
+        deny_clients: Vec<Cidr>,
+        /// Use splice(2) (else a copy loop).
+        splice: bool,
+    },
+}
+
+/// Everything a running proxy needs.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// JSON or relay.
+    pub mode: Mode,
+    /// Blocklist and allow list (JSON mode).
+    pub policy: Policy,
+    /// Largest message and server reply, bytes.
+    pub max_message: usize,
+    /// Bound on resolving and connecting to a target.
+    pub connect_timeout: Duration,
+    /// A request must arrive whole within this; idle connections are closed after it.
+    pub idle_timeout: Duration,
+    /// Connections served at once.
+    pub max_conns: usize,
+    /// Time in-flight requests get after shutdown is asked.
+    pub drain: Duration,
+    /// Options for accepted connections.
+    pub conn_opts: SockOpts,
+    /// Options for connections to servers.
+    pub upstream_opts: SockOpts,
+    /// Output.
+    pub printer: Printer,
+}
+
+impl ProxyConfig {
+    /// A JSON-mode config with the lab defaults (blocklist 127.0.0.1:7777, loopback only),
+    /// quiet, for tests and embedding.
+    pub fn lab_defaults() -> ProxyConfig {
+        ProxyConfig {
+            mode: Mode::Json,
+            policy: Policy::from_flags(&[], false, &[]).unwrap_or(Policy {
+                block: Vec::new(),
+                allow: Vec::new(),
+            }),
+            max_message: 65536,
+            connect_timeout: Duration::from_secs(3),
+            idle_timeout: Duration::from_secs(60),
+            max_conns: 1024,
+            drain: Duration::from_secs(5),
+            conn_opts: SockOpts::default(),
+            upstream_opts: SockOpts::default(),
+            printer: Printer {
+                format: Format::Table,
+                quiet: true,
+            },
+        }
+    }
+}
+
+/// Counts returned by [`serve`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Connections accepted.
+    pub accepted: u64,
+    /// Connections cut at the drain deadline.
+    pub aborted: u64,
+}
+
+fn seconds(name: &str, s: f64) -> anyhow::Result<Duration> {
+    if !(0.0..=86_400.0).contains(&s) {
+        bail!("--{name} must be between 0 and 86400 seconds, got {s}");
+    }
+    Ok(Duration::from_secs_f64(s))
+}
+
+fn socket_addr(what: &str, s: &str) -> anyhow::Result<SocketAddr> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    s.to_socket_addrs()
+        .with_context(|| format!("{what} {s:?}: expected HOST:PORT"))?
+        .next()
+        .with_context(|| format!("{what} {s:?} resolves to no address"))
+}
+
+/// Builds the config from the command line.
 ///
 /// # Errors
-/// Not implemented yet.
-pub fn run_cli(_a: ProxyArgs, _format: Format) -> anyhow::Result<i32> {
-    bail!("run proxy is not implemented yet")
+/// A malformed `--block`, `--allow`, `--deny-client`, `--relay` or duration.
+pub fn config_from_args(a: &ProxyArgs, format: Format) -> anyhow::Result<ProxyConfig> {
+    let policy = Policy::from_flags(&a.block, a.no_default_block, &a.allow)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mode = match &a.relay {
+        None => Mode::Json,
+        Some(r) => Mode::Relay {
+            to: socket_addr("--relay", r)?,
+            deny_clients: a
+                .deny_client
+                .iter()
+                .map(|c| {
+                    c.parse::<Cidr>()
+                        .map_err(|e| anyhow::anyhow!("--deny-client: {e}"))
+                })
+                .collect::<anyhow::Result<_>>()?,
+            splice: !a.no_splice,
+        },
+    };
+    if a.max_message == 0 {
+        bail!("--max-message must be at least 1");
+    }
+    Ok(ProxyConfig {
+        mode,
+        policy,
+        max_message: a.max_message,
+        connect_timeout: seconds("connect-timeout", a.connect_timeout)?,
+        idle_timeout: seconds("idle-timeout", a.idle_timeout)?,
+        max_conns: a.max_conns as usize,
+        drain: seconds("drain", a.drain)?,
+        conn_opts: SockOpts::from_args(&a.sock, false),
+        upstream_opts: SockOpts::from_args(&a.sock, false),
+        printer: Printer {
+            format,
+            quiet: a.quiet,
+        },
+    })
+}
+
+/// `netkit run proxy`: binds, prints what the kernel applied, serves until SIGINT/SIGTERM,
+/// drains, and returns 0.
+///
+/// # Errors
+/// Bad arguments, or the listener cannot be bound.
+pub fn run_cli(a: ProxyArgs, format: Format) -> anyhow::Result<i32> {
+    let cfg = config_from_args(&a, format)?;
+    let listen = socket_addr("--listen", &a.listen)?;
+    let listen_opts = SockOpts::from_args(&a.sock, true);
+    let std_listener = sockopt::listen(listen, &listen_opts, 1024)
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    std_listener
+        .set_nonblocking(true)
+        .context("setting the listener non-blocking")?;
+    if a.defer_accept {
+        defer_accept(&std_listener, cfg.idle_timeout).context("setting TCP_DEFER_ACCEPT")?;
+    }
+    let applied = sockopt::report(&std_listener, &listen_opts);
+    let local = std_listener.local_addr().unwrap_or(listen);
+    let threads = match a.threads {
+        Some(n) => n as usize,
+        // Every thread waits on the same listening socket, so each new connection wakes all
+        // of them and all but one find accept() empty. Half the CPUs (at least one) measured
+        // less CPU per request than one thread per CPU on a 2-CPU machine (scripts/bench-proxy).
+        None => std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    rt.block_on(async move {
+        let shutdown = shutdown::on_signals().context("installing signal handlers")?;
+        cfg.printer.listening(&ListeningEvent {
+            event: "listening",
+            listen: local,
+            mode: if cfg.mode == Mode::Json {
+                "json"
+            } else {
+                "relay"
+            },
+            relay_to: match cfg.mode {
+                Mode::Relay { to, .. } => Some(to),
+                Mode::Json => None,
+            },
+            sockopts: applied,
+        });
+        let printer = cfg.printer;
+        let cfg = Arc::new(cfg);
+        let summary = tokio::task::spawn_blocking(move || {
+            serve_threads(std_listener, cfg, shutdown, threads)
+        })
+        .await
+        .context("proxy threads")?
+        .context("starting the proxy threads")?;
+        printer.stopped(&StoppedEvent {
+            event: "stopped",
+            accepted: summary.accepted,
+            aborted: summary.aborted,
+        });
+        anyhow::Ok(())
+    })?;
+    // Blocking resolver threads may still run; do not wait for them.
+    rt.shutdown_background();
+    Ok(0)
+}
+
+/// Serves with `threads` OS threads, each running a single-threaded runtime that accepts
+/// on a duplicate of `listener` and keeps each connection on that thread (no cross-thread
+/// wake-ups per request; the kernel wakes whichever thread is waiting in accept). The
+/// connection cap is shared. Blocks until every thread has drained.
+///
+/// # Errors
+/// When the listener cannot be duplicated or a thread or runtime cannot start.
+pub fn serve_threads(
+    listener: std::net::TcpListener,
+    cfg: Arc<ProxyConfig>,
+    shutdown: Shutdown,
+    threads: usize,
+) -> io::Result<Summary> {
+    let permits = Arc::new(Semaphore::new(cfg.max_conns.max(1)));
+    // Every descriptor (listener copies, epoll and eventfd of each runtime) is taken before
+    // any thread accepts, so a thread cannot fail to start because another one already
+    // used up the fd limit.
+    let mut parts = Vec::new();
+    for _ in 0..threads.max(1) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        parts.push((listener.try_clone()?, rt));
+    }
+    let mut handles = Vec::new();
+    for (i, (l, rt)) in parts.into_iter().enumerate() {
+        let (cfg, sd, permits) = (cfg.clone(), shutdown.clone(), permits.clone());
+        let h = std::thread::Builder::new()
+            .name(format!("proxy-{i}"))
+            .spawn(move || -> io::Result<Summary> {
+                let summary = rt.block_on(async move {
+                    let l = TcpListener::from_std(l)?;
+                    io::Result::Ok(serve_with(l, cfg, sd, permits).await)
+                });
+                // Resolver threads stuck in getaddrinfo must not hold up the exit.
+                rt.shutdown_background();
+                summary
+            });
+        match h {
+            Ok(h) => handles.push(h),
+            Err(e) if !handles.is_empty() => eprintln!("proxy thread {i} not started: {e}"),
+            Err(e) => return Err(e),
+        }
+    }
+    drop(listener);
+    let mut total = Summary::default();
+    for h in handles {
+        let s = h
+            .join()
+            .map_err(|_| io::Error::other("a proxy thread panicked"))??;
+        total.accepted += s.accepted;
+        total.aborted += s.aborted;
+    }
+    Ok(total)
+}
+
+/// Serves `listener` until `shutdown`, then drains (see the module doc).
+pub async fn serve(listener: TcpListener, cfg: Arc<ProxyConfig>, shutdown: Shutdown) -> Summary {
+    let permits = Arc::new(Semaphore::new(cfg.max_conns.max(1)));
+    serve_with(listener, cfg, shutdown, permits).await
+}
+
+async fn serve_with(
+    listener: TcpListener,
+    cfg: Arc<ProxyConfig>,
+    mut shutdown: Shutdown,
+    permits: Arc<Semaphore>,
+) -> Summary {
+    let mut tasks = JoinSet::new();
+    let mut summary = Summary::default();
+    let mut backoff = Duration::ZERO;
+    loop {
+        while tasks.try_join_next().is_some() {}
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break, // the semaphore is never closed
+            },
+            _ = shutdown.requested() => break,
+        };
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = shutdown.requested() => break,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                if !backoff.is_zero() {
+                    eprintln!("accept: file descriptors available again, accepting");
+                    backoff = Duration::ZERO;
+                }
+                summary.accepted += 1;
+                let cfg = cfg.clone();
+                let sd = shutdown.clone();
+                tasks.spawn(async move {
+                    handle(stream, peer, &cfg, sd).await;
+                    drop(permit);
+                });
+            }
+            Err(e) if is_fd_exhaustion(&e) || is_memory_pressure(&e) => {
+                // The connection stays in the listen queue; retry when fds are freed.
+                if backoff.is_zero() {
+                    eprintln!("accept: {e}; pausing accepts until descriptors are freed");
+                }
+                backoff = (backoff * 2).clamp(Duration::from_millis(5), Duration::from_secs(1));
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {},
+                    _ = shutdown.requested() => break,
+                }
+            }
+            // accept(2): ECONNABORTED, EPROTO and friends concern one connection only.
+            Err(e) => {
+                eprintln!("accept: {e}");
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    }
+    // Connections that completed the handshake before we stopped are in-flight too.
+    if let Ok(std_listener) = listener.into_std() {
+        while let Ok((s, peer)) = std_listener.accept() {
+            let Ok(stream) = s
+                .set_nonblocking(true)
+                .and_then(|()| TcpStream::from_std(s))
+            else {
+                continue;
+            };
+            summary.accepted += 1;
+            let cfg = cfg.clone();
+            let sd = shutdown.clone();
+            tasks.spawn(async move { handle(stream, peer, &cfg, sd).await });
+        }
+    }
+    let deadline = tokio::time::sleep(cfg.drain);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            r = tasks.join_next() => if r.is_none() { break },
+            _ = &mut deadline => {
+                summary.aborted = tasks.len() as u64;
+                eprintln!("drain: {} connections still open after {}; closing them", tasks.len(), forward::secs(cfg.drain));
+                tasks.abort_all();
+                while tasks.join_next().await.is_some() {}
+                break;
+            }
+        }
+    }
+    summary
+}
+
+/// TCP_DEFER_ACCEPT (tcp(7)) for `limit` seconds (rounded up): the kernel completes the
+/// handshake but queues the connection for accept only once data arrives. Not in
+/// `sockopt` (socket2 has no setter for it), so set here with libc.
+fn defer_accept(l: &std::net::TcpListener, limit: Duration) -> io::Result<()> {
+    let secs: libc::c_int = limit.as_secs_f64().ceil().clamp(1.0, 3600.0) as libc::c_int;
+    // SAFETY: setsockopt on our listener with a pointer to a c_int and its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(l),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            (&secs as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+fn is_memory_pressure(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOBUFS) | Some(libc::ENOMEM))
+}
+
+async fn handle(stream: TcpStream, peer: SocketAddr, cfg: &ProxyConfig, shutdown: Shutdown) {
+    // Accepted sockets inherit most options from the listener (tcp(7)); set them anyway.
+    if cfg.conn_opts != SockOpts::default() {
+        let _ = sockopt::apply_to(&stream, &cfg.conn_opts, peer);
+    }
+    match &cfg.mode {
+        Mode::Json => forward::serve_conn(stream, peer, cfg, shutdown).await,
+        Mode::Relay {
+            to,
+            deny_clients,
+            splice,
+        } => relay_conn(stream, peer, *to, deny_clients, *splice, cfg).await,
+    }
+}
+
+async fn relay_conn(
+    client: TcpStream,
+    peer: SocketAddr,
+    to: SocketAddr,
+    deny: &[Cidr],
+    splice: bool,
+    cfg: &ProxyConfig,
+) {
+    let ip: IpAddr = canonical(peer.ip());
+    let mut ev = RelayEvent {
+        event: "relay",
+        client: peer,
+        outcome: "closed",
+        up: 0,
+        down: 0,
+        detail: None,
+    };
+    // Compare the address as it is (not the "reaches" meaning canonical gives 0.0.0.0).
+    let peer_ip = peer.ip().to_canonical();
+    if let Some(c) = deny.iter().find(|c| c.contains(peer_ip) || c.contains(ip)) {
+        ev.outcome = "denied";
+        ev.detail = Some(format!("client in --deny-client {c}"));
+        cfg.printer.relay(&ev);
+        return;
+    }
+    let upstream = match forward::connect(to, cfg, cfg.connect_timeout).await {
+        Ok(s) => s,
+        Err(why) => {
+            ev.outcome = "unreachable";
+            ev.detail = Some(why);
+            cfg.printer.relay(&ev);
+            return;
+        }
+    };
+    match relay::relay(&client, &upstream, cfg.idle_timeout, splice).await {
+        Ended::Closed(m) => {
+            ev.up = m.up;
+            ev.down = m.down;
+        }
+        Ended::Idle(m) => {
+            ev.outcome = "idle";
+            ev.up = m.up;
+            ev.down = m.down;
+        }
+        Ended::Error(e) => {
+            ev.outcome = "error";
+            ev.detail = Some(forward::reason(&e));
+        }
+    }
+    cfg.printer.relay(&ev);
 }

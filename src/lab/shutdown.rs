@@ -47,7 +47,9 @@ pub fn on_signals() -> std::io::Result<Shutdown> {
             }
             seen += 1;
             if seen == 1 {
-                eprintln!("shutting down: no new connections; in-flight work may finish (signal again to exit now)");
+                eprintln!(
+                    "shutting down: no new connections; in-flight work may finish (signal again to exit now)"
+                );
                 let _ = tx.send(true);
             } else {
                 eprintln!("second signal: exiting now");

@@ -1,0 +1,214 @@
+//! What the proxy prints: the seed's lines in table format (`Proxy received: ...`,
+//! `Server IP: ...`, `response send to Client`), one JSON object per line with `--json`.
+//! Each event is written with one `write` so lines of concurrent requests never interleave.
+
+use std::io::Write;
+use std::net::SocketAddr;
+
+use serde::Serialize;
+
+use crate::lab::jsonproto::printable;
+use crate::output::{self, Format};
+use crate::sockopt::Applied;
+
+/// How a JSON-mode request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Forwarded; the server's reply was relayed.
+    Forwarded,
+    /// Refused by the blocklist.
+    Blocked,
+    /// Refused: outside loopback and the allow list.
+    NotAllowed,
+    /// The request did not parse or failed a check.
+    BadRequest,
+    /// The target could not be reached or did not answer.
+    Unreachable,
+}
+
+/// One JSON-mode request, as printed.
+#[derive(Debug, Clone, Serialize)]
+pub struct RequestEvent {
+    /// Always `request`.
+    pub event: &'static str,
+    /// The client's address.
+    pub client: SocketAddr,
+    /// The request text as received (lossy UTF-8, at most 4 KiB shown).
+    pub received: String,
+    /// `server_ip` as sent, when the request parsed.
+    pub server_ip: Option<String>,
+    /// `server_port`, when the request parsed.
+    pub server_port: Option<u16>,
+    /// `message`, when the request parsed.
+    pub message: Option<String>,
+    /// The address checked and connected to (or refused).
+    pub target: Option<SocketAddr>,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Why it was refused or failed, for the log.
+    pub detail: Option<String>,
+    /// The reply sent to the client.
+    pub response: String,
+    /// Whether the reply reached the client.
+    pub delivered: bool,
+}
+
+/// A relay-mode connection, as printed.
+#[derive(Debug, Clone, Serialize)]
+pub struct RelayEvent {
+    /// Always `relay`.
+    pub event: &'static str,
+    /// The client's address.
+    pub client: SocketAddr,
+    /// `closed`, `idle`, `error`, `denied` or `unreachable`.
+    pub outcome: &'static str,
+    /// Bytes client → upstream.
+    pub up: u64,
+    /// Bytes upstream → client.
+    pub down: u64,
+    /// Error or refusal reason.
+    pub detail: Option<String>,
+}
+
+/// Start-up line.
+#[derive(Debug, Clone, Serialize)]
+pub struct ListeningEvent {
+    /// Always `listening`.
+    pub event: &'static str,
+    /// Bound address.
+    pub listen: SocketAddr,
+    /// `json` or `relay`.
+    pub mode: &'static str,
+    /// Relay target.
+    pub relay_to: Option<SocketAddr>,
+    /// Options as the kernel reports them on the listener.
+    pub sockopts: Applied,
+}
+
+/// Final line after draining.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoppedEvent {
+    /// Always `stopped`.
+    pub event: &'static str,
+    /// Connections accepted in total.
+    pub accepted: u64,
+    /// Connections still open when the drain time ran out (cut).
+    pub aborted: u64,
+}
+
+/// Where events go.
+#[derive(Debug, Clone, Copy)]
+pub struct Printer {
+    /// Table (seed lines) or JSON lines.
+    pub format: Format,
+    /// Skip per-request lines.
+    pub quiet: bool,
+}
+
+impl Printer {
+    fn write(&self, text: &str) {
+        let mut out = std::io::stdout().lock();
+        // A closed stdout must not stop the proxy; the request was served regardless.
+        let _ = out.write_all(text.as_bytes());
+        let _ = out.flush();
+    }
+
+    fn json<T: Serialize>(&self, v: &T) {
+        let mut buf = Vec::new();
+        if output::json::write(v, &mut buf).is_ok() {
+            self.write(&String::from_utf8_lossy(&buf));
+        }
+    }
+
+    /// The start-up lines.
+    pub fn listening(&self, e: &ListeningEvent) {
+        match self.format {
+            Format::Json => self.json(e),
+            Format::Table => {
+                let head = match e.relay_to {
+                    Some(to) => format!("Proxy relaying {} -> {to}\n", e.listen),
+                    None => format!("Proxy Server listening on {}\n", e.listen),
+                };
+                self.write(&format!("{head}socket options: {}\n", e.sockopts));
+            }
+        }
+    }
+
+    /// One request.
+    pub fn request(&self, e: &RequestEvent) {
+        if self.quiet {
+            return;
+        }
+        if self.format == Format::Json {
+            return self.json(e);
+        }
+        let mut s = format!("Proxy received: {}\n", e.received);
+        if let (Some(ip), Some(port), Some(msg)) = (&e.server_ip, e.server_port, &e.message) {
+            s += &format!(
+                "Server IP: {}\nServer Port: {port}\nMessage: {}\n",
+                printable(ip),
+                printable(msg)
+            );
+        }
+        if let Some(d) = &e.detail {
+            let to = e.target.map(|t| format!("{t}: ")).unwrap_or_default();
+            let label = if e.outcome == Outcome::Unreachable {
+                "failed"
+            } else {
+                "refused"
+            };
+            s += &format!("{label}: {to}{d}\n");
+        }
+        s += &format!("response: {}\n", printable(&e.response));
+        s += if e.delivered {
+            "response send to Client\n"
+        } else {
+            "response not delivered: client gone\n"
+        };
+        self.write(&s);
+    }
+
+    /// One relay connection.
+    pub fn relay(&self, e: &RelayEvent) {
+        if self.quiet && e.outcome != "error" {
+            return;
+        }
+        match self.format {
+            Format::Json => self.json(e),
+            Format::Table => {
+                let d = e
+                    .detail
+                    .as_deref()
+                    .map(|d| format!(": {d}"))
+                    .unwrap_or_default();
+                self.write(&format!(
+                    "relay {} {}{d} ({} bytes up, {} bytes down)\n",
+                    e.client, e.outcome, e.up, e.down
+                ));
+            }
+        }
+    }
+
+    /// The final line.
+    pub fn stopped(&self, e: &StoppedEvent) {
+        match self.format {
+            Format::Json => self.json(e),
+            Format::Table => self.write(&format!(
+                "Proxy stopped: {} connections served, {} cut at the drain deadline\n",
+                e.accepted, e.aborted
+            )),
+        }
+    }
+}
+
+/// Shortens what a client sent for the log (lossy UTF-8, control characters escaped).
+pub fn shown(bytes: &[u8]) -> String {
+    const MAX: usize = 4096;
+    let cut = &bytes[..bytes.len().min(MAX)];
+    let mut s = printable(&String::from_utf8_lossy(cut));
+    if bytes.len() > MAX {
+        s += &format!("... ({} bytes)", bytes.len());
+    }
+    s
+}

@@ -1,0 +1,252 @@
+//! Moving bytes between two TCP connections in both directions, for the proxy's relay mode:
+//! zero-copy with `splice(2)` through a pipe per direction, or a copy loop through a buffer
+//! when pipes are not available (out of file descriptors) or not wanted (`--no-splice`).
+//!
+//! Half-close is propagated: when one side sends FIN, the other side gets `shutdown(SHUT_WR)`
+//! once everything before the FIN has been written, and the opposite direction keeps
+//! flowing. An error on either side (RST) ends both. The relay ends when both directions
+//! have seen EOF, on an error, or after `idle` with no byte moved either way.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::io::Interest;
+use tokio::net::TcpStream;
+
+/// Bytes moved by one relay, per direction.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Moved {
+    /// Client to upstream.
+    pub up: u64,
+    /// Upstream to client.
+    pub down: u64,
+}
+
+/// How a relay ended.
+#[derive(Debug)]
+pub enum Ended {
+    /// Both sides closed their write direction.
+    Closed(Moved),
+    /// No byte moved for the idle timeout.
+    Idle(Moved),
+    /// A socket error (reset, broken pipe) on one side.
+    Error(io::Error),
+}
+
+/// Size asked for each pipe (fcntl F_SETPIPE_SZ; capped by /proc/sys/fs/pipe-max-size,
+/// 1 MiB by default, fs/pipe.c `pipe_set_size`).
+const PIPE_SIZE: i32 = 1 << 20;
+/// Buffer of the copy loop for bulk transfers.
+const COPY_BUF: usize = 256 * 1024;
+/// First buffer of each direction; a read that fills it marks the stream as bulk.
+const SMALL_BUF: usize = 8 * 1024;
+
+/// A pipe used as the splice buffer of one direction.
+struct Pipe {
+    r: OwnedFd,
+    w: OwnedFd,
+    cap: usize,
+}
+
+impl Pipe {
+    fn new() -> io::Result<Pipe> {
+        let mut fds = [0 as RawFd; 2];
+        // SAFETY: pipe2 writes two fds into the array on success.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: both fds were just created and are owned by nobody else.
+        let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        // SAFETY: fcntl on our own pipe fd; failure keeps the default size (64 KiB).
+        let got = unsafe { libc::fcntl(w.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE) };
+        let cap = if got > 0 { got as usize } else { 65536 };
+        Ok(Pipe { r, w, cap })
+    }
+}
+
+fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
+    // SAFETY: plain syscall on fds we hold for the duration; null offsets (sockets, pipes).
+    let n = unsafe {
+        libc::splice(
+            from,
+            std::ptr::null_mut(),
+            to,
+            std::ptr::null_mut(),
+            len,
+            libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+fn shutdown_write(s: &TcpStream) {
+    // SAFETY: shutdown on a socket fd we hold; an error (peer already gone) is harmless.
+    unsafe { libc::shutdown(s.as_raw_fd(), libc::SHUT_WR) };
+}
+
+/// Shared "last byte moved" clock of a relay, in ms since its start.
+struct Clock {
+    start: Instant,
+    last_ms: AtomicU64,
+}
+
+impl Clock {
+    fn touch(&self) {
+        let ms = self.start.elapsed().as_millis() as u64;
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn idle_for(&self) -> Duration {
+        let now = self.start.elapsed().as_millis() as u64;
+        Duration::from_millis(now.saturating_sub(self.last_ms.load(Ordering::Relaxed)))
+    }
+}
+
+/// One direction with splice: socket → pipe → socket. Returns bytes moved at EOF.
+async fn pump_splice(
+    src: &TcpStream,
+    dst: &TcpStream,
+    clock: &Clock,
+    pipe: Pipe,
+    total: &AtomicU64,
+) -> io::Result<()> {
+    loop {
+        // The pipe is empty here, so EAGAIN from socket → pipe means "socket not readable".
+        let n = loop {
+            src.readable().await?;
+            match src.try_io(Interest::READABLE, || {
+                splice(src.as_raw_fd(), pipe.w.as_raw_fd(), pipe.cap)
+            }) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        if n == 0 {
+            shutdown_write(dst);
+            return Ok(());
+        }
+        clock.touch();
+        let mut left = n;
+        while left > 0 {
+            dst.writable().await?;
+            match dst.try_io(Interest::WRITABLE, || {
+                splice(pipe.r.as_raw_fd(), dst.as_raw_fd(), left)
+            }) {
+                Ok(m) => {
+                    left -= m;
+                    total.fetch_add(m as u64, Ordering::Relaxed);
+                    clock.touch();
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// One direction, starting with a small user-space buffer. Request/reply traffic stays
+/// there (no pipes to create: two pipe2 + F_SETPIPE_SZ per connection cost more than the
+/// copies they save on a 4-byte reply). When a read fills the buffer the stream is bulk:
+/// with `use_splice` the rest goes through a pipe with splice(2), otherwise the buffer grows
+/// to [`COPY_BUF`].
+async fn pump(
+    src: &TcpStream,
+    dst: &TcpStream,
+    clock: &Clock,
+    use_splice: bool,
+    total: &AtomicU64,
+) -> io::Result<()> {
+    let mut buf = vec![0u8; SMALL_BUF];
+    loop {
+        let n = loop {
+            src.readable().await?;
+            match src.try_read(&mut buf) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        if n == 0 {
+            shutdown_write(dst);
+            return Ok(());
+        }
+        clock.touch();
+        let mut off = 0;
+        while off < n {
+            dst.writable().await?;
+            match dst.try_write(&buf[off..n]) {
+                Ok(m) => {
+                    off += m;
+                    total.fetch_add(m as u64, Ordering::Relaxed);
+                    clock.touch();
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        if n == buf.len() && buf.len() < COPY_BUF {
+            // Without a pipe (EMFILE/ENFILE from pipe2) the copy loop carries on.
+            if use_splice && let Ok(pipe) = Pipe::new() {
+                return pump_splice(src, dst, clock, pipe, total).await;
+            }
+            buf.resize(COPY_BUF, 0);
+        }
+    }
+}
+
+/// True for EMFILE/ENFILE (out of file descriptors, per process or system-wide).
+pub fn is_fd_exhaustion(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
+}
+
+/// Relays between `client` and `upstream` until both directions closed, an error, or `idle`
+/// without traffic. Uses splice(2) when `use_splice` (falling back to copying when a pipe
+/// cannot be made).
+pub async fn relay(
+    client: &TcpStream,
+    upstream: &TcpStream,
+    idle: Duration,
+    use_splice: bool,
+) -> Ended {
+    let clock = Clock {
+        start: Instant::now(),
+        last_ms: AtomicU64::new(0),
+    };
+    let (up_bytes, down_bytes) = (AtomicU64::new(0), AtomicU64::new(0));
+    let up = pump(client, upstream, &clock, use_splice, &up_bytes);
+    let down = pump(upstream, client, &clock, use_splice, &down_bytes);
+    tokio::pin!(up, down);
+    let moved = || Moved {
+        up: up_bytes.load(Ordering::Relaxed),
+        down: down_bytes.load(Ordering::Relaxed),
+    };
+    let (mut up_done, mut down_done) = (false, false);
+    loop {
+        let wait = idle.saturating_sub(clock.idle_for());
+        tokio::select! {
+            r = &mut up, if !up_done => match r {
+                Ok(()) => up_done = true,
+                Err(e) => return Ended::Error(e),
+            },
+            r = &mut down, if !down_done => match r {
+                Ok(()) => down_done = true,
+                Err(e) => return Ended::Error(e),
+            },
+            _ = tokio::time::sleep(wait) => {
+                if clock.idle_for() >= idle {
+                    return Ended::Idle(moved());
+                }
+            }
+        }
+        if up_done && down_done {
+            return Ended::Closed(moved());
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! `netkit run proxy --relay`: byte-exact large transfers both ways (splice and copy loop),
+//! half-close in both directions, `--deny-client`, an unreachable upstream, the idle timeout.
+
+mod support_proxy;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
+
+use support_proxy::{ProxyProc, closed_port};
+
+/// An upstream that echoes every byte until EOF, then sends `BYE` and closes: both
+/// directions carry the whole transfer, and the reply after the client's FIN proves that
+/// half-close is propagated rather than turned into a full close.
+fn echo_then_bye() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let conns = Arc::new(AtomicUsize::new(0));
+    let c = conns.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(s) = s else { continue };
+            c.fetch_add(1, Ordering::SeqCst);
+            std::thread::spawn(move || {
+                let mut r = s.try_clone().unwrap();
+                let mut w = s;
+                if std::io::copy(&mut r, &mut w).is_ok() {
+                    let _ = w.write_all(b"BYE");
+                }
+                let _ = w.shutdown(Shutdown::Write);
+            });
+        }
+    });
+    (addr, conns)
+}
+
+/// A 1 MiB block of pseudo-random bytes (xorshift), sent `total / 1 MiB` times.
+fn block() -> Vec<u8> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..1 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 32) as u8
+        })
+        .collect()
+}
+
+fn transfer(extra: &[&str], total: usize) {
+    let (up, _) = echo_then_bye();
+    let mut args = vec!["--relay", &*Box::leak(up.to_string().into_boxed_str())];
+    args.extend_from_slice(extra);
+    let p = ProxyProc::start(&args);
+    let data = Arc::new(block());
+    let s = TcpStream::connect(p.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let d = data.clone();
+    let writer = std::thread::spawn(move || {
+        for _ in 0..total / d.len() {
+            w.write_all(&d).unwrap();
+        }
+        w.shutdown(Shutdown::Write).unwrap();
+    });
+    let mut r = s;
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut tail = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(Instant::now() < deadline, "transfer took too long");
+        let n = r.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        let mut chunk = &buf[..n];
+        while !chunk.is_empty() && got < total {
+            let off = got % data.len();
+            let k = chunk.len().min(data.len() - off).min(total - got);
+            assert!(
+                chunk[..k] == data[off..off + k],
+                "bytes differ at offset {got}"
+            );
+            got += k;
+            chunk = &chunk[k..];
+        }
+        tail.extend_from_slice(chunk);
+    }
+    writer.join().unwrap();
+    assert_eq!(got, total, "echoed bytes");
+    assert_eq!(tail, b"BYE", "data after the client's FIN");
+    let line = p.wait_line("relay closed", |l| l.contains("\"event\":\"relay\""));
+    assert!(line.contains("\"closed\""), "{line}");
+    assert!(line.contains(&format!("\"up\":{total}")), "{line}");
+}
+
+#[test]
+fn relay_moves_64_mib_both_ways_byte_exact_with_splice() {
+    transfer(&[], 64 << 20);
+}
+
+#[test]
+fn relay_moves_16_mib_both_ways_byte_exact_with_the_copy_loop() {
+    transfer(&["--no-splice"], 16 << 20);
+}
+
+#[test]
+fn server_side_half_close_reaches_the_client_and_the_client_can_still_send() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let up = l.local_addr().unwrap().to_string();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        s.write_all(b"hello").unwrap();
+        s.shutdown(Shutdown::Write).unwrap();
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest).unwrap();
+        tx.send(rest).unwrap();
+    });
+    let p = ProxyProc::start(&["--relay", &up]);
+    let mut c = TcpStream::connect(p.addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut got = Vec::new();
+    c.read_to_end(&mut got).unwrap();
+    assert_eq!(got, b"hello", "server's FIN arrives as EOF");
+    c.write_all(b"late").unwrap();
+    c.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), b"late");
+}
+
+#[test]
+fn denied_clients_are_closed_without_touching_upstream() {
+    let (up, conns) = echo_then_bye();
+    let p = ProxyProc::start(&["--relay", &up.to_string(), "--deny-client", "127.0.0.0/8"]);
+    let mut c = TcpStream::connect(p.addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = c.write_all(b"x");
+    let mut buf = [0u8; 8];
+    assert!(matches!(c.read(&mut buf), Ok(0) | Err(_)));
+    let line = p.wait_line("denied", |l| l.contains("\"denied\""));
+    assert!(line.contains("127.0.0.0/8"), "{line}");
+    assert_eq!(conns.load(Ordering::SeqCst), 0);
+    let open = ProxyProc::start(&["--relay", &up.to_string(), "--deny-client", "10.0.0.0/8"]);
+    let mut c = TcpStream::connect(open.addr).unwrap();
+    c.write_all(b"ok").unwrap();
+    c.shutdown(Shutdown::Write).unwrap();
+    let mut got = Vec::new();
+    c.read_to_end(&mut got).unwrap();
+    assert_eq!(got, b"okBYE");
+}
+
+#[test]
+fn unreachable_upstream_closes_the_client_and_is_logged() {
+    let up = format!("127.0.0.1:{}", closed_port());
+    let p = ProxyProc::start(&["--relay", &up]);
+    let mut c = TcpStream::connect(p.addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 8];
+    assert!(matches!(c.read(&mut buf), Ok(0) | Err(_)));
+    let line = p.wait_line("unreachable", |l| l.contains("\"unreachable\""));
+    assert!(line.contains("connection refused"), "{line}");
+}
+
+#[test]
+fn idle_relay_connections_are_closed() {
+    let (up, _) = echo_then_bye();
+    let p = ProxyProc::start(&["--relay", &up.to_string(), "--idle-timeout", "0.3"]);
+    let mut c = TcpStream::connect(p.addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    c.write_all(b"ping").unwrap();
+    let mut buf = [0u8; 8];
+    assert_eq!(c.read(&mut buf).unwrap(), 4);
+    let t = Instant::now();
+    assert!(matches!(c.read(&mut buf), Ok(0) | Err(_)));
+    assert!(t.elapsed() < Duration::from_secs(3));
+    let line = p.wait_line("idle", |l| l.contains("\"idle\""));
+    assert!(line.contains("\"up\":4,\"down\":4"), "{line}");
+}
