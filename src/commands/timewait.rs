@@ -166,9 +166,12 @@ pub fn report(args: &TimewaitArgs) -> anyhow::Result<Timewait> {
             .map(|l| l.inode)
             .collect()
     };
-    notes.extend(inspect::resolve_owners(&mut listeners, |s| {
-        matched.contains(&s.inode)
-    }));
+    // The summary names one listener per port, so the first owner found is enough.
+    notes.extend(inspect::resolve_owners_within(
+        &mut listeners,
+        |s| matched.contains(&s.inode),
+        inspect::procfd::Reach::First,
+    ));
     inspect::name_users(&mut listeners);
     orphan_note(orphans, &mut notes);
     let index = ListenerIndex::new(&listeners);

@@ -494,6 +494,16 @@ pub fn resolve_owners<F: Fn(&SocketEntry) -> bool>(
     sockets: &mut [SocketEntry],
     pick: F,
 ) -> Vec<String> {
+    resolve_owners_within(sockets, pick, procfd::Reach::Shared)
+}
+
+/// Like [`resolve_owners`], looking only as far as `reach` says (e.g. [`procfd::Reach::First`]
+/// when one owner per socket is enough).
+pub fn resolve_owners_within<F: Fn(&SocketEntry) -> bool>(
+    sockets: &mut [SocketEntry],
+    pick: F,
+    reach: procfd::Reach,
+) -> Vec<String> {
     let mut notes = Vec::new();
     let want: HashSet<u64> = sockets
         .iter()
@@ -503,7 +513,7 @@ pub fn resolve_owners<F: Fn(&SocketEntry) -> bool>(
     if want.is_empty() {
         return notes;
     }
-    let scan = procfd::owners_of(&want);
+    let scan = procfd::owners(&want, reach);
     let pids = scan.all_pids();
     let names = procfd::describe(&pids);
     let owners: HashMap<u32, Arc<Owner>> = pids
