@@ -46,7 +46,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Inspect(a) => {
             let r = inspect::report(&a)?;
-            emit_found(&r, format, !r.sockets.is_empty())
+            emit_found(&r, format, !r.is_empty())
         }
         Command::Timewait(a) => match timewait::report(&a)? {
             timewait::Timewait::Summary(r) => emit_found(&r, format, r.total > 0),

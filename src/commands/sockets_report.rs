@@ -44,56 +44,56 @@ pub fn owner_cell(s: &SocketEntry) -> String {
         .join(",")
 }
 
-impl SocketsReport {
-    fn header(&self) -> Vec<String> {
-        let mut h = vec![
-            "PROTO",
-            "STATE",
-            "LOCAL",
-            "REMOTE",
-            "USER",
-            "PID/COMMAND",
-            "TIMER",
-        ];
-        if self.cmdline_column {
-            h.push("CMDLINE");
-        }
-        h.into_iter().map(String::from).collect()
+/// The column names of a socket table.
+pub fn header(cmdline_column: bool) -> Vec<String> {
+    let mut h = vec![
+        "PROTO",
+        "STATE",
+        "LOCAL",
+        "REMOTE",
+        "USER",
+        "PID/COMMAND",
+        "TIMER",
+    ];
+    if cmdline_column {
+        h.push("CMDLINE");
     }
+    h.into_iter().map(String::from).collect()
+}
 
-    fn cells(&self, s: &SocketEntry) -> Vec<String> {
-        let six = if s.family == crate::inspect::Family::Inet6 {
-            "6"
-        } else {
-            ""
-        };
-        let mut r = vec![
-            format!("{}{six}", s.proto),
-            s.state.to_string(),
-            fmt_endpoint(s.local_addr, s.local_port),
-            s.remote(),
-            s.user.as_deref().unwrap_or("-").to_string(),
-            owner_cell(s),
-            s.expires_ms.map_or("-".to_string(), fmt_ms),
-        ];
-        if self.cmdline_column {
-            let mut lines: Vec<&str> = s.owners.iter().map(|o| o.cmdline.as_str()).collect();
-            lines.dedup();
-            r.push(lines.join(" | "));
-        }
-        r
+/// The cells of one socket's row.
+pub fn cells(s: &SocketEntry, cmdline_column: bool) -> Vec<String> {
+    let six = if s.family == crate::inspect::Family::Inet6 {
+        "6"
+    } else {
+        ""
+    };
+    let mut r = vec![
+        format!("{}{six}", s.proto),
+        s.state.to_string(),
+        fmt_endpoint(s.local_addr, s.local_port),
+        s.remote(),
+        s.user.as_deref().unwrap_or("-").to_string(),
+        owner_cell(s),
+        s.expires_ms.map_or("-".to_string(), fmt_ms),
+    ];
+    if cmdline_column {
+        let mut lines: Vec<&str> = s.owners.iter().map(|o| o.cmdline.as_str()).collect();
+        lines.dedup();
+        r.push(lines.join(" | "));
     }
+    r
 }
 
 impl Rows for SocketsReport {
     fn header(&self) -> Vec<String> {
-        SocketsReport::header(self)
+        header(self.cmdline_column)
     }
     fn len(&self) -> usize {
         self.sockets.len()
     }
     fn row(&self, i: usize) -> Vec<String> {
-        self.cells(&self.sockets[i])
+        cells(&self.sockets[i], self.cmdline_column)
     }
 }
 
@@ -107,15 +107,30 @@ impl Report for SocketsReport {
     }
 
     fn notes(&self) -> Vec<String> {
-        let mut notes = self.notes.clone();
-        if self.sockets.is_empty() {
-            notes.push(match self.port {
-                Some(p) if self.command == "who-owns" => {
-                    format!("nothing holds local port {p} (TCP or UDP, IPv4 or IPv6, any state)")
-                }
-                _ => "no matching sockets".to_string(),
-            });
-        }
-        notes
+        with_empty_note(
+            &self.notes,
+            self.sockets.is_empty(),
+            self.command,
+            self.port,
+        )
     }
+}
+
+/// The notes of a listing, plus what "nothing found" means when it is empty.
+pub fn with_empty_note(
+    notes: &[String],
+    empty: bool,
+    command: &str,
+    port: Option<u16>,
+) -> Vec<String> {
+    let mut notes = notes.to_vec();
+    if empty {
+        notes.push(match port {
+            Some(p) if command == "who-owns" => {
+                format!("nothing holds local port {p} (TCP or UDP, IPv4 or IPv6, any state)")
+            }
+            _ => "no matching sockets".to_string(),
+        });
+    }
+    notes
 }

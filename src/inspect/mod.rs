@@ -540,19 +540,21 @@ pub fn resolve_owners_within<F: Fn(&SocketEntry) -> bool>(
         .iter()
         .any(|s| want.contains(&s.inode) && s.owners.is_empty());
     if unseen && scan.unreadable > 0 {
-        if procfd::is_root() {
-            notes.push(format!(
-                "{} process(es) could not be examined (their /proc/<pid>/fd is unreadable even for root); some owners may be missing",
-                scan.unreadable
-            ));
-        } else {
-            notes.push(
-                "some sockets belong to other users' processes: run as root (sudo) to see their PIDs"
-                    .to_string(),
-            );
-        }
+        notes.push(unreadable_note(scan.unreadable));
     }
     notes
+}
+
+/// The hint for sockets whose owner could not be seen: `unreadable` processes were skipped.
+pub fn unreadable_note(unreadable: usize) -> String {
+    if procfd::is_root() {
+        format!(
+            "{unreadable} process(es) could not be examined (their /proc/<pid>/fd is unreadable even for root); some owners may be missing"
+        )
+    } else {
+        "some sockets belong to other users' processes: run as root (sudo) to see their PIDs"
+            .to_string()
+    }
 }
 
 /// Fills `user` from `uid` for every socket.
@@ -618,41 +620,44 @@ pub fn link_listeners(sockets: &mut [SocketEntry]) {
     }
 }
 
-/// Sorts sockets the way every table shows them: by protocol and port, the sockets that hold
-/// the port for a server (LISTEN, BOUND, UNCONN) first, kernel-held TIME_WAIT last.
+/// The order every table shows sockets in: by protocol and port, the sockets that hold the
+/// port for a server (LISTEN, BOUND, UNCONN) first, kernel-held TIME_WAIT last.
+pub type SortKey = (
+    Proto,
+    u16,
+    u8,
+    Family,
+    IpAddr,
+    SockState,
+    Option<IpAddr>,
+    Option<u16>,
+);
+
+/// The [`SortKey`] of a socket.
+pub fn sort_key(s: &SocketEntry) -> SortKey {
+    let rank = match s.state {
+        SockState::Listen => 0,
+        SockState::Bound => 1,
+        SockState::Unconn => 2,
+        SockState::TimeWait => 4,
+        _ => 3,
+    };
+    (
+        s.proto,
+        s.local_port,
+        rank,
+        s.family,
+        s.local_addr,
+        s.state,
+        s.remote_addr,
+        s.remote_port,
+    )
+}
+
+/// Sorts sockets by [`sort_key`].
 pub fn sort(sockets: &mut [SocketEntry]) {
-    fn rank(s: SockState) -> u8 {
-        match s {
-            SockState::Listen => 0,
-            SockState::Bound => 1,
-            SockState::Unconn => 2,
-            SockState::TimeWait => 4,
-            _ => 3,
-        }
-    }
     // Unstable: the key is total, and a stable sort would allocate half the table again.
-    sockets.sort_unstable_by(|a, b| {
-        (
-            a.proto,
-            a.local_port,
-            rank(a.state),
-            a.family,
-            a.local_addr,
-            a.state,
-            a.remote_addr,
-            a.remote_port,
-        )
-            .cmp(&(
-                b.proto,
-                b.local_port,
-                rank(b.state),
-                b.family,
-                b.local_addr,
-                b.state,
-                b.remote_addr,
-                b.remote_port,
-            ))
-    });
+    sockets.sort_unstable_by_key(sort_key);
 }
 
 /// Groups entries by key, keeping first-seen order of keys.

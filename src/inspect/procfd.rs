@@ -224,13 +224,13 @@ fn relatives_of(pids: &HashSet<u32>) -> HashSet<u32> {
     out
 }
 
-/// The parent PID, from the field after the command name in /proc/<pid>/stat.
+/// The parent PID, from the field after the command name in `/proc/<pid>/stat`.
 fn parent_of(pid: u32) -> Option<u32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     parse_ppid(&stat)
 }
 
-/// Parses the PPid out of a /proc/<pid>/stat line; the command may contain spaces and
+/// Parses the PPid out of a `/proc/<pid>/stat` line; the command may contain spaces and
 /// parentheses, so fields are counted after the last `)`.
 ///
 /// ```

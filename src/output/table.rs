@@ -34,7 +34,7 @@ pub fn write(header: &[String], rows: &[Vec<String>], out: &mut impl Write) -> i
     Ok(())
 }
 
-/// Writes rows made on demand in the same layout as [`write`], holding one row at a time.
+/// Writes rows made on demand in the same layout as [`write()`], holding one row at a time.
 ///
 /// # Errors
 /// I/O errors of `out`.
