@@ -15,7 +15,7 @@ use serde::ser::{SerializeSeq, SerializeStruct};
 use serde::{Serialize, Serializer};
 
 use super::filters::{apply_proto, check_pid, keep, user_filter};
-use super::sockets_report::{cells, header, with_empty_note};
+use super::sockets_report::{cells, cells_into, header, with_empty_note};
 use crate::cli::inventory::InspectArgs;
 use crate::inspect::diag::{self, DiagMsg};
 use crate::inspect::{
@@ -31,6 +31,35 @@ enum Row {
 }
 
 impl Row {
+    /// The table order of this row ([`inspect::sort_key`]), without building an entry.
+    fn key(&self) -> inspect::SortKey {
+        match self {
+            Row::Diag(p, m) => {
+                let state = diag::to_state(*p, m);
+                let peerless = matches!(
+                    state,
+                    SockState::Listen | SockState::Bound | SockState::Unconn
+                );
+                let family = if m.src.is_ipv6() {
+                    Family::Inet6
+                } else {
+                    Family::Inet
+                };
+                (
+                    *p,
+                    m.sport,
+                    inspect::state_rank(state),
+                    family,
+                    m.src,
+                    state,
+                    (!peerless).then_some(m.dst),
+                    (!peerless).then_some(m.dport),
+                )
+            }
+            Row::Entry(e) => inspect::sort_key(e),
+        }
+    }
+
     /// The entry without owners, user or listener (no allocation for a `Diag` row).
     fn bare(&self) -> SocketEntry {
         match self {
@@ -119,6 +148,9 @@ impl Rows for InspectReport {
     }
     fn row(&self, i: usize) -> Vec<String> {
         cells(&self.entry(i), false)
+    }
+    fn row_into(&self, i: usize, out: &mut Vec<String>) {
+        cells_into(&self.entry(i), false, out)
     }
 }
 
@@ -307,9 +339,7 @@ pub fn report(args: &InspectArgs) -> anyhow::Result<InspectReport> {
         let mut it = kept.into_iter();
         report.rows.retain(|_| it.next().unwrap_or(false));
     }
-    report
-        .rows
-        .sort_unstable_by_key(|r| inspect::sort_key(&r.bare()));
+    report.rows.sort_unstable_by_key(Row::key);
     Ok(report)
 }
 
@@ -318,4 +348,38 @@ pub fn report(args: &InspectArgs) -> anyhow::Result<InspectReport> {
 struct Gather {
     rows: Vec<Row>,
     listeners: Vec<SocketEntry>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn row_key_is_the_sort_key_of_the_entry() {
+        let msg = |family: u8, state: u8, src: &str, dst: &str| DiagMsg {
+            family,
+            state,
+            timer: 0,
+            src: src.parse().unwrap(),
+            sport: 6000,
+            dst: dst.parse().unwrap(),
+            dport: 40000,
+            expires: 0,
+            rqueue: 0,
+            wqueue: 0,
+            uid: 0,
+            inode: 1,
+        };
+        for (proto, m) in [
+            (Proto::Tcp, msg(2, 10, "127.0.0.1", "0.0.0.0")),
+            (Proto::Tcp, msg(2, 6, "127.0.0.1", "127.0.0.1")),
+            (Proto::Tcp, msg(10, 1, "::1", "::1")),
+            (Proto::Tcp, msg(2, 7, "0.0.0.0", "0.0.0.0")),
+            (Proto::Udp, msg(10, 7, "::", "::")),
+            (Proto::Udp, msg(2, 1, "127.0.0.1", "127.0.0.2")),
+        ] {
+            let r = Row::Diag(proto, m);
+            assert_eq!(r.key(), inspect::sort_key(&r.bare()));
+        }
+    }
 }

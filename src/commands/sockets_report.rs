@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::inspect::{SocketEntry, fmt_endpoint};
+use crate::inspect::SocketEntry;
 use crate::output::{Block, Report, Rows, fmt_ms};
 
 /// A list of sockets with hints.
@@ -24,24 +24,42 @@ pub struct SocketsReport {
 /// The owner cell: `1234/python3,1240/python3`, `kernel (no owner)` for TIME_WAIT and orphans
 /// with the port's listener, `?` when the owner could not be seen.
 pub fn owner_cell(s: &SocketEntry) -> String {
+    let mut out = String::new();
+    write_owner_cell(s, &mut out);
+    out
+}
+
+/// Writes the owner cell into `out`.
+fn write_owner_cell(s: &SocketEntry, out: &mut String) {
+    use std::fmt::Write as _;
     if s.is_ownerless() {
-        return match &s.listener {
-            Some(l) => format!(
-                "none (kernel-held; port listener {}/{})",
-                l.pid.map_or("?".to_string(), |p| p.to_string()),
-                l.command.as_deref().unwrap_or("?"),
-            ),
-            None => "none (kernel-held)".to_string(),
-        };
+        match &s.listener {
+            Some(l) => {
+                out.push_str("none (kernel-held; port listener ");
+                match l.pid {
+                    Some(p) => {
+                        let _ = write!(out, "{p}");
+                    }
+                    None => out.push('?'),
+                }
+                out.push('/');
+                out.push_str(l.command.as_deref().unwrap_or("?"));
+                out.push(')');
+            }
+            None => out.push_str("none (kernel-held)"),
+        }
+        return;
     }
     if s.owners.is_empty() {
-        return "?".to_string();
+        out.push('?');
+        return;
     }
-    s.owners
-        .iter()
-        .map(|o| format!("{}/{}", o.pid, o.command))
-        .collect::<Vec<_>>()
-        .join(",")
+    for (i, o) in s.owners.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let _ = write!(out, "{}/{}", o.pid, o.command);
+    }
 }
 
 /// The column names of a socket table.
@@ -63,26 +81,51 @@ pub fn header(cmdline_column: bool) -> Vec<String> {
 
 /// The cells of one socket's row.
 pub fn cells(s: &SocketEntry, cmdline_column: bool) -> Vec<String> {
-    let six = if s.family == crate::inspect::Family::Inet6 {
-        "6"
-    } else {
-        ""
-    };
-    let mut r = vec![
-        format!("{}{six}", s.proto),
-        s.state.to_string(),
-        fmt_endpoint(s.local_addr, s.local_port),
-        s.remote(),
-        s.user.as_deref().unwrap_or("-").to_string(),
-        owner_cell(s),
-        s.expires_ms.map_or("-".to_string(), fmt_ms),
-    ];
+    let mut out = Vec::new();
+    cells_into(s, cmdline_column, &mut out);
+    out
+}
+
+/// Writes the cells of one socket's row into `out`, reusing its strings: a 100,000-row
+/// table is formatted twice (widths, then lines) without allocating per cell.
+pub fn cells_into(s: &SocketEntry, cmdline_column: bool, out: &mut Vec<String>) {
+    use std::fmt::Write as _;
+    let n = if cmdline_column { 8 } else { 7 };
+    out.resize_with(n, String::new);
+    out.truncate(n);
+    for c in out.iter_mut() {
+        c.clear();
+    }
+    let _ = write!(out[0], "{}", s.proto);
+    if s.family == crate::inspect::Family::Inet6 {
+        out[0].push('6');
+    }
+    out[1].push_str(s.state.name());
+    write_endpoint(&mut out[2], s.local_addr, s.local_port);
+    match (s.remote_addr, s.remote_port) {
+        (Some(a), Some(p)) => write_endpoint(&mut out[3], a, p),
+        _ => out[3].push_str("*:*"),
+    }
+    out[4].push_str(s.user.as_deref().unwrap_or("-"));
+    write_owner_cell(s, &mut out[5]);
+    match s.expires_ms {
+        Some(ms) => out[6].push_str(&fmt_ms(ms)),
+        None => out[6].push('-'),
+    }
     if cmdline_column {
         let mut lines: Vec<&str> = s.owners.iter().map(|o| o.cmdline.as_str()).collect();
         lines.dedup();
-        r.push(lines.join(" | "));
+        out[7].push_str(&lines.join(" | "));
     }
-    r
+}
+
+/// `addr:port`, IPv6 in brackets, written into `out`.
+fn write_endpoint(out: &mut String, addr: std::net::IpAddr, port: u16) {
+    use std::fmt::Write as _;
+    let _ = match addr {
+        std::net::IpAddr::V4(a) => write!(out, "{a}:{port}"),
+        std::net::IpAddr::V6(a) => write!(out, "[{a}]:{port}"),
+    };
 }
 
 impl Rows for SocketsReport {
@@ -94,6 +137,9 @@ impl Rows for SocketsReport {
     }
     fn row(&self, i: usize) -> Vec<String> {
         cells(&self.sockets[i], self.cmdline_column)
+    }
+    fn row_into(&self, i: usize, out: &mut Vec<String>) {
+        cells_into(&self.sockets[i], self.cmdline_column, out)
     }
 }
 

@@ -633,19 +633,23 @@ pub type SortKey = (
     Option<u16>,
 );
 
-/// The [`SortKey`] of a socket.
-pub fn sort_key(s: &SocketEntry) -> SortKey {
-    let rank = match s.state {
+/// Where a state sorts within a port: server sockets first, kernel-held TIME_WAIT last.
+pub fn state_rank(state: SockState) -> u8 {
+    match state {
         SockState::Listen => 0,
         SockState::Bound => 1,
         SockState::Unconn => 2,
         SockState::TimeWait => 4,
         _ => 3,
-    };
+    }
+}
+
+/// The [`SortKey`] of a socket.
+pub fn sort_key(s: &SocketEntry) -> SortKey {
     (
         s.proto,
         s.local_port,
-        rank,
+        state_rank(s.state),
         s.family,
         s.local_addr,
         s.state,

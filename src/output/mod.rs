@@ -24,6 +24,11 @@ pub trait Rows {
     }
     /// The cells of row `i` (`i < len()`).
     fn row(&self, i: usize) -> Vec<String>;
+    /// Writes the cells of row `i` into `out`, reusing its strings (the writer calls this
+    /// twice per row; override it to avoid allocating per cell).
+    fn row_into(&self, i: usize, out: &mut Vec<String>) {
+        *out = self.row(i);
+    }
 }
 
 /// A piece of human output.

@@ -40,10 +40,12 @@ pub fn write(header: &[String], rows: &[Vec<String>], out: &mut impl Write) -> i
 /// I/O errors of `out`.
 pub fn write_rows(rows: &dyn Rows, out: &mut impl Write) -> io::Result<()> {
     let header = rows.header();
-    let mut widths: Vec<usize> = header.iter().map(|h| h.width()).collect();
+    let mut widths: Vec<usize> = header.iter().map(|h| width(h)).collect();
+    let mut cells: Vec<String> = Vec::new();
     for i in 0..rows.len() {
-        for (w, c) in widths.iter_mut().zip(rows.row(i)) {
-            *w = (*w).max(one_line(&c).width());
+        rows.row_into(i, &mut cells);
+        for (w, c) in widths.iter_mut().zip(&cells) {
+            *w = (*w).max(width(&one_line(c)));
         }
     }
     let mut line = String::new();
@@ -52,21 +54,31 @@ pub fn write_rows(rows: &dyn Rows, out: &mut impl Write) -> io::Result<()> {
         for (c, w) in cells.iter().zip(&widths) {
             let c = one_line(c);
             line.push_str(&c);
-            line.extend(std::iter::repeat_n(' ', w - c.width() + GAP));
+            line.extend(std::iter::repeat_n(' ', w - width(&c) + GAP));
         }
-        writeln!(out, "{}", line.trim_end())
+        let end = line.trim_end().len();
+        line.truncate(end);
+        line.push('\n');
+        out.write_all(line.as_bytes())
     };
     put(&header, out)?;
     for i in 0..rows.len() {
-        put(&rows.row(i), out)?;
+        rows.row_into(i, &mut cells);
+        put(&cells, out)?;
     }
     Ok(())
+}
+
+/// Display width; plain ASCII (nearly every cell) is its length.
+fn width(s: &str) -> usize {
+    if s.is_ascii() { s.len() } else { s.width() }
 }
 
 /// Keeps a cell on one line so every row stays greppable: control characters (newlines in a
 /// command line) become spaces.
 fn one_line(cell: &str) -> std::borrow::Cow<'_, str> {
-    if cell.chars().any(char::is_control) {
+    let ascii_clean = cell.bytes().all(|b| (0x20..0x7f).contains(&b));
+    if !ascii_clean && cell.chars().any(char::is_control) {
         cell.chars()
             .map(|c| if c.is_control() { ' ' } else { c })
             .collect::<String>()
