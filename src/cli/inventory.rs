@@ -62,6 +62,9 @@ pub struct TimewaitArgs {
     /// Only this local port.
     #[arg(long, short = 'p')]
     pub port: Option<u16>,
+    /// Summary rows to print, most entries first (0 = all; --json always has all).
+    #[arg(long, default_value_t = 25)]
+    pub limit: usize,
 }
 
 /// `netkit inspect`.

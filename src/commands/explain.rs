@@ -471,6 +471,26 @@ fn explain_port_inner(
     })
 }
 
+/// Explains why a server could not bind/listen on `addr` with `opts` — for `netkit run
+/// server` and `netkit run proxy`, whose EADDRINUSE gets the same diagnosis as
+/// `netkit explain PORT` with those options.
+///
+/// # Errors
+/// When the socket table cannot be read.
+pub fn explain_listen(
+    addr: std::net::SocketAddr,
+    opts: &crate::sockopt::SockOpts,
+) -> anyhow::Result<ExplainReport> {
+    let mut t = TrialOpts::plain(Proto::Tcp, addr.ip(), addr.port());
+    t.reuseaddr = opts.reuseaddr;
+    t.reuseport = opts.reuseport;
+    if addr.is_ipv6() {
+        t.v6only = Some(opts.v6only);
+    }
+    t.listen = true;
+    explain_port_inner(t, None, false)
+}
+
 /// Explains a failed client socket call — for `netkit run client --bind-port P` and other
 /// callers holding a [`crate::sockopt::SocketError`]. At `bind` it runs the bind trial (no
 /// listen(): a client pins a port, it does not listen) and the usual diagnosis; at `connect`

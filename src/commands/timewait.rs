@@ -47,13 +47,28 @@ pub struct TimewaitReport {
     pub ports: Vec<PortSummary>,
     /// Hints.
     pub notes: Vec<String>,
+    /// Rows the table shows (0 = all).
+    #[serde(skip)]
+    pub limit: usize,
+}
+
+impl TimewaitReport {
+    /// How many summary rows the table shows.
+    fn shown(&self) -> usize {
+        if self.limit == 0 {
+            self.ports.len()
+        } else {
+            self.limit.min(self.ports.len())
+        }
+    }
 }
 
 impl Report for TimewaitReport {
     fn human(&self) -> Vec<Block> {
-        let rows = self
+        let rows: Vec<Vec<String>> = self
             .ports
             .iter()
+            .take(self.shown())
             .map(|p| {
                 vec![
                     fmt_endpoint(p.local_addr, p.local_port),
@@ -72,14 +87,27 @@ impl Report for TimewaitReport {
                 ]
             })
             .collect();
-        vec![
-            Block::table(&["LOCAL", "COUNT", "SOONEST", "LATEST", "LISTENER"], rows),
-            Block::Line(format!(
-                "{} TIME_WAIT socket(s) on {} local address:port pair(s)",
-                self.total,
-                self.ports.len()
-            )),
-        ]
+        let mut out = Vec::new();
+        if !rows.is_empty() {
+            out.push(Block::table(
+                &["LOCAL", "COUNT", "SOONEST", "LATEST", "LISTENER"],
+                rows,
+            ));
+        }
+        let hidden = &self.ports[self.shown()..];
+        if !hidden.is_empty() {
+            out.push(Block::Line(format!(
+                "... and {} more local address:port pair(s) holding {} TIME_WAIT socket(s) (--limit 0 or --json for all)",
+                hidden.len(),
+                hidden.iter().map(|p| p.count).sum::<usize>()
+            )));
+        }
+        out.push(Block::Line(format!(
+            "{} TIME_WAIT socket(s) on {} local address:port pair(s)",
+            self.total,
+            self.ports.len()
+        )));
+        out
     }
 
     fn notes(&self) -> Vec<String> {
@@ -205,6 +233,7 @@ pub fn report(args: &TimewaitArgs) -> anyhow::Result<Timewait> {
         total,
         ports,
         notes,
+        limit: args.limit,
     }))
 }
 

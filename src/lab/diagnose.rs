@@ -148,9 +148,35 @@ pub fn client_failure(
     let report = engine
         .then(|| crate::commands::explain::explain_connect(local, remote, opts, &e).ok())
         .flatten();
-    let Some(report) = report else {
-        return failure(e, Proto::Tcp, local, format);
-    };
+    match report {
+        Some(r) => engine_report(e, &r, format),
+        None => failure(e, Proto::Tcp, local, format),
+    }
+}
+
+/// Like [`failure`], for a TCP listener (server, proxy): EADDRINUSE gets the explain
+/// engine's diagnosis for exactly the listener's options.
+pub fn listen_failure(
+    e: SocketError,
+    opts: &crate::sockopt::SockOpts,
+    format: Format,
+) -> anyhow::Error {
+    let report = (e.errno() == Some(libc::EADDRINUSE))
+        .then(|| crate::commands::explain::explain_listen(e.addr, opts).ok())
+        .flatten();
+    match report {
+        Some(r) => engine_report(e, &r, format),
+        None => failure(e, Proto::Tcp, None, format),
+    }
+}
+
+/// Prints the explain engine's report about `e` (stderr table, or the JSON error event's
+/// `explanation`) and returns the one-line error for `main`.
+fn engine_report(
+    e: SocketError,
+    report: &crate::commands::explain::ExplainReport,
+    format: Format,
+) -> anyhow::Error {
     let errno = e.errno().unwrap_or(0);
     let head = format!(
         "{} ({errno}) at {}() {}: why, from `netkit explain`:",
@@ -162,7 +188,7 @@ pub fn client_failure(
         Format::Table => {
             eprintln!("{head}");
             let _ = crate::output::emit(
-                &report,
+                report,
                 Format::Table,
                 std::io::stderr().lock(),
                 std::io::stderr().lock(),

@@ -132,7 +132,18 @@ pub fn config_from_args(a: &ProxyArgs, format: Format) -> anyhow::Result<ProxyCo
     let mode = match &a.relay {
         None => Mode::Json,
         Some(r) => Mode::Relay {
-            to: socket_addr("--relay", r)?,
+            to: {
+                // The relay target obeys the same policy as JSON requests: loopback unless
+                // --allow, never a --block target. Checked once, here, on the resolved
+                // address the relay will connect to.
+                let to = socket_addr("--relay", r)?;
+                if let Err((t, why)) = forward::check_all(&[to], &policy) {
+                    bail!(
+                        "--relay {r}: {t} is refused ({why}); a relay follows the same rules as JSON mode: loopback only unless --allow CIDR, and no --block target (--no-default-block clears the lab's 127.0.0.1:7777)"
+                    );
+                }
+                to
+            },
             deny_clients: a
                 .deny_client
                 .iter()
@@ -174,7 +185,7 @@ pub fn run_cli(a: ProxyArgs, format: Format) -> anyhow::Result<i32> {
     let listen = socket_addr("--listen", &a.listen)?;
     let listen_opts = SockOpts::from_args(&a.sock, true);
     let std_listener = sockopt::listen(listen, &listen_opts, 1024)
-        .with_context(|| format!("cannot listen on {listen}"))?;
+        .map_err(|e| crate::lab::diagnose::listen_failure(e, &listen_opts, format))?;
     std_listener
         .set_nonblocking(true)
         .context("setting the listener non-blocking")?;
@@ -195,10 +206,11 @@ pub fn run_cli(a: ProxyArgs, format: Format) -> anyhow::Result<i32> {
         .build()
         .context("starting the tokio runtime")?;
     rt.block_on(async move {
-        let shutdown = shutdown::on_signals().context("installing signal handlers")?;
+        let shutdown = shutdown::on_signals(true).context("installing signal handlers")?;
         cfg.printer.listening(&ListeningEvent {
             event: "listening",
-            listen: local,
+            proto: "tcp",
+            addr: local,
             mode: if cfg.mode == Mode::Json {
                 "json"
             } else {
@@ -208,7 +220,7 @@ pub fn run_cli(a: ProxyArgs, format: Format) -> anyhow::Result<i32> {
                 Mode::Relay { to, .. } => Some(to),
                 Mode::Json => None,
             },
-            sockopts: applied,
+            options: applied,
         });
         let printer = cfg.printer;
         let cfg = Arc::new(cfg);

@@ -39,7 +39,6 @@ use super::protocol::{Kind, Session};
 use super::shutdown::{self, Shutdown};
 use super::status::{Status, StatusLog};
 use crate::cli::run::{Mode, Protocol, ServerArgs};
-use crate::inspect::Proto;
 use crate::output::Format;
 use crate::sockopt::{self, SockOpts};
 
@@ -426,7 +425,7 @@ pub fn run_cli(a: ServerArgs, format: Format) -> anyhow::Result<i32> {
     let addr = resolve_host(&a.host, port)?;
     let sock = SockOpts::from_args(&a.sock, true);
     let listener = sockopt::listen(addr, &sock, BACKLOG)
-        .map_err(|e| diagnose::failure(e, Proto::Tcp, None, format))?;
+        .map_err(|e| diagnose::listen_failure(e, &sock, format))?;
     let opts = ServeOpts {
         mode: a.mode,
         protocol,
@@ -450,7 +449,7 @@ pub fn run_cli(a: ServerArgs, format: Format) -> anyhow::Result<i32> {
         .build()
         .context("cannot start the tokio runtime")?;
     rt.block_on(async {
-        let sd = shutdown::on_signals().context("cannot install signal handlers")?;
+        let sd = shutdown::on_signals(false).context("cannot install signal handlers")?;
         serve(listener, opts, sd).await.context("server failed")
     })?;
     rt.shutdown_timeout(Duration::from_millis(100));

@@ -30,11 +30,12 @@ impl Shutdown {
 }
 
 /// Installs the signal handlers and returns the handle. The first SIGINT/SIGTERM triggers
-/// it; the second exits the process with status 130 without draining.
+/// it (and, with `announce`, says so on stderr, for components that print no status line of
+/// their own); the second exits the process with status 130 without draining.
 ///
 /// # Errors
 /// When the signal handlers cannot be installed (must be called inside a tokio runtime).
-pub fn on_signals() -> std::io::Result<Shutdown> {
+pub fn on_signals(announce: bool) -> std::io::Result<Shutdown> {
     let mut int = signal(SignalKind::interrupt())?;
     let mut term = signal(SignalKind::terminate())?;
     let (tx, rx) = watch::channel(false);
@@ -47,9 +48,11 @@ pub fn on_signals() -> std::io::Result<Shutdown> {
             }
             seen += 1;
             if seen == 1 {
-                eprintln!(
-                    "shutting down: no new connections; in-flight work may finish (signal again to exit now)"
-                );
+                if announce {
+                    eprintln!(
+                        "shutting down: no new connections; in-flight work may finish (signal again to exit now)"
+                    );
+                }
                 let _ = tx.send(true);
             } else {
                 eprintln!("second signal: exiting now");

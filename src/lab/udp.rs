@@ -33,6 +33,11 @@ const MAX_DATAGRAM: usize = 65_536;
 /// UDP options: nothing by default (the seed's plain socket), both reuse flags with
 /// `--listen-multiple`.
 fn udp_opts(sock: &SockOptArgs, listen_multiple: bool) -> SockOpts {
+    if sock.keepalive.is_some() || sock.nodelay {
+        eprintln!(
+            "hint: --keepalive, --keepintvl, --keepcnt and --nodelay are TCP options (tcp(7)); this UDP socket ignores them"
+        );
+    }
     let mut o = SockOpts::from_args(sock, false);
     if listen_multiple {
         o.reuseaddr = true;
@@ -91,7 +96,7 @@ pub fn run_server_cli(a: UdpServerArgs, format: Format) -> anyhow::Result<i32> {
         .build()
         .context("cannot start the tokio runtime")?;
     rt.block_on(async move {
-        let mut sd = shutdown::on_signals().context("cannot install signal handlers")?;
+        let mut sd = shutdown::on_signals(true).context("cannot install signal handlers")?;
         let sock = tokio::net::UdpSocket::from_std(sock)?;
         let mut buf = vec![0u8; MAX_DATAGRAM];
         loop {
@@ -133,6 +138,11 @@ pub fn run_client_cli(a: UdpClientArgs, format: Format) -> anyhow::Result<i32> {
             .next()
             .with_context(|| format!("--to {:?} has no address", a.to))?
     };
+    if to.port() == a.port && crate::inspect::addrs_overlap(local.ip(), false, to.ip(), false) {
+        bail!(
+            "--to {to} is this client's own address ({local}): the client would send to and hear itself, never the server; point --to at the peer (the server replies to the client's port, so both may share it)"
+        );
+    }
     let sock = sockopt::udp_bind(local, &opts)
         .map_err(|e| diagnose::failure(e, Proto::Udp, None, format))?;
     sock.connect(to).with_context(|| format!("connect {to}"))?;

@@ -96,7 +96,7 @@ impl Drop for DoneServer {
 #[derive(Debug, Deserialize)]
 struct Listening {
     event: String,
-    listen: SocketAddr,
+    addr: SocketAddr,
 }
 
 /// `netkit run proxy` under a guard that kills it on drop; stdout lines are collected.
@@ -150,7 +150,7 @@ impl ProxyProc {
                 )
             });
             assert_eq!(l.event, "listening");
-            l.listen
+            l.addr
         } else {
             first
                 .trim()

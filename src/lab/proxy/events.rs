@@ -76,14 +76,16 @@ pub struct RelayEvent {
 pub struct ListeningEvent {
     /// Always `listening`.
     pub event: &'static str,
+    /// Always `tcp` (the same fields as the server's listening event).
+    pub proto: &'static str,
     /// Bound address.
-    pub listen: SocketAddr,
+    pub addr: SocketAddr,
     /// `json` or `relay`.
     pub mode: &'static str,
     /// Relay target.
     pub relay_to: Option<SocketAddr>,
     /// Options as the kernel reports them on the listener.
-    pub sockopts: Applied,
+    pub options: Applied,
 }
 
 /// Final line after draining.
@@ -127,10 +129,10 @@ impl Printer {
             Format::Json => self.json(e),
             Format::Table => {
                 let head = match e.relay_to {
-                    Some(to) => format!("Proxy relaying {} -> {to}\n", e.listen),
-                    None => format!("Proxy Server listening on {}\n", e.listen),
+                    Some(to) => format!("Proxy relaying {} -> {to}\n", e.addr),
+                    None => format!("Proxy Server listening on {}\n", e.addr),
                 };
-                self.write(&format!("{head}socket options: {}\n", e.sockopts));
+                self.write(&format!("{head}socket options: {}\n", e.options));
             }
         }
     }

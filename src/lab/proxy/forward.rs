@@ -225,7 +225,10 @@ async fn forward(req: &Request, cfg: &ProxyConfig, ev: &mut RequestEvent) -> Vec
 }
 
 /// Checks every target; the interface addresses are read only if a rule needs them.
-fn check_all(targets: &[SocketAddr], policy: &Policy) -> Result<(), (SocketAddr, Refusal)> {
+pub(crate) fn check_all(
+    targets: &[SocketAddr],
+    policy: &Policy,
+) -> Result<(), (SocketAddr, Refusal)> {
     let host_addrs = std::cell::OnceCell::new();
     let is_local = |ip: IpAddr| {
         canonical(ip).is_loopback() || host_addrs.get_or_init(HostAddrs::read).is_local(ip)
