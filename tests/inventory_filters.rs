@@ -279,3 +279,45 @@ fn inspect_filters_by_state_port_and_pid() {
     assert!(r.sockets.iter().all(|s| s.state == "UNCONN"));
     assert_eq!(r.only("127.0.0.1").sockets.len(), 1);
 }
+
+#[test]
+fn timewait_table_is_capped_by_limit_but_json_keeps_every_pair() {
+    let a = TcpListener::bind("127.0.0.1:0").unwrap();
+    let b = TcpListener::bind("127.0.0.1:0").unwrap();
+    let _ca = make_time_wait(&a);
+    let _cb = make_time_wait(&b);
+    let (pa, pb) = (
+        a.local_addr().unwrap().port(),
+        b.local_addr().unwrap().port(),
+    );
+    let has = |r: &TimewaitJson, p: u16| {
+        r.ports
+            .iter()
+            .any(|e| e.local_addr == "127.0.0.1" && e.local_port == p)
+    };
+    let (r, _) = poll(Duration::from_secs(3), || {
+        let (r, code) = netkit_json::<TimewaitJson>(&["timewait", "--limit", "1"]);
+        (has(&r, pa) && has(&r, pb)).then_some((r, code))
+    })
+    .expect("both TIME_WAIT pairs in the JSON despite --limit 1");
+    assert!(r.ports.len() >= 2);
+
+    let out = netkit(&["timewait", "--limit", "1"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rows = text
+        .lines()
+        .filter(|l| l.starts_with("127.") || l.starts_with('['))
+        .count();
+    assert_eq!(rows, 1, "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("... and ") && l.contains("--limit 0")),
+        "{text}"
+    );
+    let all = netkit(&["timewait", "--limit", "0"]);
+    let all = String::from_utf8_lossy(&all.stdout);
+    assert!(
+        all.contains(&format!("127.0.0.1:{pa} ")) && all.contains(&format!("127.0.0.1:{pb} ")),
+        "{all}"
+    );
+}

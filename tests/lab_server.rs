@@ -435,7 +435,10 @@ fn port_in_use_is_explained_with_its_holder() {
     // The explain engine's diagnosis for the server's own options (SO_REUSEADDR on).
     assert!(err.contains("(SO_REUSEADDR): not bindable"), "{err}");
     assert!(
-        err.contains(&format!("[listening] PID {} (lab_server", std::process::id())),
+        err.contains(&format!(
+            "[listening] PID {} (lab_server",
+            std::process::id()
+        )),
         "{err}"
     );
     assert!(

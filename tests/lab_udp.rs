@@ -122,6 +122,27 @@ fn without_reuse_on_both_sockets_the_second_bind_fails_naming_the_server() {
     }
 }
 
+#[test]
+fn a_client_aimed_at_its_own_address_is_refused() {
+    let port = free_udp_port();
+    let p = port.to_string();
+    let to = format!("127.0.0.1:{port}");
+    let (code, _, err) = run(
+        &[
+            "run",
+            "udp-client",
+            "-p",
+            &p,
+            "--listen-multiple",
+            "--to",
+            &to,
+        ],
+        Duration::from_secs(10),
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("own address"), "{err}");
+}
+
 /// True when a multicast datagram sent out of `lo` comes back to a member socket here.
 fn multicast_on_lo_works(group: Ipv4Addr) -> bool {
     let r = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
