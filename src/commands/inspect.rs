@@ -267,38 +267,9 @@ pub fn report(args: &InspectArgs) -> anyhow::Result<InspectReport> {
         .filter(|&i| i != 0)
         .collect();
     let want: std::collections::HashSet<u64> = inodes.into_iter().collect();
-    let mut owners: HashMap<u64, Vec<Arc<Owner>>> = HashMap::new();
-    if !want.is_empty() {
-        let scan = procfd::owners(&want, procfd::Reach::Shared);
-        let pids = scan.all_pids();
-        let names = procfd::describe(&pids);
-        let by_pid: HashMap<u32, Arc<Owner>> = pids
-            .iter()
-            .map(|&pid| {
-                let (command, cmdline) = names.get(&pid).cloned().unwrap_or_default();
-                (
-                    pid,
-                    Arc::new(Owner {
-                        pid,
-                        command,
-                        cmdline,
-                    }),
-                )
-            })
-            .collect();
-        for &inode in &want {
-            let p = scan.pids_of(inode);
-            if !p.is_empty() {
-                owners.insert(
-                    inode,
-                    p.iter().filter_map(|x| by_pid.get(x).cloned()).collect(),
-                );
-            }
-        }
-        let unseen = want.len() > owners.len();
-        if unseen && scan.unreadable > 0 {
-            notes.push(inspect::unreadable_note(scan.unreadable));
-        }
+    let (owners, unreadable) = inspect::owners_by_inode(&want, procfd::Reach::Shared);
+    if unreadable > 0 && want.len() > owners.len() {
+        notes.push(inspect::unreadable_note(unreadable));
     }
     for l in listeners.iter_mut() {
         if let Some(o) = owners.get(&l.inode) {

@@ -513,10 +513,33 @@ pub fn resolve_owners_within<F: Fn(&SocketEntry) -> bool>(
     if want.is_empty() {
         return notes;
     }
-    let scan = procfd::owners(&want, reach);
+    let (owners, unreadable) = owners_by_inode(&want, reach);
+    for s in sockets.iter_mut() {
+        if let Some(o) = owners.get(&s.inode) {
+            s.owners = o.clone();
+        }
+    }
+    if unreadable > 0 && want.len() > owners.len() {
+        notes.push(unreadable_note(unreadable));
+    }
+    notes
+}
+
+/// The processes holding each socket in `want` (one walk of `/proc/*/fd`, names for the PIDs
+/// found only), with one shared [`Owner`] per process; plus how many processes could not be
+/// read. Inodes with no owner found are absent.
+pub fn owners_by_inode(
+    want: &HashSet<u64>,
+    reach: procfd::Reach,
+) -> (HashMap<u64, Vec<Arc<Owner>>>, usize) {
+    let mut out = HashMap::new();
+    if want.is_empty() {
+        return (out, 0);
+    }
+    let scan = procfd::owners(want, reach);
     let pids = scan.all_pids();
     let names = procfd::describe(&pids);
-    let owners: HashMap<u32, Arc<Owner>> = pids
+    let by_pid: HashMap<u32, Arc<Owner>> = pids
         .iter()
         .map(|&pid| {
             let (command, cmdline) = names.get(&pid).cloned().unwrap_or_default();
@@ -530,19 +553,16 @@ pub fn resolve_owners_within<F: Fn(&SocketEntry) -> bool>(
             )
         })
         .collect();
-    for s in sockets.iter_mut() {
-        let pids = scan.pids_of(s.inode);
-        if !pids.is_empty() {
-            s.owners = pids.iter().filter_map(|p| owners.get(p).cloned()).collect();
+    for &inode in want {
+        let p = scan.pids_of(inode);
+        if !p.is_empty() {
+            out.insert(
+                inode,
+                p.iter().filter_map(|x| by_pid.get(x).cloned()).collect(),
+            );
         }
     }
-    let unseen = sockets
-        .iter()
-        .any(|s| want.contains(&s.inode) && s.owners.is_empty());
-    if unseen && scan.unreadable > 0 {
-        notes.push(unreadable_note(scan.unreadable));
-    }
-    notes
+    (out, scan.unreadable)
 }
 
 /// The hint for sockets whose owner could not be seen: `unreadable` processes were skipped.
