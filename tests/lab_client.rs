@@ -97,6 +97,34 @@ fn default_client_sends_the_labs_json_to_the_proxy_and_exits_zero_on_done() {
 }
 
 #[test]
+fn server_host_goes_to_the_proxy_as_written_so_its_policy_can_be_tested() {
+    let (proxy, h) = fake_proxy(2);
+    for server in ["127.1:8888", "[::ffff:127.0.0.1]:8888"] {
+        let (code, out, err) = run(
+            &[
+                "run",
+                "client",
+                "--proxy",
+                &proxy.to_string(),
+                "--server",
+                server,
+            ],
+            Duration::from_secs(10),
+        );
+        assert_eq!(code, Some(0), "{server}: {out}{err}");
+    }
+    let seen = h.join().unwrap();
+    let hosts: Vec<&str> = seen.iter().map(|r| r.server_ip.as_str()).collect();
+    assert_eq!(hosts, ["127.1", "::ffff:127.0.0.1"]);
+    let (code, _, err) = run(
+        &["run", "client", "--server", "localhost"],
+        Duration::from_secs(10),
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("is not HOST:PORT"), "{err}");
+}
+
+#[test]
 fn block_targets_port_7777_and_a_refusal_exits_one() {
     let (proxy, h) = fake_proxy(1);
     let (code, out, _) = run(

@@ -50,13 +50,44 @@ pub fn random_word() -> String {
 }
 
 /// The proxy lab's request: `{"server_ip": "...", "server_port": N, "message": "..."}`.
-pub fn request_json(server: SocketAddr, message: &str) -> String {
+/// `host` goes out as given (`127.1`, `localhost`, `::ffff:127.0.0.1`): resolving and
+/// checking it is the proxy's job, and the client is how people test that.
+pub fn request_json(host: &str, port: u16, message: &str) -> String {
     serde_json::json!({
-        "server_ip": server.ip().to_string(),
-        "server_port": server.port(),
+        "server_ip": host,
+        "server_port": port,
         "message": message,
     })
     .to_string()
+}
+
+/// Splits `HOST:PORT` (`[v6]:PORT` too) without resolving HOST.
+///
+/// ```
+/// use netkit::lab::client::split_host_port;
+/// assert_eq!(split_host_port("127.1:8888").unwrap(), ("127.1".to_string(), 8888));
+/// assert_eq!(split_host_port("[::1]:80").unwrap(), ("::1".to_string(), 80));
+/// assert!(split_host_port("localhost").is_err());
+/// ```
+///
+/// # Errors
+/// When there is no `:PORT`, the port is not a number, or the host is empty.
+pub fn split_host_port(s: &str) -> anyhow::Result<(String, u16)> {
+    let (host, port) = match s.strip_prefix('[') {
+        Some(rest) => rest
+            .split_once("]:")
+            .with_context(|| format!("{s:?} is not [HOST]:PORT"))?,
+        None => s
+            .rsplit_once(':')
+            .with_context(|| format!("{s:?} is not HOST:PORT"))?,
+    };
+    let port = port
+        .parse::<u16>()
+        .with_context(|| format!("{s:?}: {port:?} is not a port number"))?;
+    if host.is_empty() {
+        bail!("{s:?} has no host");
+    }
+    Ok((host.to_string(), port))
 }
 
 fn parse_addr(s: &str, what: &str) -> anyhow::Result<SocketAddr> {
@@ -127,11 +158,13 @@ pub fn run_cli(a: ClientArgs, format: Format) -> anyhow::Result<i32> {
     if a.count == 0 {
         bail!("--count must be at least 1");
     }
-    let mut server = parse_addr(&a.server, "--server")?;
+    let (server_host, mut server_port) = split_host_port(&a.server).context("--server")?;
     if a.block {
-        server.set_port(BLOCKED_PORT);
+        server_port = BLOCKED_PORT;
     }
     let (target, via) = if a.direct {
+        let mut server = parse_addr(&a.server, "--server")?;
+        server.set_port(server_port);
         (server, "server")
     } else {
         (parse_addr(&a.proxy, "--proxy")?, "proxy")
@@ -173,7 +206,7 @@ pub fn run_cli(a: ClientArgs, format: Format) -> anyhow::Result<i32> {
         let payload = if a.direct {
             message.clone()
         } else {
-            request_json(server, &message)
+            request_json(&server_host, server_port, &message)
         };
         let mut fresh;
         let stream = match persistent.as_mut() {
@@ -228,7 +261,7 @@ mod tests {
 
     #[test]
     fn request_json_has_the_labs_three_keys() {
-        let j = request_json("127.0.0.1:8888".parse().unwrap(), "tgmr");
+        let j = request_json("127.0.0.1", 8888, "tgmr");
         let v: serde_json::Value = serde_json::from_str(&j).unwrap();
         assert_eq!(v["server_ip"], "127.0.0.1");
         assert_eq!(v["server_port"], 8888);

@@ -197,7 +197,7 @@ impl Printer {
         match self.format {
             Format::Json => self.json(e),
             Format::Table => self.write(&format!(
-                "Proxy stopped: {} connections served, {} cut at the drain deadline\n",
+                "Proxy stopped: {} connection(s) served, {} cut at the drain deadline\n",
                 e.accepted, e.aborted
             )),
         }
