@@ -20,7 +20,7 @@ use crate::explain::freeport;
 use crate::explain::pidfd::{self, HolderFlags};
 use crate::explain::trial::{self, Outcome, TrialOpts};
 use crate::inspect::{self, OwnerScope, Proto, Query, SockState, SocketEntry, sysctl, users};
-use crate::output::{Block, Format, Report, fmt_ms};
+use crate::output::{Block, Format, Report};
 use crate::sockopt::Applied;
 
 /// One extra trial netkit ran to explain the first.
@@ -87,46 +87,24 @@ impl ExplainReport {
                 c.message
             )));
             if !c.sockets.is_empty() {
+                // The listing's columns plus the holder's flags read through pidfd_getfd.
                 let rows = c
                     .sockets
                     .iter()
                     .map(|s| {
-                        vec![
-                            format!(
-                                "{}{}",
-                                s.proto,
-                                if s.family == inspect::Family::Inet6 {
-                                    "6"
-                                } else {
-                                    ""
-                                }
-                            ),
-                            s.state.to_string(),
-                            s.local(),
-                            s.remote(),
-                            s.user.as_deref().unwrap_or("-").to_string(),
-                            super::sockets_report::owner_cell(s),
-                            s.expires_ms.map_or("-".to_string(), fmt_ms),
+                        let mut r = super::sockets_report::cells(s, false);
+                        r.push(
                             self.holders
                                 .iter()
                                 .find(|h| h.inode == s.inode && s.inode != 0)
                                 .map_or("-".to_string(), |h| flags_cell(&h.options)),
-                        ]
+                        );
+                        r
                     })
                     .collect();
-                out.push(Block::table(
-                    &[
-                        "PROTO",
-                        "STATE",
-                        "LOCAL",
-                        "REMOTE",
-                        "USER",
-                        "PID/COMMAND",
-                        "TIMER",
-                        "FLAGS",
-                    ],
-                    rows,
-                ));
+                let mut header = super::sockets_report::header(false);
+                header.push("FLAGS".to_string());
+                out.push(Block::Table { header, rows });
             }
             out.push(Block::Line(format!("   fix: {}", c.fix)));
         }
