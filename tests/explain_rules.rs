@@ -7,7 +7,7 @@ mod support_explain;
 
 use std::time::Duration;
 
-use support_explain::{Helper, explain, explain_and_verify, is_root, real_bind};
+use support_explain::{Helper, explain_and_verify, is_root, verify_around};
 
 /// This process's user name, as netkit would print it.
 fn uzers_name() -> String {
@@ -131,16 +131,18 @@ fn rule5_reuseport_across_users_is_refused() {
     assert_eq!(c.sockets[0].owners[0].pid, h.pid());
     // The same user (via --as-user) joins the group.
     let p = h.port().to_string();
-    let e = explain(&[
-        &p,
-        "--addr",
-        "127.0.0.1",
-        "--reuseport",
-        "--as-user",
-        "nobody",
-    ]);
-    let real = real_bind(&["--addr", "127.0.0.1", "--port", &p, "--rp"], true);
-    assert_eq!(e.verdict(), real);
+    let e = verify_around(
+        &[
+            &p,
+            "--addr",
+            "127.0.0.1",
+            "--reuseport",
+            "--as-user",
+            "nobody",
+        ],
+        &["--addr", "127.0.0.1", "--port", &p, "--rp"],
+        true,
+    );
     assert!(e.bindable, "{:#?}", e.causes);
     assert!(e.kinds().contains(&"reuseport_group"));
 }
@@ -179,17 +181,17 @@ fn rule6b_bound_reuseaddr_has_no_uid_check() {
     }
     let h = Helper::start("bound", &["--addr", "127.0.0.1", "--ra"], false);
     let p = h.port().to_string();
-    let e = explain(&[
-        &p,
-        "--addr",
-        "127.0.0.1",
-        "--reuseaddr",
-        "--as-user",
-        "nobody",
-    ]);
-    assert_eq!(
-        e.verdict(),
-        real_bind(&["--addr", "127.0.0.1", "--port", &p, "--ra"], true)
+    let e = verify_around(
+        &[
+            &p,
+            "--addr",
+            "127.0.0.1",
+            "--reuseaddr",
+            "--as-user",
+            "nobody",
+        ],
+        &["--addr", "127.0.0.1", "--port", &p, "--ra"],
+        true,
     );
     assert!(e.bindable, "{:#?}", e.causes);
     assert!(
@@ -251,6 +253,38 @@ fn rule7b_time_wait_reuseport_on_both() {
     let e = explain_and_verify(h.port(), "127.0.0.1", &["--reuseaddr"]);
     assert!(!e.bindable);
     assert!(e.cause("time_wait").fix.contains("SO_REUSEPORT"));
+}
+
+/// Issue 8, defect 1: with a TIME_WAIT left by an SO_REUSEADDR listener, an extra trial
+/// with SO_REUSEADDR+SO_REUSEPORT used to pass and leave the bind bucket marked for
+/// SO_REUSEPORT, so a plain SO_REUSEPORT bind passed afterwards and the second explain said
+/// "bindable". Every option set a user can give is checked before and after.
+#[test]
+fn issue_8_trials_never_mark_the_bind_bucket() {
+    for (holder, user) in [
+        (&["--ra"][..], &["--reuseport"][..]),
+        (&["--ra"][..], &[][..]),
+        (&["--rp"][..], &["--reuseaddr"][..]),
+        (&["--rp"][..], &[][..]),
+        (&[][..], &["--reuseport"][..]),
+        (&[][..], &["--reuseaddr"][..]),
+    ] {
+        let mut args = vec!["--addr", "127.0.0.1"];
+        args.extend_from_slice(holder);
+        let h = Helper::start("timewait", &args, false);
+        let e = explain_and_verify(h.port(), "127.0.0.1", user);
+        assert!(!e.bindable, "{holder:?} {user:?}: {:#?}", e.causes);
+        assert!(e.kinds().contains(&"time_wait"), "{:?}", e.kinds());
+        // Nothing combined both flags behind the user's back.
+        for c in &e.checks {
+            assert!(
+                !(c.what.contains("SO_REUSEADDR") && c.what.contains("SO_REUSEPORT"))
+                    || c.what.contains("instead of"),
+                "{}",
+                c.what
+            );
+        }
+    }
 }
 
 #[test]
@@ -342,12 +376,8 @@ fn low_free_port() -> Option<u16> {
 fn rule14_privileged_port_and_14a_hidden_conflict() {
     if !is_root() {
         // As an ordinary user the trial itself gets EACCES: check that directly.
-        let p = 1023u16;
-        let e = explain(&[&p.to_string()]);
-        assert_eq!(
-            e.verdict(),
-            real_bind(&["--addr", "0.0.0.0", "--port", &p.to_string()], false)
-        );
+        let p = 1023u16.to_string();
+        verify_around(&[&p], &["--addr", "0.0.0.0", "--port", &p], false);
         eprintln!("skipped: the cross-uid part needs root");
         return;
     }
@@ -357,7 +387,11 @@ fn rule14_privileged_port_and_14a_hidden_conflict() {
     };
     let ps = p.to_string();
     // As root it is bindable, and netkit says what an ordinary user would get.
-    let e = explain(&[&ps, "--addr", "127.0.0.1"]);
+    let e = verify_around(
+        &[&ps, "--addr", "127.0.0.1"],
+        &["--addr", "127.0.0.1", "--port", &ps],
+        false,
+    );
     assert!(e.bindable, "{:#?}", e.causes);
     assert!(e.cause("privileged_port").message.contains("ordinary user"));
     assert!(
@@ -367,10 +401,10 @@ fn rule14_privileged_port_and_14a_hidden_conflict() {
     );
     // As nobody: EACCES, and it hides the listener behind it (rule 14a).
     let h = Helper::start("listen", &["--addr", "127.0.0.1", "--port", &ps], false);
-    let e = explain(&[&ps, "--addr", "127.0.0.1", "--as-user", "nobody"]);
-    assert_eq!(
-        e.verdict(),
-        real_bind(&["--addr", "127.0.0.1", "--port", &ps], true)
+    let e = verify_around(
+        &[&ps, "--addr", "127.0.0.1", "--as-user", "nobody"],
+        &["--addr", "127.0.0.1", "--port", &ps],
+        true,
     );
     assert_eq!(e.errno.as_deref(), Some("EACCES"));
     assert_eq!(e.kinds(), vec!["privileged_port", "hidden_conflict"]);

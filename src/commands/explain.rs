@@ -300,11 +300,29 @@ fn explain_port_inner(
     // 1. The trials (all before any thread starts).
     let outcome = runner.run(&t)?;
     let in_use = outcome.errno == Some(libc::EADDRINUSE) && outcome.stage == Some("bind");
+    // The extra trials never combine SO_REUSEADDR with SO_REUSEPORT unless the user asked
+    // for both: a passing RA+RP socket leaves the port's bind bucket marked for
+    // SO_REUSEPORT (tb->fastreuseport = FASTREUSEPORT_STRICT with our uid and address,
+    // net/ipv4/inet_connection_sock.c inet_csk_update_fastreuse) even when only the
+    // SO_REUSEADDR exemption admitted it, and while a TIME_WAIT keeps the bucket alive a
+    // later plain SO_REUSEPORT bind then passes on the fast path (sk_reuseport_match)
+    // although it would fail the real conflict check (KERNEL-FACTS.md, "Bind buckets").
+    // A trial with one flag cannot do that: without SO_REUSEPORT it can only reset the
+    // cached state, and with SO_REUSEPORT alone it passes only through the SO_REUSEPORT
+    // exemption, so what it caches is true. Hence "instead of", not "added to".
     let with_reuseaddr = if in_use && !t.reuseaddr {
         let mut t2 = t.clone();
         t2.reuseaddr = true;
+        t2.reuseport = false;
         let o = runner.run(&t2)?;
-        checks.push(check("with SO_REUSEADDR", o));
+        checks.push(check(
+            if t.reuseport {
+                "with SO_REUSEADDR instead of SO_REUSEPORT"
+            } else {
+                "with SO_REUSEADDR"
+            },
+            o,
+        ));
         Some(o)
     } else {
         None
@@ -312,12 +330,29 @@ fn explain_port_inner(
     let with_reuseport = if in_use && !t.reuseport {
         let mut t2 = t.clone();
         t2.reuseport = true;
+        t2.reuseaddr = false;
         let o = runner.run(&t2)?;
-        checks.push(check("with SO_REUSEPORT", o));
+        checks.push(check(
+            if t.reuseaddr {
+                "with SO_REUSEPORT instead of SO_REUSEADDR"
+            } else {
+                "with SO_REUSEPORT"
+            },
+            o,
+        ));
         Some(o)
     } else {
         None
     };
+    if in_use
+        && (t.reuseaddr != t.reuseport)
+        && with_reuseaddr.is_none_or(|o| !o.ok)
+        && with_reuseport.is_none_or(|o| !o.ok)
+    {
+        notes.push(
+            "netkit does not try SO_REUSEADDR and SO_REUSEPORT together on a busy port: such a trial can leave the port's bind bucket marked for SO_REUSEPORT and change what later binds get (docs/KERNEL-FACTS.md); with both flags the holders' exemptions add up, so check the causes below".into(),
+        );
+    }
     let unpriv_start = sysctl::unprivileged_port_start();
     // Rule 14: as root, show what an ordinary user would get on a privileged port.
     let unprivileged = if outcome.ok

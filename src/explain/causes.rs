@@ -35,9 +35,11 @@ pub struct Evidence<'a> {
     pub trial: &'a TrialOpts,
     /// Its outcome.
     pub outcome: Outcome,
-    /// The same trial with SO_REUSEADDR added (run when the first one failed without it).
+    /// The same trial with SO_REUSEADDR and without SO_REUSEPORT (run when the first one
+    /// failed without SO_REUSEADDR). Never both flags: see KERNEL-FACTS.md "Bind buckets".
     pub with_reuseaddr: Option<Outcome>,
-    /// The same trial with SO_REUSEPORT added (run when the first one failed without it).
+    /// The same trial with SO_REUSEPORT and without SO_REUSEADDR (run when the first one
+    /// failed without SO_REUSEPORT).
     pub with_reuseport: Option<Outcome>,
     /// The trial as an unprivileged user (run as root for ports below
     /// `ip_unprivileged_port_start`).
