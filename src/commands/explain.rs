@@ -344,15 +344,10 @@ fn explain_port_inner(
     } else {
         None
     };
-    if in_use
+    let single_flag_trials_failed = in_use
         && (t.reuseaddr != t.reuseport)
         && with_reuseaddr.is_none_or(|o| !o.ok)
-        && with_reuseport.is_none_or(|o| !o.ok)
-    {
-        notes.push(
-            "netkit does not try SO_REUSEADDR and SO_REUSEPORT together on a busy port: such a trial can leave the port's bind bucket marked for SO_REUSEPORT and change what later binds get (docs/KERNEL-FACTS.md); with both flags the holders' exemptions add up, so check the causes below".into(),
-        );
-    }
+        && with_reuseport.is_none_or(|o| !o.ok);
     let unpriv_start = sysctl::unprivileged_port_start();
     // Rule 14: as root, show what an ordinary user would get on a privileged port.
     let unprivileged = if outcome.ok
@@ -399,6 +394,18 @@ fn explain_port_inner(
         sockets.clear();
     }
     inspect::link_listeners(&mut sockets);
+    // Both flags together could pass only where different holders need different
+    // exemptions, which takes a leftover (its flags unreadable) and no listener of ours.
+    if single_flag_trials_failed
+        && sockets.iter().any(|s| s.is_ownerless())
+        && !sockets
+            .iter()
+            .any(|s| s.proto == t.proto && s.state == SockState::Listen)
+    {
+        notes.push(
+            "netkit does not try SO_REUSEADDR and SO_REUSEPORT together on a busy port: such a trial can leave the port's bind bucket marked for SO_REUSEPORT and change what later binds get (docs/KERNEL-FACTS.md); with both flags set the leftovers' exemptions add up, which netkit cannot test without that risk".into(),
+        );
+    }
 
     // 3. Holders' flags and inherited fds.
     let mut flags: HashMap<u64, Applied> = HashMap::new();
@@ -605,45 +612,29 @@ fn check(what: &str, o: Outcome) -> Check {
     }
 }
 
-fn ppid_of(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces and parentheses: the fields start after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(1)?.parse().ok()
-}
-
-fn exe_of(pid: u32) -> Option<std::path::PathBuf> {
-    std::fs::read_link(format!("/proc/{pid}/exe")).ok()
-}
-
-/// Binder sockets held by several processes, or by a child of a process running the same
-/// program that no longer holds it itself (BIND-RULES.md rule 10).
+/// Binder sockets held by several live processes at once: the evidence that a descriptor
+/// was inherited across fork() (or passed), BIND-RULES.md rule 10. A parent running the same
+/// program is no evidence (Django's autoreloader, pytest, nodemon start children that open
+/// their own sockets; issue 8, defect 3), so a single holder is never called inherited.
 fn inherited_fds(sockets: &[SocketEntry]) -> HashMap<u64, String> {
     let mut out = HashMap::new();
-    for s in sockets.iter().filter(|s| s.is_binder()) {
-        if s.owners.len() > 1 {
-            out.insert(
+    for s in sockets
+        .iter()
+        .filter(|s| s.is_binder() && s.owners.len() > 1)
+    {
+        out.insert(
+            s.inode,
+            format!(
+                "{} live processes hold this one socket (inode {}: {}); one inherited it from the other across fork() or received it, so stopping one of them does not free the port",
+                s.owners.len(),
                 s.inode,
-                format!(
-                    "{} processes hold this one socket ({}); one inherited it from the other across fork(), so stopping one of them does not free the port",
-                    s.owners.len(),
-                    s.owners.iter().map(|o| format!("PID {} {}", o.pid, o.command)).collect::<Vec<_>>().join(", ")
-                ),
-            );
-        } else if let Some(o) = s.owners.first()
-            && let Some(pp) = ppid_of(o.pid)
-            && pp > 1
-            && exe_of(pp).is_some()
-            && exe_of(pp) == exe_of(o.pid)
-        {
-            out.insert(
-                s.inode,
-                format!(
-                    "PID {} is a child of PID {pp}, which runs the same program and does not hold the socket: most likely the child inherited it across fork() and kept it after the parent closed its copy (if the child opened it itself, ignore this)",
-                    o.pid
-                ),
-            );
-        }
+                s.owners
+                    .iter()
+                    .map(|o| format!("PID {} {}", o.pid, o.command))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        );
     }
     out
 }
