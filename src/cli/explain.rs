@@ -29,7 +29,7 @@ pub struct BindOptArgs {
 #[derive(Debug, Args)]
 pub struct ExplainArgs {
     /// The port that fails to bind.
-    #[arg(required_unless_present = "error")]
+    #[arg(required_unless_present_any = ["error", "connect"])]
     pub port: Option<u16>,
     #[command(flatten)]
     pub bind: BindOptArgs,
@@ -39,6 +39,13 @@ pub struct ExplainArgs {
     /// Decode an error message pasted from Python, Node, Go, Java, Rust, C or Windows.
     #[arg(long, value_name = "TEXT")]
     pub error: Option<String>,
+    /// Explain why a connect() to HOST:PORT fails (a real trial connect; exit 0 when it
+    /// connects, 1 when not).
+    #[arg(long, value_name = "HOST:PORT", conflicts_with_all = ["port", "error"])]
+    pub connect: Option<String>,
+    /// Seconds each trial connect may take (--connect).
+    #[arg(long, default_value_t = 3.0, requires = "connect")]
+    pub timeout: f64,
 }
 
 /// `netkit wait-free PORT`.

@@ -23,19 +23,32 @@ use crate::sockopt::Applied;
 /// The human form of an engine report (also what `lab::diagnose` prints on stderr).
 fn blocks(r: &ExplainReport) -> Vec<Block> {
     let o = Outcome {
-        ok: r.bindable,
+        ok: r.bindable.or(r.connected).unwrap_or(false),
         stage: r.stage,
         errno: r.errno_code,
     };
-    let mut out = vec![Block::Line(causes::verdict_line(&r.trial, &o))];
+    let head = match (r.mode, r.target_addr) {
+        ("connect", Some(a)) if r.connected == Some(true) => format!(
+            "tcp connect to {}: connected",
+            inspect::fmt_endpoint(a, r.target_port.unwrap_or(r.port))
+        ),
+        ("connect", Some(a)) => format!(
+            "tcp connect to {}: failed: {} at connect()",
+            inspect::fmt_endpoint(a, r.target_port.unwrap_or(r.port)),
+            r.errno.unwrap_or("error")
+        ),
+        _ => causes::verdict_line(&r.trial, &o),
+    };
+    let mut out = vec![Block::Line(head)];
     for c in &r.checks {
         out.push(Block::Line(format!(
             "  check {}: {}",
             c.what,
-            if c.bindable {
-                "bindable".to_string()
-            } else {
-                format!("not bindable ({})", c.errno.unwrap_or("error"))
+            match (c.bindable, r.mode) {
+                (true, "connect") => "connected".to_string(),
+                (true, _) => "bindable".to_string(),
+                (false, "connect") => format!("failed ({})", c.errno.unwrap_or("error")),
+                (false, _) => format!("not bindable ({})", c.errno.unwrap_or("error")),
             }
         )));
     }
@@ -218,15 +231,32 @@ pub fn run(a: &ExplainArgs, f: Format) -> anyhow::Result<i32> {
     if let Some(text) = &a.error {
         return run_error(a, text, f);
     }
+    if let Some(target) = &a.connect {
+        let Some((host, port)) = explain::dial::split_host_port(target) else {
+            bail!("--connect wants HOST:PORT ([::1]:8080, localhost:5432), got {target:?}");
+        };
+        if !(a.timeout.is_finite() && a.timeout > 0.0 && a.timeout <= 600.0) {
+            bail!("--timeout must be a number of seconds in (0, 600]");
+        }
+        let req = explain::dial::DialRequest {
+            host,
+            port,
+            timeout: Duration::from_secs_f64(a.timeout),
+        };
+        let r = explain::dial::dial(&req)?;
+        let ok = r.connected == Some(true);
+        emit_found(&r, f, true)?;
+        return Ok(if ok { FOUND } else { NOTHING });
+    }
     let Some(port) = a.port else {
-        bail!("give a PORT or --error TEXT");
+        bail!("give a PORT, --connect HOST:PORT or --error TEXT");
     };
     let req = Request {
         as_user: a.as_user.clone(),
         ..Request::new(trial_opts(&a.bind, port)?)
     };
     let r = explain::port::port(&req)?;
-    let ok = r.bindable;
+    let ok = r.bindable == Some(true);
     emit_found(&r, f, true)?;
     Ok(if ok { FOUND } else { NOTHING })
 }
@@ -277,7 +307,7 @@ fn run_error(a: &ExplainArgs, text: &str, f: Format) -> anyhow::Result<i32> {
     };
     let code = match (&r.decoded, &r.explanation) {
         (None, _) => NOTHING,
-        (Some(_), Some(e)) if !e.bindable => NOTHING,
+        (Some(_), Some(e)) if e.bindable != Some(true) && e.connected != Some(true) => NOTHING,
         _ => FOUND,
     };
     emit_found(&r, f, true)?;

@@ -57,6 +57,9 @@ pub enum ExplainError {
     /// The forked trial child failed.
     #[error("running the trial as another user")]
     TrialChild(#[source] std::io::Error),
+    /// `--connect HOST` did not resolve.
+    #[error("cannot resolve {0}")]
+    Resolve(String, #[source] std::io::Error),
     /// The socket table could not be read.
     #[error("reading the socket table")]
     Inventory(#[from] InspectError),
@@ -77,10 +80,18 @@ pub struct Check {
 /// (what `netkit explain PORT` prints).
 #[derive(Debug, Clone, Serialize)]
 pub struct ExplainReport {
+    /// `bind` (`explain PORT`) or `connect` (`explain --connect HOST:PORT`).
+    pub mode: &'static str,
     /// The port.
     pub port: u16,
-    /// The kernel's verdict for the trial.
-    pub bindable: bool,
+    /// `--connect`: the first address HOST resolved to.
+    pub target_addr: Option<IpAddr>,
+    /// `--connect`: the port dialled.
+    pub target_port: Option<u16>,
+    /// The kernel's verdict for the bind trial; `null` in connect mode.
+    pub bindable: Option<bool>,
+    /// Whether a trial connect succeeded; `null` in bind mode.
+    pub connected: Option<bool>,
     /// Its errno name (`EADDRINUSE`), `null` when bindable.
     pub errno: Option<&'static str>,
     /// The errno number.
@@ -328,8 +339,12 @@ fn port_inner(
         ));
     }
     Ok(ExplainReport {
+        mode: "bind",
         port: t.port,
-        bindable: outcome.ok,
+        target_addr: None,
+        target_port: None,
+        bindable: Some(outcome.ok),
+        connected: None,
         errno: outcome.errno_name(),
         errno_code: outcome.errno,
         stage: outcome.stage,
@@ -423,8 +438,12 @@ pub fn connect_failure(
         ));
     }
     Ok(ExplainReport {
+        mode: "connect",
         port: local_addr.port(),
-        bindable: false,
+        target_addr: Some(remote.ip()),
+        target_port: Some(remote.port()),
+        bindable: None,
+        connected: Some(false),
         errno: Some(trial::errno_name(errno)),
         errno_code: Some(errno),
         stage: Some(err.stage),
