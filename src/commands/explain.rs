@@ -703,6 +703,7 @@ pub struct WaitReport {
     /// The port.
     pub port: u16,
     /// True when a trial bind passed before the timeout.
+    #[serde(rename = "bindable")]
     pub free: bool,
     /// How long netkit waited, ms.
     pub waited_ms: u64,
@@ -731,6 +732,9 @@ impl Report for WaitReport {
     }
     fn notes(&self) -> Vec<String> {
         self.notes.clone()
+    }
+    fn command(&self) -> Option<&'static str> {
+        Some("wait-free")
     }
 }
 
@@ -853,7 +857,8 @@ pub struct FreePortReport {
     pub ports: Vec<u16>,
     /// `tcp` or `udp`.
     pub proto: Proto,
-    /// The ranges searched.
+    /// The ranges searched, JSON `[{"first": A, "last": B}]`.
+    #[serde(serialize_with = "ranges_as_objects")]
     pub ranges: Vec<(u16, u16)>,
     /// Hints.
     pub notes: Vec<String>,
@@ -869,6 +874,19 @@ impl Report for FreePortReport {
     fn notes(&self) -> Vec<String> {
         self.notes.clone()
     }
+    fn command(&self) -> Option<&'static str> {
+        Some("free-port")
+    }
+}
+
+/// Port ranges as `{"first", "last"}` objects rather than bare pairs.
+fn ranges_as_objects<S: serde::Serializer>(r: &[(u16, u16)], s: S) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct Range {
+        first: u16,
+        last: u16,
+    }
+    s.collect_seq(r.iter().map(|&(first, last)| Range { first, last }))
 }
 
 /// `netkit free-port`.

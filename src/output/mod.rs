@@ -65,6 +65,12 @@ pub trait Report: Serialize {
     }
     /// Hints for stderr (also serialized as `notes` by the report itself).
     fn notes(&self) -> Vec<String>;
+    /// The netkit subcommand as typed (`"who-owns"`, `"run server"`). When given, the JSON
+    /// form starts with `"schema_version": 1, "command": ...` ([`json::Envelope`]); a report
+    /// that serializes those two fields itself leaves this `None`.
+    fn command(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 /// Output format.
@@ -89,7 +95,10 @@ pub fn emit<R: Report>(
     // stdout is line-buffered; a 50,000-row listing must not cost 50,000 write calls.
     let mut out = io::BufWriter::with_capacity(64 * 1024, out);
     match format {
-        Format::Json => json::write(report, &mut out)?,
+        Format::Json => match report.command() {
+            Some(command) => json::write(&json::Envelope::new(command, report), &mut out)?,
+            None => json::write(report, &mut out)?,
+        },
         Format::Table => {
             if let Some(rows) = report.rows() {
                 table::write_rows(rows, &mut out)?;
