@@ -40,11 +40,9 @@ impl<'a, R: Serialize> Envelope<'a, R> {
 /// I/O errors of `out`, with their kind kept (a broken pipe stays `BrokenPipe`, which `main`
 /// treats as success); serialization of netkit's own reports cannot fail.
 pub fn write<R: Serialize>(report: &R, out: &mut impl Write) -> io::Result<()> {
-    serde_json::to_writer(&mut *out, report).map_err(|e| match e.io_error_kind() {
-        // serde_json wraps the writer's error: hand back its kind, not "other".
-        Some(kind) => io::Error::new(kind, e),
-        None => io::Error::other(e),
-    })?;
+    // serde_json wraps the writer's error; `io::Error::from` hands back the writer's own
+    // error (kind and payload), where `io::Error::other` used to hide a broken pipe.
+    serde_json::to_writer(&mut *out, report).map_err(io::Error::from)?;
     writeln!(out)
 }
 
@@ -75,6 +73,19 @@ mod tests {
     fn a_broken_pipe_keeps_its_kind() {
         let e = write(&serde_json::json!({"a": [1, 2, 3]}), &mut Closed).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
+    }
+
+    #[test]
+    fn only_netkit_s_own_output_counts_as_closed() {
+        let e = write(
+            &serde_json::json!({"a": 1}),
+            &mut super::super::Tagged(Closed),
+        )
+        .unwrap_err();
+        assert!(super::super::is_output_closed(&e));
+        // A socket's EPIPE is an error like any other.
+        let sock = io::Error::from(io::ErrorKind::BrokenPipe);
+        assert!(!super::super::is_output_closed(&sock));
     }
 
     #[test]
