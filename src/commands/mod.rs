@@ -15,12 +15,7 @@ pub mod who_owns;
 use crate::cli::{Cli, Command};
 use crate::output::{self, Format, Report};
 
-/// Exit code: found / ok.
-pub const FOUND: i32 = 0;
-/// Exit code: nothing to report.
-pub const NOTHING: i32 = 1;
-/// Exit code: error.
-pub const ERROR: i32 = 2;
+pub use crate::exit::{ERROR, FOUND, NOTHING};
 
 /// Runs the command and returns the exit code.
 ///

@@ -20,7 +20,7 @@ use anyhow::{Context, bail};
 use super::diagnose;
 use super::status::{Status, StatusLog};
 use crate::cli::run::ClientArgs;
-use crate::commands::{FOUND, NOTHING};
+use crate::exit::{FOUND, NOTHING};
 use crate::output::Format;
 use crate::sockopt::{self, SockOpts};
 
