@@ -109,6 +109,9 @@ impl Report for ExplainReport {
     fn human(&self) -> Vec<Block> {
         blocks(self)
     }
+    fn command(&self) -> Option<&'static str> {
+        Some("explain")
+    }
     fn notes(&self) -> Vec<String> {
         self.notes.clone()
     }
@@ -129,6 +132,9 @@ pub struct ErrorReport {
 }
 
 impl Report for ErrorReport {
+    fn command(&self) -> Option<&'static str> {
+        Some("explain")
+    }
     fn human(&self) -> Vec<Block> {
         let mut out = Vec::new();
         match &self.decoded {
@@ -320,6 +326,7 @@ pub struct WaitReport {
     /// The port.
     pub port: u16,
     /// True when a trial bind passed before the timeout.
+    #[serde(rename = "bindable")]
     pub free: bool,
     /// How long netkit waited, ms.
     pub waited_ms: u64,
@@ -348,6 +355,9 @@ impl Report for WaitReport {
     }
     fn notes(&self) -> Vec<String> {
         self.notes.clone()
+    }
+    fn command(&self) -> Option<&'static str> {
+        Some("wait-free")
     }
 }
 
@@ -470,7 +480,8 @@ pub struct FreePortReport {
     pub ports: Vec<u16>,
     /// `tcp` or `udp`.
     pub proto: Proto,
-    /// The ranges searched.
+    /// The ranges searched, JSON `[{"first": A, "last": B}]`.
+    #[serde(serialize_with = "ranges_as_objects")]
     pub ranges: Vec<(u16, u16)>,
     /// Hints.
     pub notes: Vec<String>,
@@ -486,6 +497,19 @@ impl Report for FreePortReport {
     fn notes(&self) -> Vec<String> {
         self.notes.clone()
     }
+    fn command(&self) -> Option<&'static str> {
+        Some("free-port")
+    }
+}
+
+/// Port ranges as `{"first", "last"}` objects rather than bare pairs.
+fn ranges_as_objects<S: serde::Serializer>(r: &[(u16, u16)], s: S) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct Range {
+        first: u16,
+        last: u16,
+    }
+    s.collect_seq(r.iter().map(|&(first, last)| Range { first, last }))
 }
 
 /// `netkit free-port`.

@@ -24,9 +24,11 @@ pub struct Decoded {
     pub platform: &'static str,
     /// Which runtime wrote it: `python`, `node`, `go`, `java`, `rust`, `nginx`, `c`, ...
     pub source: &'static str,
-    /// The port, when the text names it.
+    /// The port, when the text names it; JSON `named_port`.
+    #[serde(rename = "named_port")]
     pub port: Option<u16>,
-    /// The local address, when the text names it.
+    /// The address, when the text names it; JSON `named_addr`.
+    #[serde(rename = "named_addr")]
     pub addr: Option<IpAddr>,
     /// UDP when the text says so (Go's `listen udp`), else TCP.
     pub proto: Proto,

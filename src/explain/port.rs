@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use super::causes::{self, Cause, Evidence};
 use super::freeport;
-use super::pidfd::{self, HolderFlags};
+use super::pidfd;
 use super::trial::{self, Outcome, TrialOpts};
 use crate::inspect::{
     self, InspectError, OwnerScope, Proto, Query, SockState, SocketEntry, sysctl, users,
@@ -76,6 +76,19 @@ pub struct Check {
     pub errno: Option<&'static str>,
 }
 
+/// A holder's socket options, read through pidfd_getfd from the process that holds it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Holder {
+    /// The socket inode.
+    pub inode: u64,
+    /// The fd number in that process.
+    pub fd: i32,
+    /// The process the socket was borrowed from.
+    pub process: inspect::Owner,
+    /// What getsockopt said.
+    pub options: Applied,
+}
+
 /// What the engine found: the verdict, the extra trials, the causes and the holders' flags
 /// (what `netkit explain PORT` prints).
 #[derive(Debug, Clone, Serialize)]
@@ -105,7 +118,7 @@ pub struct ExplainReport {
     /// Why, with evidence and fixes.
     pub causes: Vec<Cause>,
     /// Holders' socket options read through pidfd_getfd.
-    pub holders: Vec<HolderFlags>,
+    pub holders: Vec<Holder>,
     /// Hints.
     pub notes: Vec<String>,
 }
@@ -282,7 +295,12 @@ fn port_inner(
         match pidfd::read_holder(first.pid, s.inode) {
             Ok(h) => {
                 flags.insert(s.inode, h.options.clone());
-                holders.push(h);
+                holders.push(Holder {
+                    inode: h.inode,
+                    fd: h.fd,
+                    process: (**first).clone(),
+                    options: h.options,
+                });
             }
             Err(e) if e.raw_os_error() == Some(libc::EPERM) => denied = true,
             Err(_) => {}
