@@ -139,13 +139,14 @@ impl Report for ErrorReport {
         let mut out = Vec::new();
         match &self.decoded {
             None => out.push(Block::Line(
-                "not recognised as a bind/listen error (EADDRINUSE, EACCES, EADDRNOTAVAIL, EINVAL)"
+                "not recognised as a bind/listen/connect error (EADDRINUSE, EACCES, EADDRNOTAVAIL, EINVAL, ECONNREFUSED)"
                     .into(),
             )),
             Some(d) => {
                 out.push(Block::Line(format!(
-                    "{} from {} ({}){}",
+                    "{} at {}() from {} ({}){}",
                     d.errno,
+                    d.side,
                     d.source,
                     d.platform,
                     d.port.map_or(String::new(), |p| format!(", port {p}"))
@@ -273,8 +274,33 @@ fn run_error(a: &ExplainArgs, text: &str, f: Format) -> anyhow::Result<i32> {
     let mut explanation = None;
     if let Some(d) = &decoded {
         let port = a.port.or(d.port);
+        let here = d.platform == "linux" || d.platform == "unknown";
         match port {
-            Some(p) if d.platform == "linux" || d.platform == "unknown" => {
+            Some(p) if here && d.side == "connect" => {
+                // The connect side: dial what the message dialled (a name is dialled as a
+                // name, so `localhost` → ::1 vs 127.0.0.1 shows up).
+                let host = d
+                    .host
+                    .clone()
+                    .or_else(|| d.addr.map(|a| a.to_string()))
+                    .unwrap_or_else(|| "localhost".to_string());
+                if d.host.is_none() && d.addr.is_none() {
+                    notes.push(format!(
+                        "the message names port {p} but no host: the live check dials localhost"
+                    ));
+                }
+                notes.push(format!(
+                    "a connect-side error: the live check is `netkit explain --connect {}`",
+                    if host.contains(':') { format!("[{host}]:{p}") } else { format!("{host}:{p}") }
+                ));
+                let req = explain::dial::DialRequest {
+                    host,
+                    port: p,
+                    timeout: Duration::from_secs(3),
+                };
+                explanation = Some(explain::dial::dial(&req)?);
+            }
+            Some(p) if here => {
                 let mut b = a.bind.clone();
                 if let Some(addr) = d.addr
                     && b.addr == "0.0.0.0"
@@ -296,10 +322,17 @@ fn run_error(a: &ExplainArgs, text: &str, f: Format) -> anyhow::Result<i32> {
                 explanation = Some(explain::port::port(&req)?);
             }
             Some(_) => notes.push(format!(
-                "the message comes from {}, so port {} on this Linux host says nothing about it",
+                "the message comes from {}, so port {} on this Linux host says nothing about it: run netkit's check (or `{}`) on that machine",
                 d.platform,
-                d.port.map_or("?".into(), |p| p.to_string())
+                d.port.map_or("?".into(), |p| p.to_string()),
+                match d.platform {
+                    "windows" => "netstat -ano | findstr :PORT",
+                    _ => "lsof -nP -iTCP:PORT",
+                }
             )),
+            None if d.side == "connect" => notes.push(
+                "the message names no port: run `netkit explain --connect HOST:PORT` with what the program dialled".into(),
+            ),
             None => notes.push(
                 "the message names no port: run `netkit explain PORT` with the program's options for the live answer".into(),
             ),
