@@ -136,6 +136,11 @@ pub fn dial(req: &DialRequest) -> Result<ExplainReport, ExplainError> {
         }
     }
     let connected = tried.iter().any(|t| t.errno.is_none());
+    if connected {
+        notes.push(
+            "the trial connection was reset at once (SO_LINGER 0, no TIME_WAIT left): the server saw one connection that ended with ECONNRESET".into(),
+        );
+    }
     let verdict = tried
         .iter()
         .find(|t| t.errno.is_none())
