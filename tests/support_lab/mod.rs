@@ -52,7 +52,8 @@ impl From<RawLine> for Line {
         let n = |k: &str| v.get(k).and_then(serde_json::Value::as_u64);
         Line {
             event: s("event").unwrap_or_default(),
-            addr: join(&v, "local"),
+            // The proxy's events still carry "addr": "IP:PORT".
+            addr: join(&v, "local").or_else(|| s("addr").and_then(|a| a.parse().ok())),
             peer: join(&v, "peer"),
             message: s("message"),
             reason: s("reason"),
