@@ -137,6 +137,9 @@ pub struct Outcome {
     pub unfinished: u64,
     /// Held connections actually open.
     pub held: usize,
+    /// Workers that got at least one correct reply (a server that serves one connection at
+    /// a time starves the others).
+    pub served: usize,
     /// Measured time.
     pub elapsed: Duration,
     /// Latencies of correct replies, microseconds.
@@ -354,8 +357,10 @@ pub async fn run(plan: Plan, progress: bool) -> Outcome {
         .map(|_| tokio::spawn(worker(plan.clone(), shared.clone(), start, end)))
         .collect();
     let mut hist = new_hist();
+    let mut served = 0;
     for w in workers {
         if let Ok(h) = w.await {
+            served += usize::from(!h.is_empty());
             let _ = hist.add(h);
         }
     }
@@ -375,6 +380,7 @@ pub async fn run(plan: Plan, progress: bool) -> Outcome {
         errors,
         unfinished: shared.unfinished.load(Ordering::Relaxed),
         held: n,
+        served,
         elapsed,
         hist,
         first_other,
@@ -391,6 +397,7 @@ struct Report {
     target_port: u16,
     protocol: &'static str,
     conns: usize,
+    conns_served: usize,
     new_conn: bool,
     hold: usize,
     held: usize,
@@ -519,6 +526,13 @@ pub fn run_cli(a: LoadArgs, format: Format) -> anyhow::Result<i32> {
             out.held, plan.hold
         ));
     }
+    if out.served < plan.conns && out.ok > 0 {
+        notes.push(format!(
+            "only {} of {} connections got a reply: the target served some connections and \
+             starved the others (their requests are timeouts or unfinished)",
+            out.served, plan.conns
+        ));
+    }
     if let Some(e) = &out.first_other {
         notes.push(format!("first 'other' error: {e}"));
     }
@@ -552,6 +566,7 @@ pub fn run_cli(a: LoadArgs, format: Format) -> anyhow::Result<i32> {
                 target_port: target.port(),
                 protocol: protocol_name(a.protocol),
                 conns: plan.conns,
+                conns_served: out.served,
                 new_conn: plan.new_conn,
                 hold: plan.hold,
                 held: out.held,
@@ -578,9 +593,10 @@ pub fn run_cli(a: LoadArgs, format: Format) -> anyhow::Result<i32> {
             };
             writeln!(
                 stdout,
-                "netkit load {target}: {}, {} connection(s), {how}{}, {:.2} s",
+                "netkit load {target}: {}, {} connection(s) ({} served), {how}{}, {:.2} s",
                 protocol_name(a.protocol),
                 plan.conns,
+                out.served,
                 if plan.hold > 0 {
                     format!(", {} of {} held idle", out.held, plan.hold)
                 } else {
