@@ -50,6 +50,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::FreePort(a) => explain::free_port(&a, format),
         Command::Sockopt(a) => sockopt::run(&a, format),
         Command::Run(a) => run::run(a, format),
+        Command::Load(a) => crate::lab::load::run_cli(a, format),
         Command::Completions(a) => generate::completions(a.shell),
         Command::GenerateMan(a) => generate::man(&a.dir),
     }
