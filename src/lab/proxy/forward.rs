@@ -78,11 +78,11 @@ pub async fn serve_conn(
                 bad_request(stream, peer, cfg, shown(&buf), why, false).await;
                 return;
             }
-            if buf.capacity() - buf.len() < 1024 {
-                // Grow by doubling, never past what one request may take (+1 byte to see
-                // that it is over), and only as far as the shared budget allows.
-                let want = (buf.capacity() * 2).clamp(START, limit + 1);
-                if want <= buf.capacity() || !lease.cover(want) {
+            // Grow by doubling, never past what one request may take (+1 byte to see that
+            // it is over), and only as far as the shared budget allows.
+            let want = (buf.capacity() * 2).clamp(START, limit + 1);
+            if buf.capacity() - buf.len() < 1024 && want > buf.capacity() {
+                if !lease.cover(want) {
                     let why = format!(
                         "buffer budget of {} bytes spent (--buffer-budget)",
                         cfg.budget.limit()
@@ -194,6 +194,22 @@ pub async fn serve_conn(
     }
 }
 
+/// Lingering close (nginx's `lingering_close`): after a refusal the client may still be
+/// sending; closing with unread bytes would send a reset, which can make the client's kernel
+/// drop the reply before it is read. Half-close, then read and discard (through a small
+/// stack buffer, so no memory is held) until the client closes, for at most [`LINGER`].
+async fn linger(stream: &mut TcpStream) {
+    let _ = stream.shutdown().await;
+    let mut sink = [0u8; 4096];
+    let _ = timeout(LINGER, async {
+        while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+    })
+    .await;
+}
+
+/// How long [`linger`] waits for a refused client to stop sending.
+const LINGER: Duration = Duration::from_secs(1);
+
 /// Replies `reply` to a request refused before it was parsed, and logs it.
 async fn refuse(
     stream: &mut TcpStream,
@@ -205,6 +221,7 @@ async fn refuse(
     why: String,
 ) {
     let delivered = send_reply(stream, reply.as_bytes(), false, cfg.idle_timeout).await;
+    linger(stream).await;
     cfg.printer.request(&RequestEvent {
         event: "request",
         client: peer,
