@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod commands;
 pub mod explain;
+pub mod exporter;
 pub mod inspect;
 pub mod lab;
 pub mod output;

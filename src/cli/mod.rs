@@ -1,6 +1,7 @@
 //! The command line, as clap derive types. No I/O here: `commands` acts on these.
 
 pub mod explain;
+pub mod exporter;
 pub mod inventory;
 pub mod proxy;
 pub mod run;
@@ -49,6 +50,8 @@ pub enum Command {
     Sockopt(explain::SockoptArgs),
     /// Run a lab component: server, client, proxy, udp-server, udp-client.
     Run(run::RunArgs),
+    /// Serve socket metrics for Prometheus (/metrics), or print/write them once.
+    Exporter(exporter::ExporterArgs),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
     /// Write the man pages into a directory (used to refresh man/).
