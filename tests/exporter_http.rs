@@ -229,6 +229,10 @@ fn silent_garbage_and_excess_clients_do_not_stop_it() {
     let busy = ex.get("/metrics");
     assert_eq!(busy.status, 503, "{busy:?}");
     assert_eq!(busy.header("retry-after"), Some("1"));
+    assert_eq!(
+        busy.header("content-length"),
+        Some(busy.body.len().to_string().as_str())
+    );
     let ok = poll(Duration::from_secs(5), || {
         (ex.get("/healthz").status == 200).then_some(())
     });

@@ -226,13 +226,22 @@ async fn handle(req: Request<Incoming>, ex: Arc<Exporter>) -> Response<Full<Byte
     }
 }
 
+/// The body of the reply at the connection limit.
+const BUSY_BODY: &str = "netkit exporter: too many connections now\n";
+
 /// The raw reply at the connection limit: nothing has been read from this client, and
 /// hyper would hold the connection until the request arrived.
-const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nRetry-After: 1\r\nContent-Length: 43\r\nConnection: close\r\n\r\nnetkit exporter: too many connections now\n";
+fn busy_reply() -> Vec<u8> {
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nRetry-After: 1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{BUSY_BODY}",
+        BUSY_BODY.len()
+    )
+    .into_bytes()
+}
 
 async fn reject(mut stream: TcpStream) {
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
-        stream.write_all(BUSY).await?;
+        stream.write_all(&busy_reply()).await?;
         stream.shutdown().await?;
         // Read what the client sent, so the close is a FIN and not a reset that could
         // destroy the reply before the client reads it.
@@ -345,6 +354,17 @@ mod tests {
         assert!(
             n < 50,
             "{n} collections for 50 concurrent scrapes: nothing was shared"
+        );
+    }
+
+    #[test]
+    fn the_busy_reply_is_well_formed() {
+        let r = String::from_utf8(busy_reply()).unwrap();
+        let (head, body) = r.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 503 "));
+        assert!(
+            head.contains(&format!("Content-Length: {}", body.len())),
+            "{head}"
         );
     }
 
