@@ -9,6 +9,7 @@ pub mod commands;
 pub mod errno;
 pub mod exit;
 pub mod explain;
+pub mod exporter;
 pub mod inspect;
 pub mod lab;
 pub mod output;

@@ -1,6 +1,7 @@
 //! The command line, as clap derive types. No I/O here: `commands` acts on these.
 
 pub mod explain;
+pub mod exporter;
 pub mod inventory;
 pub mod load;
 pub mod port;
@@ -55,6 +56,8 @@ pub enum Command {
     Run(run::RunArgs),
     /// Load a lab server or proxy: req/s, latency percentiles, errors by kind (bounded runs).
     Load(load::LoadArgs),
+    /// Serve socket metrics for Prometheus (/metrics), or print/write them once.
+    Exporter(exporter::ExporterArgs),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
     /// Write the man pages into a directory (used to refresh man/).
