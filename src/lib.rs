@@ -10,4 +10,5 @@ pub mod explain;
 pub mod inspect;
 pub mod lab;
 pub mod output;
+pub mod retune;
 pub mod sockopt;

@@ -1,0 +1,67 @@
+"""A TCP server for netkit's live re-tune tests: the *inside* view.
+
+argv: [--keepalive IDLE]. Listens on 127.0.0.1:0, prints "READY <port> <pid>", accepts and
+holds connections. Commands on stdin, one per line:
+  dump   -> one JSON line: the options its own sockets report through getsockopt
+  close  -> closes every accepted connection, then prints "CLOSED"
+"""
+import json
+import os
+import select
+import socket
+import struct
+import sys
+
+
+def opts(s):
+    g = lambda lvl, opt: s.getsockopt(lvl, opt)
+    on, secs = struct.unpack("ii", s.getsockopt(socket.SOL_SOCKET, socket.SO_LINGER, 8))
+    return {
+        "keepalive": bool(g(socket.SOL_SOCKET, socket.SO_KEEPALIVE)),
+        "keepidle": g(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),
+        "keepintvl": g(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL),
+        "keepcnt": g(socket.IPPROTO_TCP, socket.TCP_KEEPCNT),
+        "sndbuf": g(socket.SOL_SOCKET, socket.SO_SNDBUF),
+        "rcvbuf": g(socket.SOL_SOCKET, socket.SO_RCVBUF),
+        "nodelay": bool(g(socket.IPPROTO_TCP, socket.TCP_NODELAY)),
+        "user_timeout": g(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT),
+        "linger": secs if on else None,
+    }
+
+
+def main():
+    l = socket.socket()
+    if "--keepalive" in sys.argv:
+        idle = int(sys.argv[sys.argv.index("--keepalive") + 1])
+        l.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        l.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle)
+    l.bind(("127.0.0.1", 0))
+    l.listen(16)
+    print("READY", l.getsockname()[1], os.getpid(), flush=True)
+    conns = []
+    while True:
+        r, _, _ = select.select([l, sys.stdin] + conns, [], [], 30)
+        for s in r:
+            if s is l:
+                c, _ = l.accept()
+                conns.append(c)
+            elif s is sys.stdin:
+                cmd = sys.stdin.readline().strip()
+                if cmd == "":
+                    return
+                if cmd == "dump":
+                    out = {"listener": opts(l),
+                           "conns": [dict(opts(c), peer_port=c.getpeername()[1]) for c in conns]}
+                    print(json.dumps(out), flush=True)
+                elif cmd == "close":
+                    for c in conns:
+                        c.close()
+                    conns = []
+                    print("CLOSED", flush=True)
+            else:
+                if not s.recv(4096):
+                    s.close()
+                    conns.remove(s)
+
+
+main()
