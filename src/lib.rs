@@ -4,6 +4,7 @@
 //! (what the kernel says), [`explain`] (why), [`lab`] (server, client, proxy), [`sockopt`]
 //! (the only socket2 user) → [`output`] (tables and JSON).
 
+pub mod audit;
 pub mod cli;
 pub mod commands;
 pub mod explain;

@@ -50,7 +50,10 @@ fn reads_options_set_by_another_process() {
     assert_eq!(code, 0, "{err}");
     let o: Out = serde_json::from_str(&out).unwrap();
     assert_eq!((o.schema_version, o.command.as_str()), (1, "sockopt"));
-    assert_eq!((o.process.pid, o.process.command.as_str()), (h.pid(), "python3"));
+    assert_eq!(
+        (o.process.pid, o.process.command.as_str()),
+        (h.pid(), "python3")
+    );
     assert_eq!(o.sockets.len(), 1);
     let s = &o.sockets[0];
     assert_eq!((s.proto.as_str(), s.local_port), ("tcp", Some(h.port())));

@@ -1,5 +1,6 @@
 //! Glue between the CLI and the layers: gather, analyse, emit. The only users of anyhow.
 
+pub mod audit;
 pub mod explain;
 pub mod filters;
 pub mod generate;
@@ -56,6 +57,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::WaitFree(a) => explain::wait_free(&a, format),
         Command::FreePort(a) => explain::free_port(&a, format),
         Command::Sockopt(a) => sockopt::run(&a, format),
+        Command::Audit(a) => audit::run(&a, format),
         Command::Run(a) => run::run(a, format),
         Command::Completions(a) => generate::completions(a.shell),
         Command::GenerateMan(a) => generate::man(&a.dir),

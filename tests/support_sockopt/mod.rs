@@ -204,3 +204,119 @@ pub fn skmem_bufs(ss: &str) -> (Option<u64>, Option<u64>) {
         |p: &str| sk.and_then(|s| s.split(',').find_map(|f| f.strip_prefix(p)?.parse().ok()));
     (field("tb"), field("rb"))
 }
+
+/// Starts peer.py MODE ARGS, as `nobody` when `as_nobody`.
+pub fn peer(mode: &str, args: &[&str], as_nobody: bool) -> Proc {
+    let mut cmd = if as_nobody {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", python()]);
+        c
+    } else {
+        Command::new(python())
+    };
+    cmd.arg(format!(
+        "{}/tests/support_sockopt/peer.py",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .arg(mode)
+    .args(args);
+    Proc::spawn(cmd)
+}
+
+/// `netkit audit --json` (optionally inside network namespace `netns`): exit code and report.
+pub fn audit(netns: Option<&str>, extra: &[&str]) -> (i32, serde_json::Value) {
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_netkit")]);
+            c
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_netkit")),
+    };
+    let o = cmd
+        .args(["audit", "--json"])
+        .args(extra)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run netkit audit");
+    let out = String::from_utf8_lossy(&o.stdout);
+    let v = serde_json::from_str(&out).unwrap_or_else(|e| {
+        panic!(
+            "bad audit JSON ({e}): {out:?} stderr {}",
+            String::from_utf8_lossy(&o.stderr)
+        )
+    });
+    (o.status.code().unwrap_or(-1), v)
+}
+
+/// The findings of `kind` whose evidence has a socket on local `port`.
+pub fn findings_on(report: &serde_json::Value, kind: &str, port: u16) -> Vec<serde_json::Value> {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["kind"] == kind)
+        .filter(|f| {
+            f["evidence"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["local_port"] == port)
+        })
+        .cloned()
+        .collect()
+}
+
+/// A private network namespace named `nk-sockopt-<tag>-<pid>` with `lo` up, deleted on drop.
+pub struct Netns(pub String);
+
+impl Netns {
+    /// `None` (with the reason printed) where namespaces cannot be made (not root, no `ip`).
+    pub fn new(tag: &str) -> Option<Netns> {
+        if !is_root() {
+            eprintln!("skipped: creating a network namespace needs root");
+            return None;
+        }
+        let name = format!("nk-sockopt-{tag}-{}", std::process::id());
+        let ok = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!("skipped: `ip netns add` failed");
+            return None;
+        }
+        let ns = Netns(name);
+        ns.exec(&["ip", "link", "set", "lo", "up"]);
+        Some(ns)
+    }
+
+    /// Runs a command inside; panics when it fails.
+    pub fn exec(&self, args: &[&str]) {
+        let st = Command::new("ip")
+            .args(["netns", "exec", &self.0])
+            .args(args)
+            .status()
+            .unwrap();
+        assert!(st.success(), "{args:?} in {}", self.0);
+    }
+
+    /// peer.py inside the namespace.
+    pub fn peer(&self, mode: &str, args: &[&str]) -> Proc {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.0, python()])
+            .arg(format!(
+                "{}/tests/support_sockopt/peer.py",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .arg(mode)
+            .args(args);
+        Proc::spawn(cmd)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
