@@ -335,3 +335,126 @@ fn lab_proxy_keepalive_is_retuned_live() {
     let t1 = keepalive_timer_s(&ss_conn(port, me)).unwrap();
     assert!(t1 <= 30.0 && t1 > 20.0, "{t1}");
 }
+
+/// Seconds from `t` until the connection `sport`→`dport` is gone from `ss` inside `ns` (None
+/// if it outlives `limit` after `t`).
+fn time_to_drop(
+    ns: &Netns,
+    sport: u16,
+    dport: u16,
+    t: std::time::Instant,
+    limit: Duration,
+) -> Option<f64> {
+    while t.elapsed() < limit {
+        if !ns.ss(sport).contains(&format!(":{dport} ")) {
+            return Some(t.elapsed().as_secs_f64());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+#[test]
+fn keepcnt_keepintvl_and_user_timeout_end_a_silent_connection_on_time() {
+    // The outside view of the options ss cannot print: a peer that stops answering (lo set
+    // down inside a private namespace, so probes and retransmits go unanswered) is dropped
+    // after keepidle + keepcnt × keepintvl, or after user-timeout, as set live by netkit.
+    let Some(ns) = Netns::new("ka") else { return };
+    let mut t = Target::start_in(&ns, &[]);
+    if !permitted(t.pid()) {
+        return;
+    }
+    let port = t.port.to_string();
+    let mut c1 = ns.peer("client", &[&port]);
+    let p1: u16 = c1
+        .line()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut c2 = ns.peer("client", &[&port]);
+    let p2: u16 = c2
+        .line()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    t.conn(p1);
+    t.conn(p2);
+    let pid = t.pid().to_string();
+    let fd_of = |peer: u16| -> String {
+        let (_, out, _) = netkit_json(&["sockopt", &pid, "--port", &port]);
+        out["sockets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["remote_port"] == peer)
+            .map(|s| s["fd"].to_string())
+            .unwrap()
+    };
+    let (fd1, fd2) = (fd_of(p1), fd_of(p2));
+    let (code, _, err) = netkit(&[
+        "sockopt",
+        &pid,
+        "--fd",
+        &fd1,
+        "--set",
+        "keepalive=on",
+        "--set",
+        "keepidle=1",
+        "--set",
+        "keepintvl=1",
+        "--set",
+        "keepcnt=2",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = netkit(&["sockopt", &pid, "--fd", &fd2, "--set", "user-timeout=1500"]);
+    assert_eq!(code, 0, "{err}");
+    let inside = t.conn(p1);
+    assert_eq!(
+        (
+            inside["keepidle"].as_u64(),
+            inside["keepintvl"].as_u64(),
+            inside["keepcnt"].as_u64()
+        ),
+        (Some(1), Some(1), Some(2))
+    );
+    assert_eq!(t.conn(p2)["user_timeout"], 1500);
+    ns.exec(&["ip", "link", "set", "lo", "down"]);
+    // Unacked data on the second connection starts its retransmission clock.
+    t.proc.say(&format!("send {p2}"));
+    assert_eq!(t.proc.line(), "SENT");
+    let start = std::time::Instant::now();
+    // Probes are counted in ss's timer (the third field) while they go unanswered.
+    let mut probes = 0;
+    while start.elapsed() < Duration::from_secs(3) && probes == 0 {
+        probes = keepalive_probes(&ns.ss(t.port)).unwrap_or(0);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(probes >= 1, "no unanswered probe in ss");
+    let d2 =
+        time_to_drop(&ns, t.port, p2, start, Duration::from_secs(8)).expect("user-timeout drop");
+    let d1 = time_to_drop(&ns, t.port, p1, start, Duration::from_secs(8))
+        .unwrap_or_else(|| panic!("keepalive drop: {}", ns.ss(t.port)));
+    // keepidle 1 + keepcnt 2 × keepintvl 1 = 3 s after the last ACK (the defaults would take
+    // 7200 + 9 × 75 s); user-timeout 1.5 s (the default retransmits for about 15 minutes).
+    eprintln!("measured: keepalive drop {d1:.2}s, user-timeout drop {d2:.2}s after lo down");
+    assert!((1.5..=4.5).contains(&d1), "keepalive drop after {d1:.2}s");
+    assert!(
+        (1.2..=3.5).contains(&d2),
+        "user-timeout drop after {d2:.2}s"
+    );
+    // Inside: the target's recv() saw both drops as ETIMEDOUT.
+    let mut dropped = vec![t.proc.line(), t.proc.line()];
+    dropped.sort();
+    let mut want = vec![
+        format!("DROPPED {p1} ETIMEDOUT"),
+        format!("DROPPED {p2} ETIMEDOUT"),
+    ];
+    want.sort();
+    assert_eq!(dropped, want);
+    c1.say("x");
+    c2.say("x");
+}

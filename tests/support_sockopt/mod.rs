@@ -99,7 +99,17 @@ pub struct Target {
 
 impl Target {
     pub fn start(args: &[&str]) -> Target {
-        let mut cmd = Command::new(python());
+        Target::start_with(Command::new(python()), args)
+    }
+
+    /// Starts it inside network namespace `ns`.
+    pub fn start_in(ns: &Netns, args: &[&str]) -> Target {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &ns.0, python()]);
+        Target::start_with(cmd, args)
+    }
+
+    fn start_with(mut cmd: Command, args: &[&str]) -> Target {
         cmd.arg(format!(
             "{}/tests/support_sockopt/target.py",
             env!("CARGO_MANIFEST_DIR")
@@ -195,6 +205,12 @@ pub fn keepalive_timer_s(ss: &str) -> Option<f64> {
         secs += if ms.contains('.') { v } else { v / 1000.0 };
     }
     Some(secs)
+}
+
+/// Unanswered keepalive probes: the third field of `timer:(keepalive,T,N)`.
+pub fn keepalive_probes(ss: &str) -> Option<u32> {
+    let t = ss.split("timer:(keepalive,").nth(1)?.split(')').next()?;
+    t.split(',').nth(1)?.parse().ok()
 }
 
 /// The `skmem:(...,tbN,...)` / `rbN` values of an `ss -m` line: (sndbuf, rcvbuf).
@@ -299,6 +315,16 @@ impl Netns {
             .status()
             .unwrap();
         assert!(st.success(), "{args:?} in {}", self.0);
+    }
+
+    /// `ss -tnoH state all ( sport = :PORT )` inside the namespace.
+    pub fn ss(&self, port: u16) -> String {
+        let o = Command::new("ip")
+            .args(["netns", "exec", &self.0, "ss", "-tnoH", "state", "all"])
+            .arg(format!("( sport = :{port} )"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
     }
 
     /// peer.py inside the namespace.
