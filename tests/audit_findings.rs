@@ -361,9 +361,15 @@ fn close_wait_piles_up_in_a_process_that_never_closes() {
     let p = peer("hold", &[], false);
     let l = p.line();
     let port: u16 = l.split_whitespace().nth(1).unwrap().parse().unwrap();
-    for _ in 0..12 {
-        drop(TcpStream::connect(("127.0.0.1", port)).unwrap());
+    // Held by the process (accepted) before the peers close: a connection still in the
+    // accept queue has no fd and no owner.
+    let clients: Vec<TcpStream> = (0..12)
+        .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect();
+    for n in 1..=12 {
+        assert_eq!(p.line(), format!("ACCEPTED {n}"));
     }
+    drop(clients);
     std::thread::sleep(Duration::from_millis(300));
     let (_, r) = audit(None, &[]);
     let f: Vec<_> = r["findings"]

@@ -7,6 +7,7 @@ what the finding says another program could do, and prints what the kernel let i
   rp-listen PORT         listen on 127.0.0.1:PORT with SO_REUSEPORT, print READY, then
                          "ACCEPT" per connection
   hold                   listen on 127.0.0.1:0, print "READY <port>", accept and never close
+                         (prints "ACCEPTED <n>" after each)
   client PORT            connect to 127.0.0.1:PORT, print "READY <local port>", hold until
                          a stdin line
   fill PORT N            listen on 127.0.0.1:PORT, connect N clients to it, print READY; on
@@ -71,6 +72,7 @@ def main():
         while True:
             c, _ = s.accept()
             held.append(c)
+            print("ACCEPTED", len(held), flush=True)
     elif mode == "client":
         c = socket.create_connection(("127.0.0.1", int(sys.argv[2])))
         print("READY", c.getsockname()[1], flush=True)
