@@ -2,7 +2,7 @@
 what the finding says another program could do, and prints what the kernel let it do.
 
   udp-recv ADDR PORT N   bind UDP ADDR:PORT with SO_REUSEADDR, print READY, count datagrams
-                         (up to N, 3 s of silence ends it), print "GOT <count>"
+                         (up to N; 30 s for the first, then 3 s of silence ends it), print "GOT <count>"
   tcp-take PORT          bind TCP 127.0.0.1:PORT with SO_REUSEADDR and listen(): "OK" or errno
   rp-listen PORT         listen on 127.0.0.1:PORT with SO_REUSEPORT, print READY, then
                          "ACCEPT" per connection
@@ -34,12 +34,15 @@ def main():
             print("ERR", err_name(e), flush=True)
             return
         print("READY", flush=True)
-        s.settimeout(3)
+        # Up to 30 s for the first datagram (the test may run an audit first), then 3 s of
+        # silence ends the count.
+        s.settimeout(30)
         got = 0
         try:
             while got < n:
                 s.recv(100)
                 got += 1
+                s.settimeout(3)
         except socket.timeout:
             pass
         print("GOT", got, flush=True)
