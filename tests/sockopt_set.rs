@@ -3,6 +3,7 @@
 //! kernel shows it to other processes, from outside (`ss -tinmo`: keepalive timer, skmem
 //! buffers; an RST for linger=0). Needs pidfd_getfd rights over our own children.
 
+mod support_schema;
 mod support_sockopt;
 
 use std::io::Read;

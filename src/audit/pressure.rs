@@ -173,7 +173,7 @@ pub fn close_wait_per_process(sockets: &[SocketEntry]) -> Vec<Finding> {
                 ),
                 fix: "Fix the program to close() a connection when read() returns 0 (EOF); restarting it frees them now.".into(),
                 evidence: capped(v.iter().copied()),
-                details: json!({ "pid": pid, "close_wait": v.len() }),
+                details: json!({ "process": v[0].owners.first(), "close_wait": v.len() }),
             }
         })
         .collect()

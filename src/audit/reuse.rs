@@ -59,7 +59,7 @@ pub fn udp_reuseaddr(sockets: &[SocketEntry], flags: &Flags, host: &Host) -> Vec
                 evidence: v.iter().map(|s| (**s).clone()).collect(),
                 details: json!({
                     "system_holder": first.uid.map(|u| host.is_system_uid(u)),
-                    "unprivileged_port": host.unprivileged(port),
+                    "port_unprivileged": host.unprivileged(port),
                 }),
             }
         })
@@ -85,7 +85,7 @@ pub fn tcp_bound_reuseaddr(sockets: &[SocketEntry], flags: &Flags, host: &Host) 
             evidence: vec![s.clone()],
             details: json!({
                 "system_holder": s.uid.map(|u| host.is_system_uid(u)),
-                "unprivileged_port": host.unprivileged(s.local_port),
+                "port_unprivileged": host.unprivileged(s.local_port),
             }),
         })
         .collect()

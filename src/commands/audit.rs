@@ -121,7 +121,8 @@ fn holder_flags(want: &[(u32, u64)]) -> (Flags, usize) {
 /// # Errors
 /// The socket table cannot be read.
 pub fn run(a: &AuditArgs, f: Format) -> anyhow::Result<i32> {
-    let snap = inspect::snapshot(&Query::default()).context("reading the socket tables")?;
+    let mut snap = inspect::snapshot(&Query::default()).context("reading the socket tables")?;
+    inspect::link_listeners(&mut snap.sockets);
     let mut notes = snap.notes.clone();
     let binders: Vec<(u32, u64)> = snap
         .sockets

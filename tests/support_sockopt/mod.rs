@@ -1,5 +1,7 @@
 //! Shared helpers of the sockopt --set and audit tests: the python3 target server (the inside
 //! view, target.py), netkit runs, `ss` readings (the outside view) and cross-user helpers.
+//! Every `--json` output these helpers decode is validated against its docs/schema file
+//! (the test file declares `mod support_schema;`).
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Write};
@@ -174,6 +176,7 @@ pub fn netkit_json(args: &[&str]) -> (i32, serde_json::Value, String) {
     let (code, out, err) = netkit(&a);
     let v = serde_json::from_str(&out)
         .unwrap_or_else(|e| panic!("bad JSON ({e}): {out:?}\nstderr: {err}"));
+    crate::support_schema::validate(args[0], &v);
     (code, v, err)
 }
 
@@ -262,6 +265,7 @@ pub fn audit(netns: Option<&str>, extra: &[&str]) -> (i32, serde_json::Value) {
             String::from_utf8_lossy(&o.stderr)
         )
     });
+    crate::support_schema::validate("audit", &v);
     (o.status.code().unwrap_or(-1), v)
 }
 

@@ -10,6 +10,9 @@ what the finding says another program could do, and prints what the kernel let i
                          (prints "ACCEPTED <n>" after each)
   client PORT            connect to 127.0.0.1:PORT, print "READY <local port>", hold until
                          a stdin line
+  timewait N             make N server-side TIME_WAITs on a port (the server closes first),
+                         close the listener, print "READY <port>"; on a stdin line, bind()
+                         and listen() there without SO_REUSEADDR: "OK" or the errno name
   fill PORT N            listen on 127.0.0.1:PORT, connect N clients to it, print READY; on
                          a stdin line, connect until connect() fails: "ERR <errno> after <k>"
 """
@@ -99,6 +102,28 @@ def main():
                 print("ERR", err_name(e), "after", k, flush=True)
                 break
         sys.stdin.readline()
+    elif mode == "timewait":
+        n = int(sys.argv[2])
+        l = socket.socket()
+        l.bind(("127.0.0.1", 0))
+        l.listen(128)
+        port = l.getsockname()[1]
+        for _ in range(n):
+            c = socket.create_connection(("127.0.0.1", port))
+            a, _ = l.accept()
+            a.close()
+            c.recv(1)
+            c.close()
+        l.close()
+        print("READY", port, flush=True)
+        sys.stdin.readline()
+        t = socket.socket()
+        try:
+            t.bind(("127.0.0.1", port))
+            t.listen(1)
+            print("OK", flush=True)
+        except OSError as e:
+            print(err_name(e), flush=True)
     else:
         raise SystemExit("unknown mode " + mode)
 
