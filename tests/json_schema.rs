@@ -17,7 +17,6 @@ use support_schema::{schema_path, validate, validate_stdout, vocabulary};
 /// line when adding `docs/schema/<command>.schema.json` (the test fails while a listed
 /// command has a file, so this list only shrinks).
 const NOT_YET: &[&str] = &[
-    "sockopt",
     "run server",
     "run client",
     "run proxy",

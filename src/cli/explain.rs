@@ -2,7 +2,7 @@
 
 use clap::Args;
 
-use super::port::one_port;
+use super::port::{bind_port, one_port};
 
 /// The bind options of the program that fails, shared by explain and wait-free.
 #[derive(Debug, Args, Clone, Default)]
@@ -30,8 +30,9 @@ pub struct BindOptArgs {
 /// `netkit explain PORT`.
 #[derive(Debug, Args)]
 pub struct ExplainArgs {
-    /// The port that fails to bind (6000, :6000 or a service name such as http).
-    #[arg(required_unless_present_any = ["error", "connect"], value_parser = trial_port)]
+    /// The port that fails to bind (6000, :6000 or a service name such as http; 0 asks whether
+    /// the kernel can pick an ephemeral port, as bind() to port 0 does).
+    #[arg(required_unless_present_any = ["error", "connect"], value_parser = bind_port)]
     pub port: Option<u16>,
     #[command(flatten)]
     pub bind: BindOptArgs,
@@ -88,13 +89,15 @@ pub struct SockoptArgs {
     /// Only sockets with this local port (6000, :6000 or a service name).
     #[arg(long, value_parser = one_port)]
     pub port: Option<u16>,
-}
-
-/// `explain`'s PORT: [`one_port`], plus `0` (a bind to port 0 asks the kernel for an
-/// ephemeral port; `explain 0` diagnoses ephemeral exhaustion, BIND-RULES.md rule 13).
-fn trial_port(s: &str) -> Result<u16, super::port::PortError> {
-    if s.trim().trim_start_matches(':') == "0" {
-        return Ok(0);
-    }
-    one_port(s)
+    /// Every TCP socket of the process (with --set).
+    #[arg(long, conflicts_with_all = ["fd", "port"], requires = "set")]
+    pub all: bool,
+    /// Change an option on the live socket: keepalive=on|off, keepidle=S, keepintvl=S,
+    /// keepcnt=N, sndbuf=BYTES, rcvbuf=BYTES, nodelay=on|off, user-timeout=MS, linger=off|S
+    /// (repeatable; needs --fd, --port or --all).
+    #[arg(long, value_name = "NAME=VALUE")]
+    pub set: Vec<String>,
+    /// With --set: show what would change, change nothing.
+    #[arg(long, requires = "set")]
+    pub dry_run: bool,
 }
