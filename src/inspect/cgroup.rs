@@ -529,7 +529,9 @@ mod tests {
 
     #[test]
     fn monitors_lxc_nspawn_and_services() {
-        let a = parse("0::/machine.slice/libpod-conmon-cf21d19260ace8544fe8b769fc2638bf2c0873dfbfff0b6253f0569b26a1d5eb.scope\n");
+        let a = parse(
+            "0::/machine.slice/libpod-conmon-cf21d19260ace8544fe8b769fc2638bf2c0873dfbfff0b6253f0569b26a1d5eb.scope\n",
+        );
         let c = a.container.expect("conmon");
         assert!(c.monitor);
         assert_eq!(c.label(), "podman:cf21d19260ac (monitor)");
@@ -567,7 +569,15 @@ mod tests {
 
     #[test]
     fn malformed_lines_are_ignored_not_fatal() {
-        for junk in ["", "\n\n", "garbage", "0:", "::::", "0::/docker-zz.scope", "1:x:/docker/abc"] {
+        for junk in [
+            "",
+            "\n\n",
+            "garbage",
+            "0:",
+            "::::",
+            "0::/docker-zz.scope",
+            "1:x:/docker/abc",
+        ] {
             let a = parse(junk);
             assert!(a.container.is_none(), "{junk:?} gave {a:?}");
         }
