@@ -267,13 +267,13 @@ fn container_of(path: &str) -> Option<Container> {
             }
         }
         if let Some(name) = seg.strip_prefix("lxc.payload.") {
-            return Some(make(Runtime::Lxc, name, false)).map(named);
+            return Some(named(make(Runtime::Lxc, name, false)));
         }
         if let Some(name) = seg.strip_prefix("lxc.monitor.") {
-            return Some(make(Runtime::Lxc, name, true)).map(named);
+            return Some(named(make(Runtime::Lxc, name, true)));
         }
         if i > 0 && segs[i - 1] == "lxc" && i == 1 {
-            return Some(make(Runtime::Lxc, seg, false)).map(named);
+            return Some(named(make(Runtime::Lxc, seg, false)));
         }
         if let Some(name) = seg
             .strip_prefix("machine-")
@@ -283,7 +283,7 @@ fn container_of(path: &str) -> Option<Container> {
             && !name.is_empty()
         {
             let name = unescape_unit(name);
-            return Some(make(Runtime::Nspawn, &name, false)).map(named);
+            return Some(named(make(Runtime::Nspawn, &name, false)));
         }
     }
     None
