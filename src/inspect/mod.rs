@@ -7,6 +7,7 @@
 
 pub mod cgroup;
 pub mod diag;
+pub mod forwarder;
 pub mod netns;
 pub mod procfd;
 pub mod procnet;
