@@ -73,3 +73,60 @@ sys.stdin.read()\n";
     drop(child.stdin.take());
     let _ = child.wait();
 }
+
+#[test]
+fn all_namespaces_snapshot_finds_the_listener_with_its_owner_and_namespace() {
+    use netkit::inspect::multi::{self, Scope};
+    if !is_root() {
+        eprintln!("skipped: entering a network namespace needs root");
+        return;
+    }
+    let script = "import socket,sys,subprocess\n\
+subprocess.run(['ip','link','set','lo','up'])\n\
+s=socket.socket(); s.bind(('127.0.0.1',0)); s.listen()\n\
+print(s.getsockname()[1], flush=True)\n\
+sys.stdin.read()\n";
+    let Ok(mut child) = Command::new("unshare")
+        .args(["--net", "python3", "-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+    else {
+        eprintln!("skipped: unshare (util-linux) is not installed");
+        return;
+    };
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("port line");
+    let port: u16 = line.trim().parse().expect("a port");
+    let q = Query {
+        local_port: Some(port),
+        ..Query::default()
+    };
+    let snap = multi::snapshot(&q, &Scope::All).expect("snapshot");
+    let ino = netns::inode_of(&netns::NetnsSpec::Pid(child.id())).expect("inode");
+    let (ns, found) = snap
+        .rows()
+        .find(|(ns, s)| ns.inode == ino && s.local_port == port)
+        .expect("the listener, tagged with its namespace");
+    assert!(!ns.current);
+    assert!(
+        s.owners
+            .iter()
+            .any(|o| o.pid == child.id() || o.command == "python3"),
+        "owner resolved across namespaces: {:?}",
+        s.owners
+    );
+    // `Others` leaves the current namespace out; `Here` sees only it.
+    let others = multi::snapshot(&q, &Scope::Others).expect("others");
+    assert!(others.parts.iter().all(|p| !p.netns.current));
+    let here = multi::snapshot(&q, &Scope::Here).expect("here");
+    assert_eq!(here.parts.len(), 1);
+    assert!(
+        here.rows()
+            .all(|(_, s)| s.inode != 0 || s.local_port != port)
+    );
+    drop(child.stdin.take());
+    let _ = child.wait();
+}

@@ -8,6 +8,7 @@
 pub mod cgroup;
 pub mod diag;
 pub mod forwarder;
+pub mod multi;
 pub mod netns;
 pub mod procfd;
 pub mod procnet;
