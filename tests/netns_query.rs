@@ -112,12 +112,11 @@ sys.stdin.read()\n";
         .expect("the listener, tagged with its namespace");
     assert!(!ns.current);
     assert!(
-        s.owners
-            .iter()
-            .any(|o| o.pid == child.id() || o.command == "python3"),
+        found.owners.iter().any(|o| o.pid == child.id()),
         "owner resolved across namespaces: {:?}",
-        s.owners
+        found.owners
     );
+    let inode = found.inode;
     // `Others` leaves the current namespace out; `Here` sees only it.
     let others = multi::snapshot(&q, &Scope::Others).expect("others");
     assert!(others.parts.iter().all(|p| !p.netns.current));
