@@ -122,10 +122,7 @@ sys.stdin.read()\n";
     assert!(others.parts.iter().all(|p| !p.netns.current));
     let here = multi::snapshot(&q, &Scope::Here).expect("here");
     assert_eq!(here.parts.len(), 1);
-    assert!(
-        here.rows()
-            .all(|(_, s)| s.inode != 0 || s.local_port != port)
-    );
+    assert!(here.rows().all(|(_, s)| s.inode != inode));
     drop(child.stdin.take());
     let _ = child.wait();
 }
