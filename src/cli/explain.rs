@@ -1,6 +1,6 @@
 //! Arguments of explain, wait-free, free-port and sockopt.
 
-use clap::Args;
+use clap::{Args, ValueHint};
 
 use super::port::one_port;
 
@@ -11,7 +11,7 @@ pub struct BindOptArgs {
     #[arg(long, default_value = "0.0.0.0")]
     pub addr: String,
     /// UDP instead of TCP.
-    #[arg(long)]
+    #[arg(short = 'u', long)]
     pub udp: bool,
     /// The program sets SO_REUSEADDR.
     #[arg(long)]
@@ -31,12 +31,12 @@ pub struct BindOptArgs {
 #[derive(Debug, Args)]
 pub struct ExplainArgs {
     /// The port that fails to bind (6000, :6000 or a service name such as http).
-    #[arg(required_unless_present = "error", value_parser = one_port)]
+    #[arg(required_unless_present = "error", value_hint = ValueHint::Other, value_parser = one_port)]
     pub port: Option<u16>,
     #[command(flatten)]
     pub bind: BindOptArgs,
     /// Run the trial as this user (root only).
-    #[arg(long)]
+    #[arg(long, value_hint = ValueHint::Username)]
     pub as_user: Option<String>,
     /// Decode an error message pasted from Python, Node, Go, Java, Rust, C or Windows.
     #[arg(long, value_name = "TEXT")]

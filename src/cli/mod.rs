@@ -6,7 +6,9 @@ pub mod port;
 pub mod proxy;
 pub mod run;
 pub mod services;
+pub mod signal;
 pub mod sockopts;
+pub mod state;
 pub mod usage;
 
 use clap::{Args, Parser, Subcommand};

@@ -1,5 +1,6 @@
 //! Man pages (clap_mangen) and shell completions (clap_complete) from the clap definition.
 
+use std::io::Write;
 use std::path::Path;
 
 use anyhow::Context;
@@ -9,12 +10,102 @@ use crate::cli::Cli;
 
 /// Prints a completion script for `shell` to stdout.
 ///
+/// The script is rendered in memory first: clap_complete panics on a write error, and a
+/// reader that stops early (`| head -c1`) must see a clean exit, not SIGABRT.
+///
 /// # Errors
-/// Never in practice; the signature matches the other commands.
+/// Writing to stdout (a broken pipe is a silent exit 0 in `main`).
 pub fn completions(shell: clap_complete::Shell) -> anyhow::Result<i32> {
-    let mut cmd = Cli::command();
-    clap_complete::generate(shell, &mut cmd, "netkit", &mut std::io::stdout());
+    let script = completion_script(shell);
+    let mut out = std::io::stdout().lock();
+    out.write_all(&script)?;
+    out.flush()?;
     Ok(0)
+}
+
+/// The completion script for `shell`: hidden commands left out, user-name values completed
+/// from the user database in bash too (clap_complete gives bash file names for them).
+pub fn completion_script(shell: clap_complete::Shell) -> Vec<u8> {
+    let mut full = Cli::command();
+    full.build();
+    let mut cmd = visible(&full, &[]);
+    let mut buf = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "netkit", &mut buf);
+    if shell == clap_complete::Shell::Bash {
+        buf = bash_users(&String::from_utf8_lossy(&buf), &user_flags(&full)).into_bytes();
+    }
+    buf
+}
+
+/// A copy of the built `cmd` without its hidden subcommands (and without them under `help`).
+fn visible(cmd: &clap::Command, hidden_siblings: &[String]) -> clap::Command {
+    let hidden: Vec<String> = cmd
+        .get_subcommands()
+        .filter(|s| s.is_hide_set())
+        .map(|s| s.get_name().to_string())
+        .collect();
+    let mut out = clap::Command::new(cmd.get_name().to_string())
+        .disable_help_flag(true)
+        .disable_version_flag(true)
+        .disable_help_subcommand(true)
+        .args(cmd.get_arguments().cloned());
+    if let Some(a) = cmd.get_about() {
+        out = out.about(a.clone());
+    }
+    if let Some(v) = cmd.get_version() {
+        out = out.version(v.to_string());
+    }
+    for sub in cmd.get_subcommands() {
+        if sub.is_hide_set() || hidden_siblings.iter().any(|h| h == sub.get_name()) {
+            continue;
+        }
+        // `help`'s children mirror the parent's subcommands, hidden ones included.
+        let skip = if sub.get_name() == "help" {
+            hidden.clone()
+        } else {
+            Vec::new()
+        };
+        out = out.subcommand(visible(sub, &skip));
+    }
+    out
+}
+
+/// The long and short spellings of every option whose value is a user name.
+fn user_flags(cmd: &clap::Command) -> Vec<String> {
+    let mut out = Vec::new();
+    for a in cmd.get_arguments() {
+        if a.get_value_hint() == clap::ValueHint::Username {
+            out.extend(a.get_long().map(|l| format!("--{l}")));
+            out.extend(a.get_short().map(|c| format!("-{c}")));
+        }
+    }
+    for sub in cmd.get_subcommands() {
+        for f in user_flags(sub) {
+            if !out.contains(&f) {
+                out.push(f);
+            }
+        }
+    }
+    out
+}
+
+/// In clap_complete's bash script, the `--user)` arms complete user names (`compgen -u`).
+fn bash_users(script: &str, flags: &[String]) -> String {
+    let mut out = String::with_capacity(script.len());
+    let mut user_arm = false;
+    for line in script.lines() {
+        let t = line.trim();
+        if user_arm && t.contains("compgen -f") {
+            out.push_str(&line.replace("compgen -f", "compgen -u"));
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+        user_arm = t
+            .strip_suffix(')')
+            .is_some_and(|f| flags.iter().any(|u| u == f));
+    }
+    out
 }
 
 /// Renders every man page (netkit.1, netkit-who-owns.1, netkit-run-server.1, ...) in memory:

@@ -98,34 +98,6 @@ impl Report for KillReport {
     }
 }
 
-/// Parses `TERM`, `SIGTERM`, `term`, `15`.
-pub fn parse_signal(s: &str) -> Option<(i32, String)> {
-    let u = s.trim().to_ascii_uppercase();
-    let name = u.strip_prefix("SIG").unwrap_or(&u);
-    let table = [
-        ("TERM", libc::SIGTERM),
-        ("INT", libc::SIGINT),
-        ("KILL", libc::SIGKILL),
-        ("HUP", libc::SIGHUP),
-        ("QUIT", libc::SIGQUIT),
-        ("USR1", libc::SIGUSR1),
-        ("USR2", libc::SIGUSR2),
-    ];
-    if let Ok(n) = name.parse::<i32>() {
-        let known = table
-            .iter()
-            .find(|(_, v)| *v == n)
-            .map(|(k, _)| k.to_string());
-        return (1..=64)
-            .contains(&n)
-            .then(|| (n, known.unwrap_or_else(|| n.to_string())));
-    }
-    table
-        .iter()
-        .find(|(k, _)| *k == name)
-        .map(|(k, v)| (*v, k.to_string()))
-}
-
 fn process_uid(pid: u32) -> Option<u32> {
     std::fs::metadata(format!("/proc/{pid}"))
         .ok()
@@ -148,12 +120,7 @@ fn binders(ports: &PortSet, a: &WhoOwnsArgs) -> anyhow::Result<(Vec<SocketEntry>
 /// Bad signal, unreadable socket table, or no confirmation possible (stdin not a terminal
 /// and no `--yes`).
 pub fn run(a: &WhoOwnsArgs, f: Format) -> anyhow::Result<i32> {
-    let (sig, sig_name) = parse_signal(&a.signal).with_context(|| {
-        format!(
-            "unknown signal {:?} (use TERM, INT, KILL, HUP, QUIT, USR1, USR2 or a number)",
-            a.signal
-        )
-    })?;
+    let (sig, sig_name) = (a.signal.number, a.signal.name.to_string());
     let ports = a.port_set();
     let words = port_words(&ports);
     let port = ports.ports().first().copied().unwrap_or(0);
@@ -314,21 +281,4 @@ fn confirm(targets: &[Target], todo: &[usize], sig: &str, words: &str) -> anyhow
         bail!("cancelled: nothing was signalled");
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn signals_parse_by_name_and_number() {
-        assert_eq!(parse_signal("TERM"), Some((libc::SIGTERM, "TERM".into())));
-        assert_eq!(
-            parse_signal("sigkill"),
-            Some((libc::SIGKILL, "KILL".into()))
-        );
-        assert_eq!(parse_signal("2"), Some((libc::SIGINT, "INT".into())));
-        assert_eq!(parse_signal("0"), None);
-        assert_eq!(parse_signal("BOGUS"), None);
-    }
 }
