@@ -132,7 +132,10 @@ fn ipv6_in_brackets() {
     assert_eq!(mine(&v), vec![("tcp".into(), "::1".into(), u64::from(p))]);
     // (Another process may hold 127.0.0.1 on the same number: only ours must be absent.)
     let (v, _) = json(&["who-owns", &format!("127.0.0.1:{p}/tcp")]);
-    assert!(mine(&v).is_empty(), "an IPv6 socket on ::1 is not on 127.0.0.1: {v}");
+    assert!(
+        mine(&v).is_empty(),
+        "an IPv6 socket on ::1 is not on 127.0.0.1: {v}"
+    );
 }
 
 #[test]

@@ -133,8 +133,8 @@ fn timewait_summary_and_all_list_the_entries_made_here() {
     assert!((50_000..=60_000).contains(&e.min_expires_ms), "{e:?}");
     assert!(e.max_expires_ms <= 60_000);
     let lref = e.listener.as_ref().expect("listener");
-    assert_eq!(lref.pid, Some(me()));
-    assert!(lref.command.is_some() && lref.user.is_some());
+    assert_eq!(lref.pid(), Some(me()));
+    assert!(lref.owner.is_some() && lref.user.is_some());
 
     let out = netkit(&["timewait", "--port", &p, "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -165,7 +165,7 @@ fn timewait_summary_and_all_list_the_entries_made_here() {
         assert_eq!((s.uid, s.user.as_deref()), (None, None));
         assert!(s.expires_ms.is_some());
         assert_eq!(
-            s.listener.as_ref().and_then(|l| l.pid),
+            s.listener.as_ref().and_then(|l| l.pid()),
             Some(me()),
             "--all names the listener"
         );
@@ -266,7 +266,7 @@ fn inspect_filters_by_state_port_and_pid() {
     assert!(r.sockets.iter().all(|s| s.state == "TIME_WAIT"));
     let mine: Vec<&SockJson> = r.sockets.iter().filter(|s| ours(s)).collect();
     assert_eq!(mine.len(), 1, "{r:?}");
-    assert_eq!(mine[0].listener.as_ref().and_then(|l| l.pid), Some(me()));
+    assert_eq!(mine[0].listener.as_ref().and_then(|l| l.pid()), Some(me()));
 
     // --pid: this process's sockets only; the TIME_WAIT has no owner so it drops out.
     let (r, _) = netkit_json::<SocketsJson>(&["inspect", "--pid", &me().to_string(), "--port", &p]);

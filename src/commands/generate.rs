@@ -14,10 +14,10 @@ use crate::cli::Cli;
 /// reader that stops early (`| head -c1`) must see a clean exit, not SIGABRT.
 ///
 /// # Errors
-/// Writing to stdout (a broken pipe is a silent exit 0 in `main`).
+/// Writing to stdout (a closed pipe is reported as such, and `main` exits 0).
 pub fn completions(shell: clap_complete::Shell) -> anyhow::Result<i32> {
     let script = completion_script(shell);
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::output::stdout();
     out.write_all(&script)?;
     out.flush()?;
     Ok(0)

@@ -131,8 +131,7 @@ impl Serialize for InspectReport {
                 seq.end()
             }
         }
-        let mut st = ser.serialize_struct("InspectReport", 4)?;
-        st.serialize_field("command", "inspect")?;
+        let mut st = ser.serialize_struct("InspectReport", 3)?;
         st.serialize_field("port", &self.port)?;
         st.serialize_field("sockets", &Sockets(self))?;
         st.serialize_field("notes", &self.notes)?;
@@ -164,6 +163,9 @@ impl Report for InspectReport {
     }
     fn notes(&self) -> Vec<String> {
         with_empty_note(&self.notes, self.rows.is_empty(), "inspect", self.port)
+    }
+    fn command(&self) -> Option<&'static str> {
+        Some("inspect")
     }
 }
 

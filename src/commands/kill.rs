@@ -17,7 +17,7 @@ use super::who_owns::port_words;
 use super::{FOUND, NOTHING, emit_found};
 use crate::cli::inventory::WhoOwnsArgs;
 use crate::cli::port::PortSet;
-use crate::inspect::{OwnerScope, Query, SocketEntry, procfd, users};
+use crate::inspect::{self, OwnerScope, Query, SocketEntry, procfd, users};
 use crate::output::{Block, Format, Report};
 
 /// How long to wait for the port to be let go after the signal.
@@ -30,10 +30,12 @@ pub struct Target {
     pub pid: u32,
     /// Command name.
     pub command: String,
-    /// The process's user.
-    pub user: String,
-    /// The sockets on the port it holds (`LISTEN 0.0.0.0:8080`).
-    pub holds: Vec<String>,
+    /// Its command line (`null` when unknown).
+    pub cmdline: Option<String>,
+    /// The process's user (`null` when unknown).
+    pub user: Option<String>,
+    /// The sockets on the port it holds.
+    pub holds: Vec<Held>,
     /// Why it was not signalled, when it was not.
     pub refused: Option<String>,
     /// Whether the signal was sent.
@@ -45,6 +47,33 @@ pub struct Target {
     inodes: Vec<u64>,
 }
 
+/// A socket a target holds on the port: JSON `{proto, family, state, local_addr, local_port}`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Held {
+    /// TCP or UDP.
+    pub proto: inspect::Proto,
+    /// IPv4 or IPv6.
+    pub family: inspect::Family,
+    /// LISTEN, BOUND or UNCONN.
+    pub state: inspect::SockState,
+    /// Local address.
+    pub local_addr: std::net::IpAddr,
+    /// Local port.
+    pub local_port: u16,
+}
+
+impl Held {
+    /// `LISTEN 0.0.0.0:8080/tcp`, as the table shows it.
+    fn cell(&self) -> String {
+        format!(
+            "{} {}/{}",
+            self.state,
+            inspect::fmt_endpoint(self.local_addr, self.local_port),
+            self.proto
+        )
+    }
+}
+
 /// What `--kill` prints.
 #[derive(Debug, Serialize)]
 pub struct KillReport {
@@ -54,7 +83,9 @@ pub struct KillReport {
     pub signal: String,
     /// The processes.
     pub targets: Vec<Target>,
-    /// True when no LISTEN/BOUND/UNCONN socket remains on the port at the end.
+    /// True when no LISTEN/BOUND/UNCONN socket remains on the port at the end (TIME_WAIT
+    /// leftovers may still refuse a bind: that is `wait-free`'s `bindable`).
+    #[serde(rename = "port_released")]
     pub port_free: bool,
     /// Sockets still on the port at the end (TIME_WAIT leftovers, connections).
     pub remaining: Vec<SocketEntry>,
@@ -71,8 +102,12 @@ impl Report for KillReport {
                 vec![
                     t.pid.to_string(),
                     t.command.clone(),
-                    t.user.clone(),
-                    t.holds.join(", "),
+                    t.user.clone().unwrap_or_else(|| "?".into()),
+                    t.holds
+                        .iter()
+                        .map(Held::cell)
+                        .collect::<Vec<_>>()
+                        .join(", "),
                     match (&t.refused, t.signalled, t.released) {
                         (Some(r), _, _) => format!("refused: {r}"),
                         (None, true, true) => format!("SIG{}: released the port", self.signal),
@@ -95,6 +130,9 @@ impl Report for KillReport {
     }
     fn notes(&self) -> Vec<String> {
         self.notes.clone()
+    }
+    fn command(&self) -> Option<&'static str> {
+        Some("who-owns")
     }
 }
 
@@ -139,7 +177,8 @@ pub fn run(a: &WhoOwnsArgs, f: Format) -> anyhow::Result<i32> {
                 Target {
                     pid: o.pid,
                     command: o.command.clone(),
-                    user: puid.map_or("?".into(), |u| names.name(u).to_string()),
+                    cmdline: (!o.cmdline.is_empty()).then(|| o.cmdline.clone()),
+                    user: puid.map(|u| names.name(u).to_string()),
                     holds: Vec::new(),
                     refused: if o.pid == 1 {
                         Some("PID 1 (init) is never signalled".into())
@@ -156,8 +195,13 @@ pub fn run(a: &WhoOwnsArgs, f: Format) -> anyhow::Result<i32> {
                 }
             });
             t.inodes.push(s.inode);
-            t.holds
-                .push(format!("{} {}/{}", s.state, s.local(), s.proto));
+            t.holds.push(Held {
+                proto: s.proto,
+                family: s.family,
+                state: s.state,
+                local_addr: s.local_addr,
+                local_port: s.local_port,
+            });
         }
     }
     let unseen = sockets
@@ -269,8 +313,12 @@ fn confirm(targets: &[Target], todo: &[usize], sig: &str, words: &str) -> anyhow
             "  PID {} {} (user {}): {}",
             t.pid,
             t.command,
-            t.user,
-            t.holds.join(", ")
+            t.user.as_deref().unwrap_or("?"),
+            t.holds
+                .iter()
+                .map(Held::cell)
+                .collect::<Vec<_>>()
+                .join(", ")
         )?;
     }
     write!(err, "Send SIG{sig} to {} process(es)? [y/N] ", todo.len())?;

@@ -8,7 +8,9 @@ use crate::output::{Block, Report, Rows, fmt_ms};
 /// A list of sockets with hints.
 #[derive(Debug, Serialize)]
 pub struct SocketsReport {
-    /// The command that made it (`who-owns`, `listening`, `inspect`, `timewait`).
+    /// The command that made it (`who-owns`, `listening`, `inspect`, `timewait`); JSON puts
+    /// it first, with `schema_version` ([`Report::command`]).
+    #[serde(skip)]
     pub command: &'static str,
     /// The port asked about, where one was.
     pub port: Option<u16>,
@@ -146,6 +148,10 @@ impl Rows for SocketsReport {
 impl Report for SocketsReport {
     fn human(&self) -> Vec<Block> {
         Vec::new()
+    }
+
+    fn command(&self) -> Option<&'static str> {
+        Some(self.command)
     }
 
     fn rows(&self) -> Option<&dyn Rows> {
