@@ -41,7 +41,9 @@ pub struct WhoOwnsArgs {
     /// Only sockets of this user (name or uid).
     #[arg(long, value_hint = ValueHint::Username)]
     pub user: Option<String>,
-    /// Stop the processes that hold PORT as a listener or bound socket (never connected clients).
+    /// Stop the processes that hold PORT as a listener or bound socket (never connected
+    /// clients), signalled through a pidfd opened before the prompt; then wait up to 5 s for the
+    /// port. Exit 0 freed, 1 nothing to stop or declined, 3 signalled but still held.
     #[arg(long)]
     pub kill: bool,
     /// Signal to send with --kill: a name (TERM, INT, KILL, HUP, QUIT, USR1, USR2) or a number.
