@@ -10,6 +10,7 @@ pub mod run;
 pub mod sockets_report;
 pub mod sockopt;
 pub mod timewait;
+pub mod wait_listen;
 pub mod who_owns;
 
 use crate::cli::{Cli, Command};
@@ -47,6 +48,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         },
         Command::Explain(a) => explain::run(&a, format),
         Command::WaitFree(a) => explain::wait_free(&a, format),
+        Command::WaitListen(a) => wait_listen::run(&a, format),
         Command::FreePort(a) => explain::free_port(&a, format),
         Command::Sockopt(a) => sockopt::run(&a, format),
         Command::Run(a) => run::run(a, format),
