@@ -2,6 +2,7 @@
 
 pub mod explain;
 pub mod filters;
+pub mod free_port;
 pub mod generate;
 pub mod inspect;
 pub mod kill;
@@ -10,6 +11,7 @@ pub mod run;
 pub mod sockets_report;
 pub mod sockopt;
 pub mod timewait;
+pub mod wait_free;
 pub mod wait_listen;
 pub mod who_owns;
 
@@ -47,9 +49,9 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             timewait::Timewait::All(r) => emit_found(&r, format, !r.sockets.is_empty()),
         },
         Command::Explain(a) => explain::run(&a, format),
-        Command::WaitFree(a) => explain::wait_free(&a, format),
+        Command::WaitFree(a) => wait_free::run(&a, format),
         Command::WaitListen(a) => wait_listen::run(&a, format),
-        Command::FreePort(a) => explain::free_port(&a, format),
+        Command::FreePort(a) => free_port::run(&a, format),
         Command::Sockopt(a) => sockopt::run(&a, format),
         Command::Run(a) => run::run(a, format),
         Command::Completions(a) => generate::completions(a.shell),
