@@ -2,7 +2,7 @@
 
 use clap::{Args, ValueHint};
 
-use super::port::{PortSpec, one_port, parse_port_spec};
+use super::port::{PortSpec, bind_port, one_port, parse_port_spec};
 use super::wait::seconds;
 
 /// The bind options of the program that fails, shared by explain and wait-free.
@@ -31,8 +31,9 @@ pub struct BindOptArgs {
 /// `netkit explain PORT`.
 #[derive(Debug, Args)]
 pub struct ExplainArgs {
-    /// The port that fails to bind (6000, :6000 or a service name such as http).
-    #[arg(required_unless_present = "error", value_hint = ValueHint::Other, value_parser = one_port)]
+    /// The port that fails to bind (6000, :6000 or a service name such as http; 0 asks whether
+    /// the kernel can pick an ephemeral port, as bind() to port 0 does).
+    #[arg(required_unless_present = "error", value_hint = ValueHint::Other, value_parser = bind_port)]
     pub port: Option<u16>,
     #[command(flatten)]
     pub bind: BindOptArgs,
@@ -100,4 +101,15 @@ pub struct SockoptArgs {
     /// Only sockets with this local port (6000, :6000 or a service name).
     #[arg(long, value_parser = one_port)]
     pub port: Option<u16>,
+    /// Every TCP socket of the process (with --set).
+    #[arg(long, conflicts_with_all = ["fd", "port"], requires = "set")]
+    pub all: bool,
+    /// Change an option on the live socket: keepalive=on|off, keepidle=S, keepintvl=S,
+    /// keepcnt=N, sndbuf=BYTES, rcvbuf=BYTES, nodelay=on|off, user-timeout=MS, linger=off|S
+    /// (repeatable; needs --fd, --port or --all).
+    #[arg(long, value_name = "NAME=VALUE")]
+    pub set: Vec<String>,
+    /// With --set: show what would change, change nothing.
+    #[arg(long, requires = "set")]
+    pub dry_run: bool,
 }
