@@ -108,17 +108,40 @@ fn bash_users(script: &str, flags: &[String]) -> String {
     out
 }
 
-/// Renders every man page (netkit.1, netkit-who-owns.1, netkit-run-server.1, ...) in memory:
-/// (file name, contents).
+/// Renders every man page (netkit.1, netkit-who-owns.1, netkit-run-server.1, ...,
+/// netkit-bind-rules.7) in memory: (file name, contents).
 ///
 /// # Errors
 /// When clap_mangen fails to render.
 pub fn man_pages() -> anyhow::Result<Vec<(String, Vec<u8>)>> {
     let mut out = Vec::new();
-    let mut cmd = Cli::command();
+    // No `help` subcommand in the pages: it would list a netkit-help(1) that is not shipped.
+    let mut cmd = without_help_subcommand(Cli::command());
     cmd.build();
     render(&cmd, "netkit", &mut out)?;
+    out.push((
+        "netkit-bind-rules.7".to_string(),
+        super::manual::markdown_to_man(
+            super::manual::BIND_RULES_MD,
+            "netkit-bind-rules",
+            "7",
+            "the Linux port-reuse rules netkit measured and cites",
+        )
+        .into_bytes(),
+    ));
     Ok(out)
+}
+
+fn without_help_subcommand(cmd: clap::Command) -> clap::Command {
+    let names: Vec<String> = cmd
+        .get_subcommands()
+        .map(|s| s.get_name().to_string())
+        .collect();
+    let mut cmd = cmd.disable_help_subcommand(true);
+    for n in names {
+        cmd = cmd.mut_subcommand(n, without_help_subcommand);
+    }
+    cmd
 }
 
 fn render(cmd: &clap::Command, name: &str, out: &mut Vec<(String, Vec<u8>)>) -> anyhow::Result<()> {
@@ -129,11 +152,9 @@ fn render(cmd: &clap::Command, name: &str, out: &mut Vec<(String, Vec<u8>)>) -> 
     clap_mangen::Man::new(cmd.clone().name(name.to_string()))
         .render(&mut buf)
         .with_context(|| format!("rendering the man page of {name}"))?;
+    buf.extend_from_slice(super::manual::extra_sections(name).as_bytes());
     out.push((format!("{name}.1"), buf));
     for sub in cmd.get_subcommands() {
-        if sub.get_name() == "help" {
-            continue;
-        }
         render(sub, &format!("{name}-{}", sub.get_name()), out)?;
     }
     Ok(())

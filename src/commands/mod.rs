@@ -9,6 +9,7 @@ pub mod generate;
 pub mod inspect;
 pub mod kill;
 pub mod listening;
+pub mod manual;
 pub mod run;
 pub mod sockets_report;
 pub mod sockopt;
