@@ -78,7 +78,7 @@ pub fn markdown_to_man(md: &str, name: &str, section: &str, title: &str) -> Stri
             continue;
         }
         if in_code {
-            out.push_str(&esc(line).replace("\\&", "\\&"));
+            out.push_str(&esc(line));
             out.push('\n');
             continue;
         }
