@@ -174,3 +174,50 @@ fn bad_state_lists_the_choices_in_one_line() {
     );
     assert!(err.lines().count() <= 2, "{err}");
 }
+
+#[test]
+fn a_connection_in_the_accept_queue_names_its_listener_not_a_question_mark() {
+    // Connected, never accepted: the server side has no file (inode 0) until accept().
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let cport = c.local_addr().unwrap().port();
+    let me = std::process::id();
+    let want = format!("(accept queue of PID {me})");
+    for args in [
+        vec!["who-owns".to_string(), port.to_string()],
+        vec!["inspect".to_string(), "--port".into(), port.to_string()],
+        vec![
+            "inspect".to_string(),
+            "--state".into(),
+            "established".into(),
+            "--port".into(),
+            port.to_string(),
+        ],
+    ] {
+        let out = Command::cargo_bin("netkit")
+            .unwrap()
+            .args(&args)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let row = text
+            .lines()
+            .find(|r| {
+                r.contains("ESTABLISHED")
+                    && r.contains(&format!("127.0.0.1:{cport}"))
+                    && r.contains(&format!("127.0.0.1:{port} "))
+            })
+            .unwrap_or_else(|| panic!("{args:?}: no server-side row in\n{text}"));
+        assert!(row.contains(&want), "{args:?}: {row}");
+    }
+    // Once accepted, the row has its real owner.
+    let (_s, _) = l.accept().unwrap();
+    let out = Command::cargo_bin("netkit")
+        .unwrap()
+        .args(["who-owns", &port.to_string()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("accept queue"), "{text}");
+}

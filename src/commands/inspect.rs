@@ -14,7 +14,9 @@ use anyhow::Context;
 use serde::ser::{SerializeSeq, SerializeStruct};
 use serde::{Serialize, Serializer};
 
-use super::filters::{apply_ports, apply_proto, check_pid, keep, port_matches, user_filter};
+use super::filters::{
+    apply_ports, apply_proto, awaits_accept, check_pid, keep, port_matches, user_filter,
+};
 use super::sockets_report::{cells, cells_into, header, with_empty_note};
 use crate::cli::inventory::InspectArgs;
 use crate::cli::state::StateFilter;
@@ -102,7 +104,7 @@ impl InspectReport {
         if let Some(uid) = s.uid {
             s.user = self.users.get(&uid).cloned();
         }
-        if s.is_ownerless() {
+        if s.is_ownerless() || awaits_accept(&s) {
             s.listener = self
                 .by_port
                 .get(&(s.proto, s.local_port))
@@ -208,11 +210,18 @@ pub fn report(args: &InspectArgs) -> anyhow::Result<InspectReport> {
             .copied()
             .filter(|s| *s != SockState::Unconn)
             .collect();
-        // The listener column of kernel-held rows needs the listeners too.
-        if st
-            .iter()
-            .any(|s| matches!(s, SockState::TimeWait | SockState::FinWait2))
-            && !q.tcp_states.contains(&SockState::Listen)
+        // The listener column of kernel-held rows (and of connections waiting in an accept
+        // queue) needs the listeners too.
+        if st.iter().any(|s| {
+            matches!(
+                s,
+                SockState::TimeWait
+                    | SockState::FinWait2
+                    | SockState::Established
+                    | SockState::CloseWait
+                    | SockState::SynRecv
+            )
+        }) && !q.tcp_states.contains(&SockState::Listen)
         {
             q.tcp_states.push(SockState::Listen);
         }

@@ -2,7 +2,9 @@
 
 use anyhow::Context;
 
-use super::filters::{apply_proto, check_pid, keep, snapshot_ports, user_filter};
+use super::filters::{
+    apply_proto, check_pid, keep, link_accept_queue, snapshot_ports, user_filter,
+};
 use super::sockets_report::SocketsReport;
 use crate::cli::inventory::WhoOwnsArgs;
 use crate::cli::port::PortSet;
@@ -30,6 +32,7 @@ pub fn report(args: &WhoOwnsArgs) -> anyhow::Result<SocketsReport> {
     };
     let mut sockets = snap.sockets;
     inspect::link_listeners(&mut sockets);
+    link_accept_queue(&mut sockets);
     sockets.retain(|s| keep(s, args.pid, uid) && (!args.listening || s.is_binder()));
     let mut notes = snap.notes;
     let kernel_held = sockets.iter().filter(|s| s.is_ownerless()).count();
