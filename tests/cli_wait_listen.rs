@@ -16,10 +16,19 @@ fn netkit(args: &[&str]) -> std::process::Output {
         .expect("run netkit")
 }
 
-/// A port that nothing listens on (bound, read, closed).
-fn closed_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
+/// A TCP socket bound to 127.0.0.1:0 but not listening: connects to its port are refused,
+/// and nobody else can take the port while it lives (tests run in parallel with others).
+fn bound_only() -> (socket2::Socket, u16) {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    s.bind(
+        &"127.0.0.1:0"
+            .parse::<std::net::SocketAddr>()
+            .unwrap()
+            .into(),
+    )
+    .unwrap();
+    let port = s.local_addr().unwrap().as_socket().unwrap().port();
+    (s, port)
 }
 
 #[test]
@@ -38,12 +47,12 @@ fn ready_port_runs_the_command_and_keeps_stdout_for_it() {
 
 #[test]
 fn waits_for_a_listener_that_comes_later() {
-    let p = closed_port();
+    let (sock, p) = bound_only();
     let t = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(400));
-        let l = TcpListener::bind(("127.0.0.1", p)).expect("rebind");
+        sock.listen(16).expect("listen");
         std::thread::sleep(Duration::from_secs(3));
-        drop(l);
+        drop(sock);
     });
     let started = Instant::now();
     let out = netkit(&[
@@ -66,7 +75,7 @@ fn waits_for_a_listener_that_comes_later() {
 fn timeout_is_exit_1_and_the_command_does_not_run() {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let ready = l.local_addr().unwrap().port();
-    let missing = closed_port();
+    let (_hold, missing) = bound_only();
     let spec = format!("{ready},{missing}");
     let out = netkit(&[
         "wait-listen",
@@ -103,7 +112,6 @@ fn timeout_is_exit_1_and_the_command_does_not_run() {
 
 #[test]
 fn errors_are_one_line() {
-    let p = closed_port().to_string();
     for (args, want, code) in [
         (
             vec!["wait-listen", "6000/udp"],
@@ -134,7 +142,6 @@ fn errors_are_one_line() {
         String::from_utf8_lossy(&out.stderr)
             .contains("netkit: cannot run '/nonexistent/netkit-cmd'")
     );
-    let _ = p;
 }
 
 #[test]
@@ -143,7 +150,7 @@ fn progress_is_shown_on_a_terminal() {
         println!("skip: util-linux `script` is not installed");
         return;
     }
-    let p = closed_port();
+    let (_hold, p) = bound_only();
     let bin = env!("CARGO_BIN_EXE_netkit");
     let out = Command::new("script")
         .args([
