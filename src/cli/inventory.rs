@@ -26,8 +26,11 @@ pub struct ProtoFilter {
 /// `netkit who-owns PORT`.
 #[derive(Debug, Args)]
 pub struct WhoOwnsArgs {
-    /// The local port(s): 6000, :6000, 6000/tcp, 127.0.0.1:6000, [::1]:6000, ssh, 6000-6010;
-    /// several as 6000,6001 or as several arguments.
+    /// The local port(s): `6000`, `:6000`, `6000/tcp`, `127.0.0.1:6000`, `[::1]:6000`, `ssh`,
+    /// `6000-6010`; several as `6000,6001` or as several arguments.
+    #[arg(
+        help = "The local port(s): 6000, :6000, 6000/tcp, 127.0.0.1:6000, [::1]:6000, ssh, 6000-6010; several as 6000,6001 or as several arguments"
+    )]
     #[arg(value_name = "PORT", required = true, num_args = 1.., value_delimiter = ',', value_hint = ValueHint::Other, value_parser = parse_port_spec)]
     pub ports: Vec<PortSpec>,
     #[command(flatten)]

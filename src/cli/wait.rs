@@ -14,7 +14,11 @@ Exit status: 0 every port accepts (then CMD replaces netkit and its status is th
 Each check is a TCP connect() that is closed at once: the server sees a connection that
 sends nothing. Progress is shown on stderr when it is a terminal.")]
 pub struct WaitListenArgs {
-    /// Port(s) to wait for: 6000, localhost:6000, [::1]:6000, http, 6000-6002, 6000,6001.
+    /// Port(s) to wait for: `6000`, `localhost:6000`, `[::1]:6000`, `http`, `6000-6002`,
+    /// `6000,6001`.
+    #[arg(
+        help = "Port(s) to wait for: 6000, localhost:6000, [::1]:6000, http, 6000-6002, 6000,6001"
+    )]
     #[arg(value_name = "PORT", required = true, num_args = 1.., value_delimiter = ',', value_hint = ValueHint::Other, value_parser = parse_port_spec)]
     pub ports: Vec<PortSpec>,
     /// Give up after this many seconds (0: check once).
