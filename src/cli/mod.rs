@@ -9,8 +9,11 @@ pub mod port;
 pub mod proxy;
 pub mod run;
 pub mod services;
+pub mod signal;
 pub mod sockopts;
+pub mod state;
 pub mod usage;
+pub mod wait;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -49,6 +52,8 @@ pub enum Command {
     Explain(explain::ExplainArgs),
     /// Wait until PORT can be bound with the given options.
     WaitFree(explain::WaitFreeArgs),
+    /// Wait until something accepts on PORT(s), then run a command.
+    WaitListen(wait::WaitListenArgs),
     /// Print ports that can be bound right now.
     FreePort(explain::FreePortArgs),
     /// Show the socket options of another process's sockets, or change them live (--set).

@@ -10,13 +10,16 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use serde::ser::{SerializeSeq, SerializeStruct};
 use serde::{Serialize, Serializer};
 
-use super::filters::{apply_ports, apply_proto, check_pid, keep, port_matches, user_filter};
+use super::filters::{
+    apply_ports, apply_proto, awaits_accept, check_pid, keep, port_matches, user_filter,
+};
 use super::sockets_report::{cells, cells_into, header, with_empty_note};
 use crate::cli::inventory::InspectArgs;
+use crate::cli::state::StateFilter;
 use crate::inspect::diag::{self, DiagMsg};
 use crate::inspect::{
     self, Family, InspectError, ListenerRef, Owner, OwnerScope, Proto, Query, SockState,
@@ -101,7 +104,7 @@ impl InspectReport {
         if let Some(uid) = s.uid {
             s.user = self.users.get(&uid).cloned();
         }
-        if s.is_ownerless() {
+        if s.is_ownerless() || awaits_accept(&s) {
             s.listener = self
                 .by_port
                 .get(&(s.proto, s.local_port))
@@ -188,33 +191,43 @@ pub fn report(args: &InspectArgs) -> anyhow::Result<InspectReport> {
         q.tcp &= tcp;
         q.udp &= udp;
     }
-    let state = match args.state.as_deref() {
-        None => None,
-        Some(s) => match SockState::parse(s) {
-            Some(st) => Some(st),
-            None => bail!(
-                "unknown state {s:?}: use one of {}",
-                SockState::ALL.map(|s| s.name()).join(", ")
-            ),
-        },
-    };
-    if let Some(st) = state {
-        match st {
-            SockState::Unconn => q.tcp = false,
-            SockState::Established => q.tcp_states = vec![st],
-            // The listener column of kernel-held rows needs the listeners too.
-            SockState::TimeWait | SockState::FinWait2 => {
-                q.udp = false;
-                q.tcp_states = vec![st, SockState::Listen];
-            }
-            _ => {
-                q.udp = false;
-                q.tcp_states = vec![st];
-            }
+    // --state: the union of the values; -l: the sockets that hold ports for servers.
+    let mut filters = args.state.clone();
+    if args.listening {
+        filters.extend([
+            StateFilter::Listening,
+            StateFilter::Bound,
+            StateFilter::Unconn,
+        ]);
+    }
+    let states = (!filters.is_empty()).then(|| StateFilter::union(&filters));
+    if let Some(st) = &states {
+        // UDP sockets are UNCONN or (connected) ESTABLISHED; every other state is TCP's.
+        q.udp &= st.contains(&SockState::Unconn) || st.contains(&SockState::Established);
+        q.tcp &= st.iter().any(|s| *s != SockState::Unconn);
+        q.tcp_states = st
+            .iter()
+            .copied()
+            .filter(|s| *s != SockState::Unconn)
+            .collect();
+        // The listener column of kernel-held rows (and of connections waiting in an accept
+        // queue) needs the listeners too.
+        if st.iter().any(|s| {
+            matches!(
+                s,
+                SockState::TimeWait
+                    | SockState::FinWait2
+                    | SockState::Established
+                    | SockState::CloseWait
+                    | SockState::SynRecv
+            )
+        }) && !q.tcp_states.contains(&SockState::Listen)
+        {
+            q.tcp_states.push(SockState::Listen);
         }
     }
     let wanted = |s: &SocketEntry| {
-        state.is_none_or(|st| s.state == st)
+        states.as_ref().is_none_or(|st| st.contains(&s.state))
             && port_matches(&ports, s)
             && (remote.is_empty()
                 || matches!((s.remote_addr, s.remote_port), (Some(a), Some(p)) if remote.matches(s.proto, a, false, p)))

@@ -4,14 +4,18 @@ pub mod audit;
 pub mod explain;
 pub mod exporter;
 pub mod filters;
+pub mod free_port;
 pub mod generate;
 pub mod inspect;
 pub mod kill;
 pub mod listening;
+pub mod manual;
 pub mod run;
 pub mod sockets_report;
 pub mod sockopt;
 pub mod timewait;
+pub mod wait_free;
+pub mod wait_listen;
 pub mod who_owns;
 
 use crate::cli::{Cli, Command};
@@ -48,8 +52,9 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             timewait::Timewait::All(r) => emit_found(&r, format, !r.sockets.is_empty()),
         },
         Command::Explain(a) => explain::run(&a, format),
-        Command::WaitFree(a) => explain::wait_free(&a, format),
-        Command::FreePort(a) => explain::free_port(&a, format),
+        Command::WaitFree(a) => wait_free::run(&a, format),
+        Command::WaitListen(a) => wait_listen::run(&a, format),
+        Command::FreePort(a) => free_port::run(&a, format),
         Command::Sockopt(a) => sockopt::run(&a, format),
         Command::Audit(a) => audit::run(&a, format),
         Command::Run(a) => run::run(a, format),

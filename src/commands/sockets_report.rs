@@ -24,7 +24,8 @@ pub struct SocketsReport {
 }
 
 /// The owner cell: `1234/python3,1240/python3`, `kernel (no owner)` for TIME_WAIT and orphans
-/// with the port's listener, `?` when the owner could not be seen.
+/// with the port's listener, `(accept queue of PID N)` for a connection no process accepted
+/// yet, `?` when the owner could not be seen.
 pub fn owner_cell(s: &SocketEntry) -> String {
     let mut out = String::new();
     write_owner_cell(s, &mut out);
@@ -53,7 +54,15 @@ fn write_owner_cell(s: &SocketEntry, out: &mut String) {
         return;
     }
     if s.owners.is_empty() {
-        out.push('?');
+        match (&s.listener, super::filters::awaits_accept(s)) {
+            (Some(l), true) => match l.pid {
+                Some(p) => {
+                    let _ = write!(out, "(accept queue of PID {p})");
+                }
+                None => out.push_str("(accept queue of a listener)"),
+            },
+            _ => out.push('?'),
+        }
         return;
     }
     for (i, o) in s.owners.iter().enumerate() {

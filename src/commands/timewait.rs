@@ -66,6 +66,10 @@ impl TimewaitReport {
 
 impl Report for TimewaitReport {
     fn human(&self) -> Vec<Block> {
+        // Nothing found: the hint on stderr says so, as in every other command.
+        if self.total == 0 {
+            return Vec::new();
+        }
         let rows: Vec<Vec<String>> = self
             .ports
             .iter()
@@ -226,6 +230,12 @@ pub fn report(args: &TimewaitArgs) -> anyhow::Result<Timewait> {
             .then(a.local_port.cmp(&b.local_port))
             .then(a.local_addr.cmp(&b.local_addr))
     });
+    if total == 0 {
+        notes.push(match args.port {
+            Some(p) => format!("no TIME_WAIT socket on local port {p}"),
+            None => "no TIME_WAIT sockets".to_string(),
+        });
+    }
     if total > 0 {
         notes.push(
             "TIME_WAIT lasts 60 s and belongs to no process; a new bind() on the port passes only if the old socket and the new one both set SO_REUSEADDR (`netkit explain PORT`)"

@@ -2,7 +2,9 @@
 
 use anyhow::Context;
 
-use super::filters::{apply_proto, snapshot_ports};
+use super::filters::{
+    apply_proto, check_pid, keep, link_accept_queue, snapshot_ports, user_filter,
+};
 use super::sockets_report::SocketsReport;
 use crate::cli::inventory::WhoOwnsArgs;
 use crate::cli::port::PortSet;
@@ -14,6 +16,8 @@ use crate::inspect::{self, OwnerScope, Query, SockState};
 /// When the socket table cannot be read.
 pub fn report(args: &WhoOwnsArgs) -> anyhow::Result<SocketsReport> {
     let ports = args.port_set();
+    let uid = user_filter(args.user.as_deref())?;
+    check_pid(args.pid)?;
     let mut q = Query {
         owners: OwnerScope::All,
         ..Query::default()
@@ -28,6 +32,8 @@ pub fn report(args: &WhoOwnsArgs) -> anyhow::Result<SocketsReport> {
     };
     let mut sockets = snap.sockets;
     inspect::link_listeners(&mut sockets);
+    link_accept_queue(&mut sockets);
+    sockets.retain(|s| keep(s, args.pid, uid) && (!args.listening || s.is_binder()));
     let mut notes = snap.notes;
     let kernel_held = sockets.iter().filter(|s| s.is_ownerless()).count();
     if kernel_held > 0 {
