@@ -42,6 +42,8 @@ pub struct ExplainArgs {
     /// Decode an error message pasted from Python, Node, Go, Java, Rust, C or Windows.
     #[arg(long, value_name = "TEXT")]
     pub error: Option<String>,
+    #[command(flatten)]
+    pub ns: super::netns::OneNetnsArgs,
 }
 
 /// `netkit wait-free PORT`.
@@ -55,6 +57,8 @@ pub struct WaitFreeArgs {
     pub timeout: f64,
     #[command(flatten)]
     pub bind: BindOptArgs,
+    #[command(flatten)]
+    pub ns: super::netns::OneNetnsArgs,
 }
 
 /// `netkit free-port`.
@@ -69,6 +73,8 @@ pub struct FreePortArgs {
     /// UDP instead of TCP.
     #[arg(long)]
     pub udp: bool,
+    #[command(flatten)]
+    pub ns: super::netns::OneNetnsArgs,
 }
 
 /// `netkit sockopt PID`.

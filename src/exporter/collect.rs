@@ -16,7 +16,6 @@ use crate::inspect::{
     self, Family, InspectError, Owner, Proto, Query, SockState, diag, procfd, sysctl, users,
 };
 
-
 /// What to collect and how far to go per label.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -611,11 +610,7 @@ mod tests {
                 .map(|&i| {
                     (
                         i,
-                        Arc::new(Owner {
-                            pid: 4242,
-                            command: "app".into(),
-                            cmdline: "app --serve".into(),
-                        }),
+                        Arc::new(Owner::new(4242, "app".into(), "app --serve".into())),
                     )
                 })
                 .collect();
