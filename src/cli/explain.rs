@@ -50,6 +50,8 @@ pub struct ExplainArgs {
     /// Seconds each trial connect may take (--connect).
     #[arg(long, default_value_t = 3.0, requires = "connect")]
     pub timeout: f64,
+    #[command(flatten)]
+    pub ns: super::netns::OneNetnsArgs,
 }
 
 /// `netkit wait-free PORT...`.
@@ -68,6 +70,8 @@ pub struct WaitFreeArgs {
     pub timeout: f64,
     #[command(flatten)]
     pub bind: BindOptArgs,
+    #[command(flatten)]
+    pub ns: super::netns::OneNetnsArgs,
 }
 
 /// `netkit free-port`.
@@ -95,6 +99,8 @@ pub struct FreePortArgs {
     /// Never print these ports (6000, 6000-6010, http; a list or repeated).
     #[arg(long, value_name = "PORT", value_delimiter = ',', value_hint = ValueHint::Other, value_parser = parse_port_spec)]
     pub exclude: Vec<PortSpec>,
+    #[command(flatten)]
+    pub ns: super::netns::OneNetnsArgs,
 }
 
 /// `netkit sockopt PID`.

@@ -55,6 +55,12 @@ pub struct WhoOwnsArgs {
     /// Do not ask before --kill.
     #[arg(long, short = 'y', requires = "kill")]
     pub yes: bool,
+    #[command(flatten)]
+    pub ns: super::netns::NetnsArgs,
+    /// Only this network namespace: when nothing holds the port here, do not look into the
+    /// other namespaces (containers) before saying so.
+    #[arg(long, conflicts_with_all = ["netns", "all_netns"])]
+    pub here: bool,
 }
 
 /// `netkit listening`.
@@ -71,6 +77,8 @@ pub struct ListeningArgs {
     /// Only sockets of this user (name or uid).
     #[arg(long, value_hint = ValueHint::Username)]
     pub user: Option<String>,
+    #[command(flatten)]
+    pub ns: super::netns::NetnsArgs,
 }
 
 /// `netkit timewait`.
@@ -85,6 +93,8 @@ pub struct TimewaitArgs {
     /// Summary rows to print, most entries first (0 = all; --json always has all).
     #[arg(long, default_value_t = 25)]
     pub limit: usize,
+    #[command(flatten)]
+    pub ns: super::netns::OneNetnsArgs,
 }
 
 /// `netkit inspect`.
@@ -119,6 +129,8 @@ pub struct InspectArgs {
     /// Only sockets of this user (name or uid).
     #[arg(long, value_hint = ValueHint::Username)]
     pub user: Option<String>,
+    #[command(flatten)]
+    pub ns: super::netns::NetnsArgs,
 }
 
 impl WhoOwnsArgs {

@@ -5,6 +5,7 @@ pub mod explain;
 pub mod exporter;
 pub mod inventory;
 pub mod load;
+pub mod netns;
 pub mod port;
 pub mod proxy;
 pub mod run;
@@ -71,6 +72,24 @@ pub enum Command {
     /// Write the man pages into a directory (used to refresh man/).
     #[command(hide = true)]
     GenerateMan(GenerateManArgs),
+}
+
+impl Command {
+    /// The one namespace the command should run in (`--netns`), if it was given. The whole
+    /// command then runs on a thread that entered it; `--all-netns` is handled by the
+    /// commands themselves.
+    pub fn netns_spec(&self) -> Option<&crate::inspect::netns::NetnsSpec> {
+        match self {
+            Command::WhoOwns(a) => a.ns.netns.as_ref(),
+            Command::Listening(a) => a.ns.netns.as_ref(),
+            Command::Inspect(a) => a.ns.netns.as_ref(),
+            Command::Timewait(a) => a.ns.netns.as_ref(),
+            Command::Explain(a) => a.ns.netns.as_ref(),
+            Command::WaitFree(a) => a.ns.netns.as_ref(),
+            Command::FreePort(a) => a.ns.netns.as_ref(),
+            _ => None,
+        }
+    }
 }
 
 /// `netkit completions SHELL`.

@@ -154,3 +154,51 @@ pub fn link_accept_queue(sockets: &mut [SocketEntry]) {
         sockets[i].listener = Some(Box::new(r));
     }
 }
+
+/// [`snapshot_ports`] over the namespaces of `scope` ([`inspect::multi`]): each row carries its
+/// namespace (`SocketEntry::netns`), owners come from one walk, and the hints say which
+/// namespaces could not be entered. `Scope::Here` is exactly [`snapshot_ports`] (an empty
+/// `ports` means every port).
+///
+/// # Errors
+/// When this namespace's socket table cannot be read, or a named namespace does not exist.
+pub fn snapshot_scoped(
+    q: &Query,
+    ports: &PortSet,
+    scope: &inspect::multi::Scope,
+) -> Result<Snapshot, InspectError> {
+    if *scope == inspect::multi::Scope::Here {
+        return if ports.is_empty() {
+            inspect::snapshot(q)
+        } else {
+            snapshot_ports(q, ports)
+        };
+    }
+    let mut q = q.clone();
+    apply_ports(&mut q, ports);
+    let multi = inspect::multi::snapshot(&q, scope)?;
+    let mut sockets = Vec::new();
+    for part in multi.parts {
+        for mut s in part.sockets {
+            if ports.is_empty() || port_matches(ports, &s) {
+                s.netns = Some(part.netns.clone());
+                sockets.push(s);
+            }
+        }
+    }
+    Ok(Snapshot {
+        sockets,
+        notes: multi.notes,
+        elapsed_us: 0,
+    })
+}
+
+/// The scope `--netns`/`--all-netns` ask for (`--netns` itself is handled by running the
+/// whole command inside that namespace, so here it is `Here`).
+pub fn scope_of(ns: &crate::cli::netns::NetnsArgs) -> inspect::multi::Scope {
+    if ns.all_netns {
+        inspect::multi::Scope::All
+    } else {
+        inspect::multi::Scope::Here
+    }
+}

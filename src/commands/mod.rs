@@ -28,6 +28,17 @@ pub use crate::exit::{ERROR, FOUND, NOTHING};
 /// # Errors
 /// Any failure, for `main` to print as one line (exit 2).
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
+    if let Some(spec) = cli.command.netns_spec() {
+        // The whole command (trial sockets, dumps, child processes) runs on a thread that
+        // entered the namespace; this thread never leaves its own (inspect::netns).
+        let path = spec.path();
+        return crate::inspect::netns::run_in(&path, move || run_here(cli))?;
+    }
+    run_here(cli)
+}
+
+/// [`run`] in the namespace this thread is in.
+fn run_here(cli: Cli) -> anyhow::Result<i32> {
     let format = if cli.output.json {
         Format::Json
     } else {

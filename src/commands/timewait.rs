@@ -320,5 +320,6 @@ fn list_all(args: &TimewaitArgs, q: &Query) -> anyhow::Result<Timewait> {
         sockets,
         notes,
         cmdline_column: false,
+        cols: Default::default(),
     }))
 }

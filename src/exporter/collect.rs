@@ -610,11 +610,7 @@ mod tests {
                 .map(|&i| {
                     (
                         i,
-                        Arc::new(Owner {
-                            pid: 4242,
-                            command: "app".into(),
-                            cmdline: "app --serve".into(),
-                        }),
+                        Arc::new(Owner::new(4242, "app".into(), "app --serve".into())),
                     )
                 })
                 .collect();

@@ -239,6 +239,59 @@ pub struct Owner {
     /// threads, a process that exited or hid it).
     #[serde(serialize_with = "empty_as_null")]
     pub cmdline: String,
+    /// The systemd unit it runs in (`nginx.service`), when [`attribute_owners`] looked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+    /// The container it runs in, when [`attribute_owners`] looked and found one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<cgroup::Container>,
+}
+
+impl Owner {
+    /// A process with no unit or container attribution yet.
+    pub fn new(pid: u32, command: String, cmdline: String) -> Owner {
+        Owner {
+            pid,
+            command,
+            cmdline,
+            unit: None,
+            container: None,
+        }
+    }
+
+    /// The `UNIT/CONTAINER` cell: the container's label, else the unit, else `-`.
+    pub fn placement(&self) -> String {
+        match (&self.container, &self.unit) {
+            (Some(c), _) => c.label(),
+            (None, Some(u)) => u.clone(),
+            (None, None) => "-".to_string(),
+        }
+    }
+}
+
+/// Names the systemd unit or container of every owner of `sockets` (one `/proc/PID/cgroup`
+/// read per distinct process, plus the runtime's on-disk state for containers), and, for a
+/// port forwarder such as `docker-proxy`, the container it forwards to when its command line
+/// names the container's address and that address belongs to a namespace netkit can see.
+/// Returns true when any owner has a unit or container.
+pub fn attribute_owners(sockets: &mut [SocketEntry]) -> bool {
+    let mut done: HashMap<u32, Arc<Owner>> = HashMap::new();
+    let mut any = false;
+    for s in sockets.iter_mut() {
+        for o in s.owners.iter_mut() {
+            let new = done.entry(o.pid).or_insert_with(|| {
+                let mut owner = Owner::clone(o);
+                if let Some(a) = cgroup::resolve(o.pid) {
+                    owner.unit = a.unit;
+                    owner.container = a.container;
+                }
+                Arc::new(owner)
+            });
+            any |= new.unit.is_some() || new.container.is_some();
+            *o = new.clone();
+        }
+    }
+    any
 }
 
 /// `""` as `null`: "unknown" in JSON is null, never an empty string.
@@ -286,10 +339,12 @@ impl ListenerRef {
 impl Serialize for ListenerRef {
     fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
-        let owner = self.pid.map(|pid| Owner {
-            pid,
-            command: self.command.clone().unwrap_or_default(),
-            cmdline: self.cmdline.clone().unwrap_or_default(),
+        let owner = self.pid.map(|pid| {
+            Owner::new(
+                pid,
+                self.command.clone().unwrap_or_default(),
+                self.cmdline.clone().unwrap_or_default(),
+            )
         });
         let mut st = ser.serialize_struct("ListenerRef", 4)?;
         st.serialize_field("local_addr", &self.local_addr)?;
@@ -334,6 +389,10 @@ pub struct SocketEntry {
     pub recv_q: u32,
     /// Send queue (backlog for LISTEN).
     pub send_q: u32,
+    /// The network namespace the socket lives in, when the query looked beyond this one
+    /// (`--all-netns`, who-owns' search of other namespaces); `None` means this namespace.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub netns: Option<Arc<netns::Netns>>,
 }
 
 impl SocketEntry {
@@ -580,14 +639,7 @@ pub fn owners_by_inode(
         .iter()
         .map(|&pid| {
             let (command, cmdline) = names.get(&pid).cloned().unwrap_or_default();
-            (
-                pid,
-                Arc::new(Owner {
-                    pid,
-                    command,
-                    cmdline,
-                }),
-            )
+            (pid, Arc::new(Owner::new(pid, command, cmdline)))
         })
         .collect();
     for &inode in want {
@@ -795,6 +847,7 @@ mod tests {
             listener: None,
             recv_q: 0,
             send_q: 0,
+            netns: None,
         }
     }
 
