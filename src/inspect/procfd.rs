@@ -58,6 +58,18 @@ pub fn pids() -> Vec<u32> {
         .collect()
 }
 
+/// The PID this PID namespace gave out last (`/proc/sys/kernel/ns_last_pid`); `u32::MAX`
+/// when unknown (then plain PID order).
+fn last_pid() -> u32 {
+    std::fs::read_to_string("/proc/sys/kernel/ns_last_pid")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(u32::MAX)
+}
+
+/// Fd links read between two checks of the early-stop flag.
+const CHUNK: usize = 64;
+
 /// A process with more fds than this has the links of the rest handed to another thread.
 const SPLIT_AT: usize = 512;
 
@@ -106,6 +118,8 @@ struct Shared<'a> {
 /// What one walker thread found.
 #[derive(Default)]
 struct Found {
+    /// Fd links read (for `NETKIT_TRACE`).
+    links: usize,
     /// (inode, pid, fd).
     pairs: Vec<(u64, u32, u32)>,
     unreadable: usize,
@@ -157,9 +171,34 @@ pub fn owners(want: &HashSet<u64>, reach: Reach) -> Scan {
         procs.retain(|p| p.uid == me);
         unreadable += before - procs.len();
     }
-    procs.sort_by_key(|p| (p.nfds, std::cmp::Reverse(p.pid)));
+    if reach == Reach::First {
+        // One owner per socket, asked for listeners (`timewait` names each port's listener):
+        // oldest processes first. A listener is opened by a server at start-up, servers are
+        // long-lived, and their forked workers are younger than the master that also holds
+        // it; the many small processes a busy machine has (shells, compilers, cron jobs) are
+        // mostly younger. PIDs are handed out cyclically, so age order is the order after
+        // the last PID given out (ns_last_pid): first the PIDs above it (from before the
+        // last wrap), then those up to it. Processes that outlived several wraps sort among
+        // the young: that costs time here, never a wrong answer (the walk still runs to the
+        // end when something is missing).
+        let last = last_pid();
+        procs.sort_by_key(|p| (p.pid <= last, p.pid));
+    } else {
+        procs.sort_by_key(|p| (p.nfds, std::cmp::Reverse(p.pid)));
+    }
     let order: Vec<u32> = procs.iter().map(|p| p.pid).collect();
     let mut found = walk_parallel(&order, want, reach != Reach::All);
+    if super::trace::on() {
+        let seen: HashSet<u64> = found.pairs.iter().map(|p| p.0).collect();
+        super::trace::note(&format!(
+            "owner walk ({reach:?}): {} of {} processes visited, {} fd links read, {} of {} sockets found",
+            found.visited.len(),
+            order.len(),
+            found.links,
+            seen.len(),
+            want.len()
+        ));
+    }
     let mut pairs = std::mem::take(&mut found.pairs);
     unreadable += found.unreadable;
 
@@ -280,6 +319,7 @@ fn walk_parallel(order: &[u32], want: &HashSet<u64>, early: bool) -> Found {
     });
     let mut all = Found::default();
     for mut p in parts {
+        all.links += p.links;
         all.unreadable += p.unreadable;
         all.pairs.append(&mut p.pairs);
         all.visited.append(&mut p.visited);
@@ -310,17 +350,34 @@ fn walk(shared: &Shared<'_>) -> Found {
         } else {
             &fds[..]
         };
-        let before = found.pairs.len();
-        dir.match_links(pid, mine, shared.want, &mut found);
-        note_seen(shared, &found.pairs[before..]);
+        // In chunks, so that a stop raised by a find (here or in another thread) ends the
+        // reading of a large fd table too, not only the walk to the next process.
+        for chunk in mine.chunks(CHUNK) {
+            let before = found.pairs.len();
+            dir.match_links(pid, chunk, shared.want, &mut found);
+            note_seen(shared, &found.pairs[before..]);
+            if shared.early && shared.stop.load(Ordering::Relaxed) {
+                break;
+            }
+        }
     }
     loop {
         let job = shared.overflow.lock().ok().and_then(|mut q| q.pop());
         let Some((pid, rest)) = job else {
             break;
         };
+        if shared.early && shared.stop.load(Ordering::Relaxed) {
+            break;
+        }
         if let Some(dir) = FdDir::open(pid, &mut found) {
-            dir.match_links(pid, &rest, shared.want, &mut found);
+            for chunk in rest.chunks(CHUNK) {
+                let before = found.pairs.len();
+                dir.match_links(pid, chunk, shared.want, &mut found);
+                note_seen(shared, &found.pairs[before..]);
+                if shared.early && shared.stop.load(Ordering::Relaxed) {
+                    break;
+                }
+            }
         }
     }
     found
@@ -386,6 +443,7 @@ impl FdDir {
         // /proc/1/fd can be opened but its links not read, even by root (ptrace access mode
         // check in proc_fd_access_allowed): count such a process once as unreadable.
         let mut denied = false;
+        found.links += fds.len();
         for &fd in fds {
             let n = write_cstr_u32(&mut name, fd);
             // SAFETY: dfd is open, name[..=n] is NUL-terminated, link is a writable buffer of
