@@ -97,7 +97,8 @@ pub fn histogram_lines(buckets: &[ExpiryBucket]) -> Vec<String> {
 /// `timewait` summary.
 #[derive(Debug, Serialize)]
 pub struct TimewaitReport {
-    /// Always `timewait`.
+    /// Always `timewait` (JSON puts it first, [`Report::command`]).
+    #[serde(skip)]
     pub command: &'static str,
     /// The port asked about.
     pub port: Option<u16>,
@@ -182,6 +183,10 @@ impl Report for TimewaitReport {
 
     fn notes(&self) -> Vec<String> {
         self.notes.clone()
+    }
+
+    fn command(&self) -> Option<&'static str> {
+        Some(self.command)
     }
 }
 
