@@ -310,14 +310,35 @@ def population(s):
     }
 
 
+# Listening ports of the TIME_WAIT makers of earlier sizes: their TIME_WAITs must be gone
+# before the next size is measured.
+TW_PORTS = []
+
+
+def our_time_waits():
+    """TIME_WAITs on the ports of earlier sizes' TIME_WAIT makers (other users of this
+    network namespace have their own, which are counted in sockstat but not here)."""
+    if not TW_PORTS:
+        return 0
+    expr = " or ".join(f"sport = :{p}" for p in TW_PORTS)
+    out = subprocess.run(["ss", "-Htan", "state", "time-wait", f"( {expr} )"],
+                         capture_output=True, text=True).stdout
+    return sum(1 for line in out.splitlines() if line.strip())
+
+
 def wait_drained(baseline_tw, slack, timeout):
-    """Waits until the TIME_WAIT count is back to `baseline_tw` (+ slack). Returns the count
-    seen last and whether it drained in time."""
+    """Waits until the TIME_WAITs of earlier sizes are gone (counted on their ports) and the
+    namespace's TIME_WAIT count is back near `baseline_tw` (+ slack; other users' entries
+    may come and go). Returns the count seen last and whether it drained in time."""
     deadline = time.time() + timeout
     announced = False
     while True:
         tw = counts()["time_wait"]
-        if tw <= baseline_tw + slack:
+        ours = our_time_waits()
+        if ours == 0 and tw <= baseline_tw + slack:
+            return tw, True
+        if ours == 0 and time.time() >= deadline:
+            log(f"our TIME_WAITs drained; {tw} others' remain in this namespace (baseline {baseline_tw})")
             return tw, True
         if time.time() >= deadline:
             return tw, False
@@ -351,6 +372,7 @@ def measure_size(nk, s, runs):
 
     t1 = time.time()
     tw_servers, made = make_time_waits(n_tw)
+    TW_PORTS.extend(srv.getsockname()[1] for srv in tw_servers)
     tw_age_start = time.time()
     start = counts()
     load_start = os.getloadavg()
@@ -522,6 +544,17 @@ def main():
         scales = [args.scale if args.scale is not None else 1.0]
     nk = args.netkit
 
+    try:
+        with open(args.previous) as f:
+            previous = json.load(f)
+    except (OSError, ValueError):
+        previous = None
+    # A run started within 60 s of the previous one would measure its TIME_WAITs too.
+    TW_PORTS.extend((previous or {}).get("time_wait_ports", []))
+    tw, ok = wait_drained(counts()["time_wait"], 0, args.drain_timeout)
+    if not ok or our_time_waits():
+        log(f"bench-inspect: the previous run's TIME_WAITs are still there after {args.drain_timeout:.0f}s; refusing to measure")
+        sys.exit(2)
     baseline = counts()["time_wait"]
     log(f"TIME_WAIT before the run: {baseline}")
     sizes = []
@@ -537,11 +570,6 @@ def main():
         cleanup()
     growth = growth_rows(sizes)
     summary(sizes, growth, args.runs, args.markdown)
-    try:
-        with open(args.previous) as f:
-            previous = json.load(f)
-    except (OSError, ValueError):
-        previous = None
     moved = moved_vs(previous, sizes)
     for m in moved:
         print(f"NOTE: {m['command']} at scale {m['scale']:g} moved more than 20% since the previous run "
@@ -559,6 +587,7 @@ def main():
         "sizes": sizes,
         "growth": growth,
         "moved_vs_previous": moved,
+        "time_wait_ports": TW_PORTS,
     }
     text = json.dumps(doc, indent=2)
     if args.json == "-":
