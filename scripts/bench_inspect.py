@@ -343,7 +343,8 @@ def wait_drained(baseline_tw, slack, timeout):
         if time.time() >= deadline:
             return tw, False
         if not announced:
-            log(f"waiting for {tw} TIME_WAIT to drain (baseline {baseline_tw}, up to {timeout:.0f}s)")
+            log(f"waiting for {ours} TIME_WAIT of earlier sizes/runs to drain ({tw} in the namespace, "
+                f"{baseline_tw} at the start; up to {timeout:.0f}s)")
             announced = True
         time.sleep(1)
 
