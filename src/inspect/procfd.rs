@@ -58,13 +58,24 @@ pub fn pids() -> Vec<u32> {
         .collect()
 }
 
-/// The PID this PID namespace gave out last (`/proc/sys/kernel/ns_last_pid`); `u32::MAX`
-/// when unknown (then plain PID order).
-fn last_pid() -> u32 {
-    std::fs::read_to_string("/proc/sys/kernel/ns_last_pid")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(u32::MAX)
+/// When the process started, in clock ticks since boot (`starttime`, field 22 of
+/// `/proc/<pid>/stat`).
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_start_time(&stat)
+}
+
+/// Parses `starttime` out of a `/proc/<pid>/stat` line (fields counted after the last `)`,
+/// as in [`parse_ppid`]).
+///
+/// ```
+/// let line = "42 (a b) c) S 7 42 42 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 123456 1000";
+/// assert_eq!(netkit::inspect::procfd::parse_start_time(line), Some(123456));
+/// ```
+pub fn parse_start_time(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    // After the command: state (3), ppid (4), ... starttime is field 22 overall.
+    rest.split_whitespace().nth(19)?.parse().ok()
 }
 
 /// Fd links read between two checks of the early-stop flag.
@@ -176,13 +187,16 @@ pub fn owners(want: &HashSet<u64>, reach: Reach) -> Scan {
         // oldest processes first. A listener is opened by a server at start-up, servers are
         // long-lived, and their forked workers are younger than the master that also holds
         // it; the many small processes a busy machine has (shells, compilers, cron jobs) are
-        // mostly younger. PIDs are handed out cyclically, so age order is the order after
-        // the last PID given out (ns_last_pid): first the PIDs above it (from before the
-        // last wrap), then those up to it. Processes that outlived several wraps sort among
-        // the young: that costs time here, never a wrong answer (the walk still runs to the
-        // end when something is missing).
-        let last = last_pid();
-        procs.sort_by_key(|p| (p.pid <= last, p.pid));
+        // mostly younger. Age is the start time in /proc/<pid>/stat (PIDs wrap too often
+        // to stand for it: pid_max is 32,768 here); a process whose stat cannot be read
+        // sorts last. Either way this costs time, never a wrong answer (the walk still runs
+        // to the end when something is missing).
+        let mut aged: Vec<(u64, Proc)> = procs
+            .iter()
+            .map(|p| (start_time(p.pid).unwrap_or(u64::MAX), *p))
+            .collect();
+        aged.sort_by_key(|&(t, p)| (t, p.pid));
+        procs = aged.into_iter().map(|(_, p)| p).collect();
     } else {
         procs.sort_by_key(|p| (p.nfds, std::cmp::Reverse(p.pid)));
     }
