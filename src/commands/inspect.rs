@@ -22,8 +22,8 @@ use crate::cli::inventory::InspectArgs;
 use crate::cli::state::StateFilter;
 use crate::inspect::diag::{self, DiagMsg};
 use crate::inspect::{
-    self, Family, InspectError, ListenerRef, Owner, OwnerScope, Proto, Query, SockState,
-    SocketEntry, addrs_overlap, procfd, users,
+    self, Family, InspectError, ListenerRef, OwnerScope, Proto, Query, SockState, SocketEntry,
+    addrs_overlap, procfd, users,
 };
 use crate::output::{Block, Report, Rows};
 
@@ -76,7 +76,7 @@ impl Row {
 pub struct InspectReport {
     port: Option<u16>,
     rows: Vec<Row>,
-    owners: HashMap<u64, Vec<Arc<Owner>>>,
+    owners: inspect::OwnerMap,
     users: HashMap<u32, Arc<str>>,
     /// LISTEN / UNCONN sockets with owners, for the `listener` of kernel-held rows.
     listeners: Vec<SocketEntry>,
@@ -237,6 +237,9 @@ pub fn report(args: &InspectArgs) -> anyhow::Result<InspectReport> {
     // Rows and listeners, straight from the kernel's dump.
     let mut notes = Vec::new();
     let mut listeners: Vec<SocketEntry> = Vec::new();
+    // Listeners as the kernel's compact records until the kernel-held rows are known: only
+    // the listeners of ports with TIME_WAIT / orphan rows are kept (the `listener` column).
+    let mut raw_listeners: Vec<(Proto, DiagMsg)> = Vec::new();
     let mut rows: Vec<Row> = Vec::new();
     let gathered = diag::for_each_job(&q, |proto, acc: &mut Gather, m: &DiagMsg| {
         let e = diag::to_entry(proto, m);
@@ -244,7 +247,7 @@ pub fn report(args: &InspectArgs) -> anyhow::Result<InspectReport> {
             return;
         }
         if matches!(e.state, SockState::Listen | SockState::Unconn) {
-            acc.listeners.push(e.clone());
+            acc.listeners.push((proto, m.clone()));
         }
         if wanted(&e) {
             acc.rows.push(Row::Diag(proto, m.clone()));
@@ -260,7 +263,7 @@ pub fn report(args: &InspectArgs) -> anyhow::Result<InspectReport> {
                 } else {
                     rows.append(&mut p.rows);
                 }
-                listeners.append(&mut p.listeners);
+                raw_listeners.append(&mut p.listeners);
             }
         }
         // Without sock_diag: the /proc/net fallback, as full entries.
@@ -279,6 +282,21 @@ pub fn report(args: &InspectArgs) -> anyhow::Result<InspectReport> {
         Err(e) => return Err(anyhow::Error::new(e).context("reading the socket table")),
     }
 
+    let held_ports: std::collections::HashSet<(Proto, u16)> = rows
+        .iter()
+        .map(Row::bare)
+        .filter(SocketEntry::is_ownerless)
+        .map(|s| (s.proto, s.local_port))
+        .collect();
+    listeners.extend(
+        raw_listeners
+            .into_iter()
+            .filter(|(p, m)| held_ports.contains(&(*p, m.sport)))
+            .map(|(p, m)| diag::to_entry(p, &m)),
+    );
+    listeners.retain(|l| held_ports.contains(&(l.proto, l.local_port)));
+    listeners.shrink_to_fit();
+
     // Owners of every row and of the listeners, from one walk.
     let inodes: Vec<u64> = rows
         .iter()
@@ -290,7 +308,7 @@ pub fn report(args: &InspectArgs) -> anyhow::Result<InspectReport> {
         .filter(|&i| i != 0)
         .collect();
     let want: std::collections::HashSet<u64> = inodes.into_iter().collect();
-    let (owners, unreadable) = inspect::owners_by_inode(&want, procfd::Reach::Shared);
+    let (owners, unreadable) = inspect::owner_map(&want, procfd::Reach::Shared);
     if unreadable > 0 && want.len() > owners.len() {
         notes.push(inspect::unreadable_note(unreadable));
     }
@@ -341,7 +359,7 @@ pub fn report(args: &InspectArgs) -> anyhow::Result<InspectReport> {
 #[derive(Default)]
 struct Gather {
     rows: Vec<Row>,
-    listeners: Vec<SocketEntry>,
+    listeners: Vec<(Proto, DiagMsg)>,
 }
 
 #[cfg(test)]
