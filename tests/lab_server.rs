@@ -276,23 +276,27 @@ fn idle_timeout_closes_silent_clients_in_every_mode() {
 }
 
 #[test]
-fn max_conns_applies_back_pressure_instead_of_refusing() {
+fn max_conns_evicts_the_idlest_connection_for_a_newcomer() {
     for mode in ["threaded", "async"] {
         let (srv, addr) = server(&["--protocol", "zen", "--mode", mode, "--max-conns", "1"]);
         let mut first = connect(addr, Duration::from_secs(5));
         assert_eq!(ask(&mut first, "Beautiful is better than?"), "Ugly.");
-        // The second connection completes its handshake (listen queue) but is not served.
-        let mut second = connect(addr, Duration::from_millis(500));
-        assert_eq!(ask(&mut second, "Simple is better than?"), "", "{mode}");
+        // At the cap, the newcomer takes the slot of the idle first connection at once.
+        let mut second = connect(addr, Duration::from_secs(2));
+        assert_eq!(
+            ask(&mut second, "Simple is better than?"),
+            "Complex.",
+            "{mode}"
+        );
         assert!(
             srv.wait_line(Duration::from_secs(2), |l| l.event == "at_capacity")
                 .is_some()
         );
-        drop(first);
-        second
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
-        assert_eq!(recv_until(&mut second, b'.'), b"Complex.", "{mode}");
+        assert!(read_all(&mut first).is_empty(), "{mode}: first not closed");
+        let l = srv.wait_line(Duration::from_secs(2), |l| {
+            l.event == "closed" && l.reason.as_deref() == Some("evicted")
+        });
+        assert!(l.is_some(), "{mode}: no closed/evicted line");
     }
 }
 

@@ -62,7 +62,14 @@ its first piece, and the connection is logged as an error with the number of byt
 after: send a bare message in one write, or end it with a newline.
 
 Zen protocol: a request ends with '?' (split or pipelined requests are fine); a request cut by \
-the client closing is logged as an error ('received b'...' then socket closed').")]
+the client closing is logged as an error ('received b'...' then socket closed').
+
+Admission (threaded and async modes): at --max-conns connections the one idle longest (least \
+recent byte received) is closed to make room for a newcomer, so clients that connect and send \
+nothing cannot starve the others; one client address holds at most --max-conns-per-client \
+connections (its own idlest gives way); a new connection must complete its first request \
+within --first-request-timeout. single mode keeps the book's design: one connection at a \
+time, so one idle client blocks everyone until --idle-timeout closes it.")]
 pub struct ServerArgs {
     /// Interface to listen on ('' or 0.0.0.0 or :: for all).
     #[arg(default_value = "127.0.0.1")]
@@ -83,6 +90,14 @@ pub struct ServerArgs {
     /// Most connections served at once (threaded, async); more wait in the listen queue.
     #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
     pub max_conns: usize,
+    /// Connections one client address may hold (threaded, async; default: half of
+    /// --max-conns). Another one from that address closes its own idlest connection.
+    #[arg(long, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
+    pub max_conns_per_client: Option<usize>,
+    /// Seconds a new connection has to complete its first request (threaded, async),
+    /// separate from --idle-timeout.
+    #[arg(long, value_name = "S", default_value_t = 5.0, value_parser = seconds)]
+    pub first_request_timeout: f64,
     /// Seconds to let in-flight requests finish after SIGINT/SIGTERM.
     #[arg(long, value_name = "S", default_value_t = 5.0, value_parser = seconds)]
     pub drain: f64,

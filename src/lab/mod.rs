@@ -3,6 +3,7 @@
 //! options to tokio sockets), so its options are set from flags and shown as the kernel
 //! reports them.
 
+pub mod admission;
 pub mod client;
 pub mod diagnose;
 pub mod jsonproto;

@@ -10,8 +10,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{Backoff, End, ServeOpts};
+use super::{Backoff, End, ServeOpts, refused_status};
 use crate::cli::run::Mode;
+use crate::lab::admission::{Admission, Ticket};
 use crate::lab::protocol::Session;
 use crate::lab::status::Status;
 use crate::sockopt;
@@ -62,19 +63,30 @@ pub(super) fn serve(
     // can still close the listener the moment shutdown is asked for.
     let single = opts.mode == Mode::Single;
     let max = if single { 1 } else { opts.max_conns.max(1) };
+    // `threaded` admits through the shared policy (evict the idlest at the cap, per-client
+    // limit, first-request deadline); `single` keeps the book's behaviour on purpose.
+    let adm = (!single).then(|| Admission::new(opts.limits()));
     let mut backoff = Backoff::default();
     let mut at_cap = false;
     while !stop.load(Ordering::SeqCst) {
-        if active.count() >= max {
-            // Back-pressure: stop accepting; clients wait in the listen queue.
-            if !at_cap && !single {
-                opts.log.emit(&Status::AtCapacity { max_conns: max });
-                at_cap = true;
+        match &adm {
+            None if active.count() >= max => {
+                // Back-pressure: stop accepting; clients wait in the listen queue.
+                active.wait(TICK);
+                continue;
             }
-            active.wait(TICK);
-            continue;
+            None => {}
+            Some(adm) => {
+                let full = adm.is_full();
+                if full && !at_cap {
+                    opts.log.emit(&Status::AtCapacity { max_conns: max });
+                }
+                at_cap = full;
+                if !adm.room_blocking(TICK) {
+                    continue;
+                }
+            }
         }
-        at_cap = false;
         if !readable(&listener, TICK)? {
             continue;
         }
@@ -88,6 +100,16 @@ pub(super) fn serve(
             }
         };
         backoff.success(&opts.log);
+        let ticket = match &adm {
+            None => None,
+            Some(adm) => match adm.admit(peer.ip(), stream.as_raw_fd()) {
+                Ok((t, _)) => Some(t),
+                Err(why) => {
+                    opts.log.emit(&refused_status(peer, Some(why)));
+                    continue;
+                }
+            },
+        };
         if let Err(e) = sockopt::apply_to(&stream, &opts.sock, peer) {
             opts.log.emit(&End::Error(e.source).status(peer));
             continue;
@@ -98,7 +120,15 @@ pub(super) fn serve(
         let spawned = std::thread::Builder::new()
             .name(format!("netkit-conn-{peer}"))
             .spawn(move || {
-                let end = connection(stream, peer, &o, &s, &ab);
+                let mut stream = stream;
+                let end = connection(&mut stream, peer, &o, &s, &ab, ticket.as_ref());
+                let end = match &ticket {
+                    Some(t) if t.evicted() => End::Evicted,
+                    _ => end,
+                };
+                // The slot forgets the fd before the socket is closed.
+                drop(ticket);
+                drop(stream);
                 o.log.emit(&end.status(peer));
                 a.add(-1);
             });
@@ -163,16 +193,20 @@ fn readable(l: &TcpListener, d: Duration) -> io::Result<bool> {
 /// One blocking connection, as in the async mode; reads wake every [`TICK`] to check idle
 /// time and shutdown.
 fn connection(
-    mut stream: TcpStream,
+    stream: &mut TcpStream,
     peer: SocketAddr,
     opts: &ServeOpts,
     stop: &AtomicBool,
     abort: &AtomicBool,
+    ticket: Option<&Ticket>,
 ) -> End {
     let _ = peer;
     let mut session = Session::new(opts.protocol);
     let mut buf = vec![0u8; 16 * 1024];
     let mut last = Instant::now();
+    // Until the first reply, the first-request deadline applies (threaded mode).
+    let first_due = ticket.map(|t| t.first_request_due().into_std());
+    let mut answered = false;
     let mut timeout = None;
     if let Err(e) = stream.set_write_timeout(Some(opts.idle_timeout)) {
         return End::Error(e);
@@ -199,6 +233,9 @@ fn connection(
             }
             Ok(n) => {
                 last = Instant::now();
+                if let Some(t) = ticket {
+                    t.touch();
+                }
                 session.feed(&buf[..n])
             }
             Err(e)
@@ -207,7 +244,9 @@ fn connection(
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                 ) =>
             {
-                if last.elapsed() >= opts.idle_timeout {
+                if !answered && first_due.is_some_and(|d| Instant::now() >= d) {
+                    return End::FirstRequest;
+                } else if last.elapsed() >= opts.idle_timeout {
                     return End::Idle;
                 } else {
                     continue;
@@ -216,6 +255,7 @@ fn connection(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return End::Error(e),
         };
+        answered |= !out.reply.is_empty();
         for message in out.received {
             opts.log.emit(&Status::Received { peer, message });
         }
