@@ -32,7 +32,7 @@ pub struct BindOptArgs {
 pub struct ExplainArgs {
     /// The port that fails to bind (6000, :6000 or a service name such as http; 0 asks whether
     /// the kernel can pick an ephemeral port, as bind() to port 0 does).
-    #[arg(required_unless_present = "error", value_parser = bind_port)]
+    #[arg(required_unless_present_any = ["error", "connect"], value_parser = bind_port)]
     pub port: Option<u16>,
     #[command(flatten)]
     pub bind: BindOptArgs,
@@ -42,6 +42,13 @@ pub struct ExplainArgs {
     /// Decode an error message pasted from Python, Node, Go, Java, Rust, C or Windows.
     #[arg(long, value_name = "TEXT")]
     pub error: Option<String>,
+    /// Explain why a connect() to HOST:PORT fails (a real trial connect; exit 0 when it
+    /// connects, 1 when not).
+    #[arg(long, value_name = "HOST:PORT", conflicts_with_all = ["port", "error"])]
+    pub connect: Option<String>,
+    /// Seconds each trial connect may take (--connect).
+    #[arg(long, default_value_t = 3.0, requires = "connect")]
+    pub timeout: f64,
 }
 
 /// `netkit wait-free PORT`.
