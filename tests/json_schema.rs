@@ -11,18 +11,12 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 use support_inv::{Py, PyHolder, free_port, make_time_wait, netkit};
-use support_schema::{schema_path, validate, validate_stdout, vocabulary};
+use support_schema::{schema_path, validate, validate_lines, validate_stdout, vocabulary};
 
 /// Commands in `netkit --help` whose `--json` has no schema yet: each owner removes their
 /// line when adding `docs/schema/<command>.schema.json` (the test fails while a listed
 /// command has a file, so this list only shrinks).
-const NOT_YET: &[&str] = &[
-    "run server",
-    "run client",
-    "run proxy",
-    "run udp-server",
-    "run udp-client",
-];
+const NOT_YET: &[&str] = &["run proxy"];
 
 /// Commands without JSON output at all, and why.
 const NO_JSON: &[(&str, &str)] = &[
@@ -301,6 +295,125 @@ fn the_harness_rejects_what_the_vocabulary_forbids() {
         support_schema::validator("who-owns").is_valid(&one),
         "{one}"
     );
+}
+
+/// Runs `netkit --json ARGS` in the background until it prints a line with `"event":
+/// "listening"`, lets `act` talk to it (given the listening port), then SIGTERMs it and
+/// returns everything it printed.
+fn lab_events(args: &[&str], act: impl FnOnce(u16)) -> Vec<u8> {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_netkit"))
+        .arg("--json")
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut r = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    r.read_line(&mut first).unwrap();
+    let v: Value = serde_json::from_str(&first).unwrap();
+    let port = v["local_port"].as_u64().unwrap() as u16;
+    act(port);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let mut rest = Vec::new();
+    std::io::Read::read_to_end(&mut r, &mut rest).unwrap();
+    let _ = child.wait();
+    let mut all = first.into_bytes();
+    all.extend(rest);
+    all
+}
+
+#[test]
+fn lab_server_and_client_events_validate() {
+    use std::io::{Read, Write};
+    let out = lab_events(
+        &["run", "server", "127.0.0.1", "-p", "0", "--protocol", "zen"],
+        |port| {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            s.write_all(b"Beautiful is better than?").unwrap();
+            let mut b = [0u8; 5];
+            s.read_exact(&mut b).unwrap();
+            s.write_all(b"Simple is").unwrap(); // cut by the close: an error event
+        },
+    );
+    let events = validate_lines("run server", &out);
+    let names: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "listening",
+            "accepted",
+            "closed",
+            "shutting_down",
+            "stopped"
+        ]
+    );
+    assert_eq!(events[2]["reason"], "error");
+
+    let srv = lab_events(&["run", "server", "127.0.0.1", "-p", "0"], |port| {
+        let to = format!("127.0.0.1:{port}");
+        let out = netkit(&[
+            "run", "client", "--direct", "--server", &to, "--count", "2", "--json",
+        ]);
+        assert_eq!(out.status.code(), Some(0));
+        let lines = validate_lines("run client", &out.stdout);
+        assert_eq!(lines.len(), 3, "connected + 2 replies");
+    });
+    validate_lines("run server", &srv);
+}
+
+#[test]
+fn udp_pair_events_validate() {
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let p = port.to_string();
+    let out = lab_events(&["run", "udp-server", "-p", &p], |_| {
+        let c = netkit(&[
+            "run",
+            "udp-client",
+            "-p",
+            "0",
+            "--to",
+            &format!("127.0.0.1:{p}"),
+            "--json",
+        ]);
+        assert_eq!(c.status.code(), Some(0));
+        validate_lines("run udp-client", &c.stdout);
+    });
+    let events = validate_lines("run udp-server", &out);
+    assert!(events.iter().any(|e| e["event"] == "received"));
+}
+
+#[test]
+fn load_report_validates() {
+    let out = lab_events(&["run", "server", "127.0.0.1", "-p", "0"], |port| {
+        let to = format!("127.0.0.1:{port}");
+        let (v, code, _) = json(&[
+            "load",
+            &to,
+            "--protocol",
+            "lab",
+            "--new-conn",
+            "--requests",
+            "20",
+        ]);
+        assert_eq!(code, 0);
+        assert_eq!(v["ok"], 20);
+        let dead = format!("127.0.0.1:{}", free_port());
+        let (v, code, _) = json(&["load", &dead, "--requests", "3"]);
+        assert_eq!(code, 1);
+        assert_eq!(v["latency_ms"], Value::Null);
+    });
+    validate_lines("run server", &out);
 }
 
 #[test]

@@ -423,7 +423,7 @@ fn persistent_client_says_when_the_proxy_closes_after_one_request() {
         ],
         Duration::from_secs(20),
     );
-    assert_eq!(code, Some(1), "{out}{err}");
+    assert_eq!(code, Some(2), "{out}{err}");
     assert!(
         err.contains(
             "the proxy closed the connection after one request; it serves one request per connection"

@@ -7,7 +7,7 @@
 //! `recv(1024)`). With `--persistent` one connection carries newline-terminated requests and
 //! replies that end at a newline (or are a bare `DONE`); a peer that closes the connection
 //! after a reply (the lab's Python proxy serves one request per connection) ends the run with
-//! a message saying so, exit 1. Exit codes: 0 when every reply is `DONE`, 1 when one was a
+//! a message saying so, exit 2. Exit codes: 0 when every reply is `DONE`, 1 when one was a
 //! refusal or an error (or missing), 2 on a local error (bind, connect), which is explained
 //! from the socket inventory ([`super::diagnose`]). Socket errors are reported as such, never
 //! mistaken for a closed stdout.
@@ -224,8 +224,7 @@ pub fn run_cli(a: ClientArgs, format: Format) -> anyhow::Result<i32> {
     let mut peer_closed = false;
     for i in 0..a.count {
         if peer_closed {
-            eprintln!("netkit: {}", closed_after(via, i));
-            return Ok(NOTHING);
+            bail!("{}", closed_after(via, i));
         }
         let message = match &a.message {
             Some(m) => m.clone(),
@@ -265,22 +264,19 @@ pub fn run_cli(a: ClientArgs, format: Format) -> anyhow::Result<i32> {
         // stdout (exit 0, nothing said).
         if let Err(e) = sent {
             if a.persistent && i > 0 && is_peer_gone(&e) {
-                eprintln!("netkit: {}", closed_after(via, i));
-                return Ok(NOTHING);
+                bail!("{}", closed_after(via, i));
             }
             bail!("sending to {target}: {e}");
         }
         let got = match read_reply(stream, timeout, a.persistent) {
             Ok(g) => g,
             Err(e) if a.persistent && i > 0 && is_peer_gone(&e) => {
-                eprintln!("netkit: {}", closed_after(via, i));
-                return Ok(NOTHING);
+                bail!("{}", closed_after(via, i));
             }
             Err(e) => bail!("reading the reply from {target}: {e}"),
         };
         if a.persistent && got.bytes.is_empty() && got.closed && i > 0 {
-            eprintln!("netkit: {}", closed_after(via, i));
-            return Ok(NOTHING);
+            bail!("{}", closed_after(via, i));
         }
         peer_closed = a.persistent && got.closed;
         let raw = got.bytes;

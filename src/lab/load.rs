@@ -131,7 +131,7 @@ impl Shared {
 pub struct Outcome {
     /// Requests answered correctly.
     pub ok: u64,
-    /// Failed requests by kind, in [`ErrorKind::ALL`] order.
+    /// Failed requests by kind: refused, reset, timeout, wrong_reply, other.
     pub errors: [u64; 5],
     /// Requests cut by the end of the run.
     pub unfinished: u64,

@@ -108,7 +108,13 @@ impl Clock {
     }
 }
 
-/// One direction with splice: socket → pipe → socket. Returns bytes moved at EOF.
+/// One direction with splice: socket → pipe → socket. Returns at EOF.
+///
+/// While the pipe holds bytes the destination has not taken yet, more is spliced in from the
+/// source (up to the pipe's size) before waiting, so the two sockets work in parallel instead
+/// of strictly "fill, then drain". Those top-ups are raw syscalls outside tokio's readiness
+/// tracking: an EAGAIN there may mean "pipe full" rather than "socket empty", and must not
+/// clear the source's read readiness (that would wait for an edge that already came).
 async fn pump_splice(
     src: &TcpStream,
     dst: &TcpStream,
@@ -116,35 +122,49 @@ async fn pump_splice(
     pipe: Pipe,
     total: &AtomicU64,
 ) -> io::Result<()> {
+    let mut held = 0usize;
+    let mut eof = false;
     loop {
-        // The pipe is empty here, so EAGAIN from socket → pipe means "socket not readable".
-        let n = loop {
+        if held == 0 {
+            if eof {
+                shutdown_write(dst);
+                return Ok(());
+            }
+            // The pipe is empty here, so EAGAIN from socket → pipe means "socket not readable".
             src.readable().await?;
             match src.try_io(Interest::READABLE, || {
                 splice(src.as_raw_fd(), pipe.w.as_raw_fd(), pipe.cap)
             }) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Err(e),
-            }
-        };
-        if n == 0 {
-            shutdown_write(dst);
-            return Ok(());
-        }
-        clock.touch();
-        let mut left = n;
-        while left > 0 {
-            dst.writable().await?;
-            match dst.try_io(Interest::WRITABLE, || {
-                splice(pipe.r.as_raw_fd(), dst.as_raw_fd(), left)
-            }) {
-                Ok(m) => {
-                    left -= m;
-                    total.fetch_add(m as u64, Ordering::Relaxed);
+                Ok(0) => eof = true,
+                Ok(n) => {
+                    held = n;
                     clock.touch();
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+            continue;
+        }
+        dst.writable().await?;
+        match dst.try_io(Interest::WRITABLE, || {
+            splice(pipe.r.as_raw_fd(), dst.as_raw_fd(), held)
+        }) {
+            Ok(m) => {
+                held -= m;
+                total.fetch_add(m as u64, Ordering::Relaxed);
+                clock.touch();
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+        if !eof && held > 0 && held < pipe.cap {
+            match splice(src.as_raw_fd(), pipe.w.as_raw_fd(), pipe.cap - held) {
+                Ok(0) => eof = true,
+                Ok(n) => {
+                    held += n;
+                    clock.touch();
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return Err(e),
             }
         }

@@ -388,6 +388,12 @@ async fn exchange(
                 if reply.len() > cap {
                     return Err(format!("server reply is over {cap} bytes (--max-message)"));
                 }
+                // A zen question (ends with `?`) is answered by a sentence ending with `.`,
+                // and the book's server keeps the connection open for the next question:
+                // the protocol says the reply is whole, so no quiet wait.
+                if message.trim_ascii_end().ends_with(b"?") && reply.ends_with(b".") {
+                    break;
+                }
             }
             // A reset after the reply (the server closed without reading everything) still
             // leaves a reply to relay.
