@@ -3,9 +3,12 @@
 pub mod explain;
 pub mod exporter;
 pub mod inventory;
+pub mod port;
 pub mod proxy;
 pub mod run;
+pub mod services;
 pub mod sockopts;
+pub mod usage;
 
 use clap::{Args, Parser, Subcommand};
 

@@ -13,17 +13,10 @@ pub mod sockopt;
 pub mod timewait;
 pub mod who_owns;
 
-use std::io;
-
 use crate::cli::{Cli, Command};
 use crate::output::{self, Format, Report};
 
-/// Exit code: found / ok.
-pub const FOUND: i32 = 0;
-/// Exit code: nothing to report.
-pub const NOTHING: i32 = 1;
-/// Exit code: error.
-pub const ERROR: i32 = 2;
+pub use crate::exit::{ERROR, FOUND, NOTHING};
 
 /// Runs the command and returns the exit code.
 ///
@@ -69,6 +62,6 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
 /// # Errors
 /// I/O errors (a broken pipe is handled by `main`).
 pub fn emit_found<R: Report>(r: &R, format: Format, found: bool) -> anyhow::Result<i32> {
-    output::emit(r, format, io::stdout().lock(), io::stderr().lock())?;
+    output::emit(r, format, output::stdout(), output::stderr())?;
     Ok(if found { FOUND } else { NOTHING })
 }

@@ -20,7 +20,7 @@ use anyhow::{Context, bail};
 use super::diagnose;
 use super::status::{Status, StatusLog};
 use crate::cli::run::ClientArgs;
-use crate::commands::{FOUND, NOTHING};
+use crate::exit::{FOUND, NOTHING};
 use crate::output::Format;
 use crate::sockopt::{self, SockOpts};
 
@@ -198,7 +198,11 @@ pub fn run_cli(a: ClientArgs, format: Format) -> anyhow::Result<i32> {
             None => {
                 let w = random_word();
                 if format == Format::Table {
-                    println!("Random 4 letter string: {w}");
+                    // println! would panic on a closed stdout (`| head -c1`); the run goes on.
+                    let _ = std::io::Write::write_fmt(
+                        &mut std::io::stdout(),
+                        format_args!("Random 4 letter string: {w}\n"),
+                    );
                 }
                 w
             }

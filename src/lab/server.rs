@@ -453,7 +453,7 @@ pub fn run_cli(a: ServerArgs, format: Format) -> anyhow::Result<i32> {
         serve(listener, opts, sd).await.context("server failed")
     })?;
     rt.shutdown_timeout(Duration::from_millis(100));
-    Ok(crate::commands::FOUND)
+    Ok(crate::exit::FOUND)
 }
 
 #[cfg(test)]

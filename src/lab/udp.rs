@@ -22,7 +22,7 @@ use super::shutdown;
 use super::status::{Status, StatusLog};
 use crate::cli::run::{UdpClientArgs, UdpServerArgs};
 use crate::cli::sockopts::SockOptArgs;
-use crate::commands::{FOUND, NOTHING};
+use crate::exit::{FOUND, NOTHING};
 use crate::inspect::Proto;
 use crate::output::Format;
 use crate::sockopt::{self, SockOpts};
