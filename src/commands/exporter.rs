@@ -12,6 +12,7 @@ use crate::exporter::collect::{self, Options};
 use crate::exporter::metrics::Format;
 use crate::exporter::server::{self, Exporter, ServerConfig};
 use crate::exporter::textfile;
+use crate::output::Format as OutputFormat;
 
 fn options(a: &ExporterArgs) -> Options {
     Options {
@@ -36,8 +37,13 @@ fn exporter(a: &ExporterArgs) -> Arc<Exporter> {
 /// Runs the exporter in the mode the flags ask for; returns the exit code.
 ///
 /// # Errors
-/// Start-up failures (the address cannot be bound, the textfile cannot be written).
-pub fn run(a: &ExporterArgs) -> anyhow::Result<i32> {
+/// Start-up failures (the address cannot be bound, the textfile cannot be written), `--json`.
+pub fn run(a: &ExporterArgs, format: OutputFormat) -> anyhow::Result<i32> {
+    if format == OutputFormat::Json {
+        anyhow::bail!(
+            "the exporter prints the Prometheus text format (or OpenMetrics with --openmetrics), not JSON; drop --json"
+        );
+    }
     let ex = exporter(a);
     if a.once {
         let s = ex.collect_blocking();

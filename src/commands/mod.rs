@@ -51,7 +51,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::FreePort(a) => explain::free_port(&a, format),
         Command::Sockopt(a) => sockopt::run(&a, format),
         Command::Run(a) => run::run(a, format),
-        Command::Exporter(a) => exporter::run(&a),
+        Command::Exporter(a) => exporter::run(&a, format),
         Command::Completions(a) => generate::completions(a.shell),
         Command::GenerateMan(a) => generate::man(&a.dir),
     }
