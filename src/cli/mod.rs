@@ -3,6 +3,7 @@
 pub mod explain;
 pub mod exporter;
 pub mod inventory;
+pub mod load;
 pub mod port;
 pub mod proxy;
 pub mod run;
@@ -55,6 +56,8 @@ pub enum Command {
     Run(run::RunArgs),
     /// Serve socket metrics for Prometheus (/metrics), or print/write them once.
     Exporter(exporter::ExporterArgs),
+    /// Load a lab server or proxy: req/s, latency percentiles, errors by kind (bounded runs).
+    Load(load::LoadArgs),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
     /// Write the man pages into a directory (used to refresh man/).

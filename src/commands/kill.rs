@@ -17,7 +17,7 @@ use super::who_owns::port_words;
 use super::{FOUND, NOTHING, emit_found};
 use crate::cli::inventory::WhoOwnsArgs;
 use crate::cli::port::PortSet;
-use crate::inspect::{OwnerScope, Query, SocketEntry, procfd, users};
+use crate::inspect::{self, OwnerScope, Query, SocketEntry, procfd, users};
 use crate::output::{Block, Format, Report};
 
 /// How long to wait for the port to be let go after the signal.

@@ -52,6 +52,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Sockopt(a) => sockopt::run(&a, format),
         Command::Run(a) => run::run(a, format),
         Command::Exporter(a) => exporter::run(&a, format),
+        Command::Load(a) => crate::lab::load::run_cli(a, format),
         Command::Completions(a) => generate::completions(a.shell),
         Command::GenerateMan(a) => generate::man(&a.dir),
     }
