@@ -29,7 +29,10 @@ const NOT_YET: &[&str] = &[
 /// Commands without JSON output at all, and why.
 const NO_JSON: &[(&str, &str)] = &[
     ("completions", "prints a shell script"),
-    ("exporter", "prints the Prometheus exposition format; --json is refused"),
+    (
+        "exporter",
+        "prints the Prometheus exposition format; --json is refused",
+    ),
     ("help", "clap's help text"),
     ("run help", "clap's help text"),
 ];

@@ -97,7 +97,9 @@ fn serve(a: &ExporterArgs, ex: Arc<Exporter>) -> anyhow::Result<i32> {
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
-        .max_blocking_threads(4)
+        // Collections never overlap (server::Exporter::scrape), so one blocking thread is
+        // enough, and fewer threads keep fewer malloc arenas (steady RSS over many scrapes).
+        .max_blocking_threads(1)
         .enable_all()
         .build()
         .context("starting the runtime")?;
