@@ -32,7 +32,7 @@ pub struct BindOptArgs {
 pub struct ExplainArgs {
     /// The port that fails to bind (6000, :6000 or a service name such as http; 0 asks whether
     /// the kernel can pick an ephemeral port, as bind() to port 0 does).
-    #[arg(required_unless_present = "error", value_parser = bind_port)]
+    #[arg(required_unless_present_any = ["error", "connect"], value_parser = bind_port)]
     pub port: Option<u16>,
     #[command(flatten)]
     pub bind: BindOptArgs,
@@ -42,6 +42,13 @@ pub struct ExplainArgs {
     /// Decode an error message pasted from Python, Node, Go, Java, Rust, C or Windows.
     #[arg(long, value_name = "TEXT")]
     pub error: Option<String>,
+    /// Explain why a connect() to HOST:PORT fails (a real trial connect; exit 0 when it
+    /// connects, 1 when not).
+    #[arg(long, value_name = "HOST:PORT", conflicts_with_all = ["port", "error"])]
+    pub connect: Option<String>,
+    /// Seconds each trial connect may take (--connect).
+    #[arg(long, default_value_t = 3.0, requires = "connect")]
+    pub timeout: f64,
 }
 
 /// `netkit wait-free PORT`.
@@ -82,4 +89,15 @@ pub struct SockoptArgs {
     /// Only sockets with this local port (6000, :6000 or a service name).
     #[arg(long, value_parser = one_port)]
     pub port: Option<u16>,
+    /// Every TCP socket of the process (with --set).
+    #[arg(long, conflicts_with_all = ["fd", "port"], requires = "set")]
+    pub all: bool,
+    /// Change an option on the live socket: keepalive=on|off, keepidle=S, keepintvl=S,
+    /// keepcnt=N, sndbuf=BYTES, rcvbuf=BYTES, nodelay=on|off, user-timeout=MS, linger=off|S
+    /// (repeatable; needs --fd, --port or --all).
+    #[arg(long, value_name = "NAME=VALUE")]
+    pub set: Vec<String>,
+    /// With --set: show what would change, change nothing.
+    #[arg(long, requires = "set")]
+    pub dry_run: bool,
 }

@@ -23,19 +23,32 @@ use crate::sockopt::Applied;
 /// The human form of an engine report (also what `lab::diagnose` prints on stderr).
 fn blocks(r: &ExplainReport) -> Vec<Block> {
     let o = Outcome {
-        ok: r.bindable,
+        ok: r.bindable.or(r.connected).unwrap_or(false),
         stage: r.stage,
         errno: r.errno_code,
     };
-    let mut out = vec![Block::Line(causes::verdict_line(&r.trial, &o))];
+    let head = match (r.mode, r.target_addr) {
+        ("connect", Some(a)) if r.connected == Some(true) => format!(
+            "tcp connect to {}: connected",
+            inspect::fmt_endpoint(a, r.target_port.unwrap_or(r.port))
+        ),
+        ("connect", Some(a)) => format!(
+            "tcp connect to {}: failed: {} at connect()",
+            inspect::fmt_endpoint(a, r.target_port.unwrap_or(r.port)),
+            r.errno.unwrap_or("error")
+        ),
+        _ => causes::verdict_line(&r.trial, &o),
+    };
+    let mut out = vec![Block::Line(head)];
     for c in &r.checks {
         out.push(Block::Line(format!(
             "  check {}: {}",
             c.what,
-            if c.bindable {
-                "bindable".to_string()
-            } else {
-                format!("not bindable ({})", c.errno.unwrap_or("error"))
+            match (c.bindable, r.mode) {
+                (true, "connect") => "connected".to_string(),
+                (true, _) => "bindable".to_string(),
+                (false, "connect") => format!("failed ({})", c.errno.unwrap_or("error")),
+                (false, _) => format!("not bindable ({})", c.errno.unwrap_or("error")),
             }
         )));
     }
@@ -96,6 +109,9 @@ impl Report for ExplainReport {
     fn human(&self) -> Vec<Block> {
         blocks(self)
     }
+    fn command(&self) -> Option<&'static str> {
+        Some("explain")
+    }
     fn notes(&self) -> Vec<String> {
         self.notes.clone()
     }
@@ -116,17 +132,21 @@ pub struct ErrorReport {
 }
 
 impl Report for ErrorReport {
+    fn command(&self) -> Option<&'static str> {
+        Some("explain")
+    }
     fn human(&self) -> Vec<Block> {
         let mut out = Vec::new();
         match &self.decoded {
             None => out.push(Block::Line(
-                "not recognised as a bind/listen error (EADDRINUSE, EACCES, EADDRNOTAVAIL, EINVAL)"
+                "not recognised as a bind/listen/connect error (EADDRINUSE, EACCES, EADDRNOTAVAIL, EINVAL, ECONNREFUSED)"
                     .into(),
             )),
             Some(d) => {
                 out.push(Block::Line(format!(
-                    "{} from {} ({}){}",
+                    "{} at {}() from {} ({}){}",
                     d.errno,
+                    d.side,
                     d.source,
                     d.platform,
                     d.port.map_or(String::new(), |p| format!(", port {p}"))
@@ -218,15 +238,32 @@ pub fn run(a: &ExplainArgs, f: Format) -> anyhow::Result<i32> {
     if let Some(text) = &a.error {
         return run_error(a, text, f);
     }
+    if let Some(target) = &a.connect {
+        let Some((host, port)) = explain::dial::split_host_port(target) else {
+            bail!("--connect wants HOST:PORT ([::1]:8080, localhost:5432), got {target:?}");
+        };
+        if !(a.timeout.is_finite() && a.timeout > 0.0 && a.timeout <= 600.0) {
+            bail!("--timeout must be a number of seconds in (0, 600]");
+        }
+        let req = explain::dial::DialRequest {
+            host,
+            port,
+            timeout: Duration::from_secs_f64(a.timeout),
+        };
+        let r = explain::dial::dial(&req)?;
+        let ok = r.connected == Some(true);
+        emit_found(&r, f, true)?;
+        return Ok(if ok { FOUND } else { NOTHING });
+    }
     let Some(port) = a.port else {
-        bail!("give a PORT or --error TEXT");
+        bail!("give a PORT, --connect HOST:PORT or --error TEXT");
     };
     let req = Request {
         as_user: a.as_user.clone(),
         ..Request::new(trial_opts(&a.bind, port)?)
     };
     let r = explain::port::port(&req)?;
-    let ok = r.bindable;
+    let ok = r.bindable == Some(true);
     emit_found(&r, f, true)?;
     Ok(if ok { FOUND } else { NOTHING })
 }
@@ -237,8 +274,33 @@ fn run_error(a: &ExplainArgs, text: &str, f: Format) -> anyhow::Result<i32> {
     let mut explanation = None;
     if let Some(d) = &decoded {
         let port = a.port.or(d.port);
+        let here = d.platform == "linux" || d.platform == "unknown";
         match port {
-            Some(p) if d.platform == "linux" || d.platform == "unknown" => {
+            Some(p) if here && d.side == "connect" => {
+                // The connect side: dial what the message dialled (a name is dialled as a
+                // name, so `localhost` → ::1 vs 127.0.0.1 shows up).
+                let host = d
+                    .host
+                    .clone()
+                    .or_else(|| d.addr.map(|a| a.to_string()))
+                    .unwrap_or_else(|| "localhost".to_string());
+                if d.host.is_none() && d.addr.is_none() {
+                    notes.push(format!(
+                        "the message names port {p} but no host: the live check dials localhost"
+                    ));
+                }
+                notes.push(format!(
+                    "a connect-side error: the live check is `netkit explain --connect {}`",
+                    if host.contains(':') { format!("[{host}]:{p}") } else { format!("{host}:{p}") }
+                ));
+                let req = explain::dial::DialRequest {
+                    host,
+                    port: p,
+                    timeout: Duration::from_secs(3),
+                };
+                explanation = Some(explain::dial::dial(&req)?);
+            }
+            Some(p) if here => {
                 let mut b = a.bind.clone();
                 if let Some(addr) = d.addr
                     && b.addr == "0.0.0.0"
@@ -260,10 +322,17 @@ fn run_error(a: &ExplainArgs, text: &str, f: Format) -> anyhow::Result<i32> {
                 explanation = Some(explain::port::port(&req)?);
             }
             Some(_) => notes.push(format!(
-                "the message comes from {}, so port {} on this Linux host says nothing about it",
+                "the message comes from {}, so port {} on this Linux host says nothing about it: run netkit's check (or `{}`) on that machine",
                 d.platform,
-                d.port.map_or("?".into(), |p| p.to_string())
+                d.port.map_or("?".into(), |p| p.to_string()),
+                match d.platform {
+                    "windows" => "netstat -ano | findstr :PORT",
+                    _ => "lsof -nP -iTCP:PORT",
+                }
             )),
+            None if d.side == "connect" => notes.push(
+                "the message names no port: run `netkit explain --connect HOST:PORT` with what the program dialled".into(),
+            ),
             None => notes.push(
                 "the message names no port: run `netkit explain PORT` with the program's options for the live answer".into(),
             ),
@@ -277,7 +346,7 @@ fn run_error(a: &ExplainArgs, text: &str, f: Format) -> anyhow::Result<i32> {
     };
     let code = match (&r.decoded, &r.explanation) {
         (None, _) => NOTHING,
-        (Some(_), Some(e)) if !e.bindable => NOTHING,
+        (Some(_), Some(e)) if e.bindable != Some(true) && e.connected != Some(true) => NOTHING,
         _ => FOUND,
     };
     emit_found(&r, f, true)?;
