@@ -115,11 +115,15 @@ def main():
           f"ratio {ra:.2f} (target <= 0.5) {'ok' if ra <= 0.5 else 'MISSED'}")
     ro = statistics.median(once) / statistics.median(ss2)
     print(f"exporter --once (with process start): {spread(once)}; ss -tanp: {spread(ss2)}; ratio {ro:.2f}")
-    first, last = samples[min(samples)], samples[max(samples)]
+    # Steady = no growth over the second half (the first scrapes warm up allocator arenas).
+    keys = sorted(samples)
+    mid = min(keys, key=lambda k: abs(k - args.scrapes // 2))
+    first, half, last = samples[keys[0]], samples[mid], samples[keys[-1]]
+    steady = last <= half * 1.05 + 1024
     print(f"RSS over {args.scrapes} scrapes ({elapsed:.0f} s, scrape median {spread(durations)}): "
           + ", ".join(f"#{k}: {v / 1024:.1f} MiB" for k, v in sorted(samples.items()))
-          + f"; growth #{min(samples)}→#{max(samples)} {(last - first) / 1024:+.1f} MiB "
-          f"({'steady' if last <= first * 1.1 + 1024 else 'GROWING'})")
+          + f"; #{keys[0]}→#{mid} {(half - first) / 1024:+.1f} MiB, #{mid}→#{keys[-1]} "
+          f"{(last - half) / 1024:+.1f} MiB ({'steady' if steady else 'GROWING'})")
     del servers
 
 

@@ -322,6 +322,14 @@ fn once_and_textfile_write_the_same_exposition_kind() {
         1,
         "temporary file left behind"
     );
+    // --json is refused with one line (the exposition format is the output).
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_netkit"))
+        .args(["exporter", "--once", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);
     // An unwritable path: one line, exit 2, no panic.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_netkit"))
         .args(["exporter", "--textfile", "/nonexistent-dir/x.prom"])

@@ -21,6 +21,10 @@ const NOT_YET: &[&str] = &["run proxy"];
 /// Commands without JSON output at all, and why.
 const NO_JSON: &[(&str, &str)] = &[
     ("completions", "prints a shell script"),
+    (
+        "exporter",
+        "prints the Prometheus exposition format; --json is refused",
+    ),
     ("help", "clap's help text"),
     ("run help", "clap's help text"),
 ];

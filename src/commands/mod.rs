@@ -70,7 +70,7 @@ fn run_here(cli: Cli) -> anyhow::Result<i32> {
         Command::Audit(a) => audit::run(&a, format),
         Command::Run(a) => run::run(a, format),
         Command::Load(a) => crate::lab::load::run_cli(a, format),
-        Command::Exporter(a) => exporter::run(&a),
+        Command::Exporter(a) => exporter::run(&a, format),
         Command::Completions(a) => generate::completions(a.shell),
         Command::GenerateMan(a) => generate::man(&a.dir),
     }
