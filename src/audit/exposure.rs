@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use super::{Finding, Flags, Host, Severity, holder, owners};
+use super::{Finding, Flags, Host, Severity, owners, who};
 use crate::inspect::{Family, Proto, SockState, SocketEntry, addrs_overlap};
 
 /// Why a command line looks like a development server, and whether it is a debugger (a
@@ -138,14 +138,12 @@ pub fn shadowed_wildcards(sockets: &[SocketEntry], flags: &Flags, host: &Host) -
                 kind: "shadowed_wildcard",
                 severity: if other_user { Severity::High } else { Severity::Warn },
                 message: format!(
-                    "{} {} ({}, {}) shadows the wildcard {} ({}, {}): {what} to {} go to the specific socket only, whichever bound first (BIND-RULES.md rule {rule}){}",
+                    "{} {} ({}) shadows the wildcard {} ({}): {what} to {} go to the specific socket only, whichever bound first (BIND-RULES.md rule {rule}){}",
                     s.proto,
                     s.local(),
-                    holder(s),
-                    owners(s),
+                    who(s),
                     w.local(),
-                    holder(w),
-                    owners(w),
+                    who(w),
                     s.local(),
                     if other_user {
                         "; the specific socket belongs to another user"

@@ -175,6 +175,16 @@ pub(crate) fn holder(s: &SocketEntry) -> String {
     }
 }
 
+/// "root (uid 0; 1234/python3)": the socket's user and its holders, for messages.
+pub(crate) fn who(s: &SocketEntry) -> String {
+    let h = holder(s);
+    let o = owners(s);
+    match h.strip_suffix(')') {
+        Some(open) => format!("{open}; {o})"),
+        None => format!("{h} ({o})"),
+    }
+}
+
 /// "1234/python3, 99/nginx" or "owner not visible".
 pub(crate) fn owners(s: &SocketEntry) -> String {
     if s.owners.is_empty() {
