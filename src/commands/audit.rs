@@ -30,10 +30,6 @@ pub struct Summary {
 /// What `netkit audit` prints.
 #[derive(Debug, Serialize)]
 pub struct AuditReport {
-    /// Always 1.
-    pub schema_version: u32,
-    /// `audit`.
-    pub command: &'static str,
     /// Sockets examined.
     pub sockets_examined: usize,
     /// Findings, most severe first.
@@ -81,6 +77,9 @@ impl Report for AuditReport {
     }
     fn notes(&self) -> Vec<String> {
         self.notes.clone()
+    }
+    fn command(&self) -> Option<&'static str> {
+        Some("audit")
     }
 }
 
@@ -173,8 +172,6 @@ pub fn run(a: &AuditArgs, f: Format) -> anyhow::Result<i32> {
     };
     let fail = findings.iter().any(|x| x.severity >= floor);
     let r = AuditReport {
-        schema_version: 1,
-        command: "audit",
         sockets_examined: snap.sockets.len(),
         findings,
         summary,
