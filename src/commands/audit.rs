@@ -84,19 +84,25 @@ impl Report for AuditReport {
 }
 
 /// Reads the options of the sockets in `want` from their first visible owner: one
-/// `/proc/PID/fd` listing and one pidfd per process. Returns the flags and how many sockets
-/// could not be read for lack of permission.
-fn holder_flags(want: &[(u32, u64)]) -> (Flags, usize) {
+/// `/proc/PID/fd` listing and one pidfd per process. Returns the flags and the inodes that
+/// could not be read for lack of permission (EPERM).
+fn holder_flags(want: &[(u32, u64)]) -> (Flags, HashSet<u64>) {
     let mut by_pid: HashMap<u32, HashSet<u64>> = HashMap::new();
     for &(pid, inode) in want {
         by_pid.entry(pid).or_default().insert(inode);
     }
     let mut flags = Flags::default();
-    let mut denied = 0;
+    let mut denied = HashSet::new();
     for (pid, inodes) in by_pid {
-        let (Ok(pfd), Ok(fds)) = (Pidfd::open(pid), socket_fds(pid)) else {
-            continue;
+        let fds = match socket_fds(pid) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                denied.extend(inodes);
+                continue;
+            }
+            Err(_) => continue,
         };
+        let Ok(pfd) = Pidfd::open(pid) else { continue };
         for (fd, inode) in fds {
             if !inodes.contains(&inode) || flags.by_inode.contains_key(&inode) {
                 continue;
@@ -106,7 +112,7 @@ fn holder_flags(want: &[(u32, u64)]) -> (Flags, usize) {
                     flags.by_inode.insert(inode, sockopt::read_back(&copy));
                 }
                 Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
-                    denied += 1;
+                    denied.insert(inode);
                 }
                 Err(_) => {}
             }
@@ -130,22 +136,32 @@ pub fn run(a: &AuditArgs, f: Format) -> anyhow::Result<i32> {
         .filter_map(|s| s.owners.first().map(|o| (o.pid, s.inode)))
         .collect();
     let (flags, denied) = holder_flags(&binders);
-    let unread = |owned: bool| {
-        snap.sockets
-            .iter()
-            .filter(|s| s.is_binder() && s.inode != 0 && flags.of(s).is_none())
-            .filter(|s| s.owners.is_empty() != owned)
-            .count()
-    };
-    let (denied_socks, unowned) = (unread(true), unread(false));
-    if denied_socks > 0 {
+    let unread: Vec<&inspect::SocketEntry> = snap
+        .sockets
+        .iter()
+        .filter(|s| s.is_binder() && s.inode != 0 && flags.of(s).is_none())
+        .collect();
+    let refused = unread.iter().filter(|s| denied.contains(&s.inode)).count();
+    let unowned = unread.iter().filter(|s| s.owners.is_empty()).count();
+    let vanished = unread.len() - refused - unowned;
+    if refused > 0 {
         notes.push(format!(
-            "the options of {denied_socks} listening/bound socket(s) could not be read ({denied} refused with EPERM: pidfd_getfd needs root, or the socket's own user): SO_REUSEADDR/SO_REUSEPORT findings for them are missing; run as root for a complete audit"
+            "the options of {refused} listening/bound socket(s) could not be read (EPERM: pidfd_getfd needs root, or the socket's own user): SO_REUSEADDR/SO_REUSEPORT findings for them are missing; run as root for a complete audit"
         ));
     }
     if unowned > 0 {
         notes.push(format!(
-            "{unowned} listening/bound socket(s) have no visible owner, so their options could not be read"
+            "{unowned} listening/bound socket(s) have no visible owner, so their options could not be read{}",
+            if crate::inspect::procfd::is_root() {
+                ""
+            } else {
+                " (most likely other users' processes: run as root for a complete audit)"
+            }
+        ));
+    }
+    if vanished > 0 {
+        notes.push(format!(
+            "{vanished} listening/bound socket(s) were closed (or their process exited) before their options could be read"
         ));
     }
     let mut host = Host::read();
