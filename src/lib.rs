@@ -10,6 +10,7 @@ pub mod commands;
 pub mod errno;
 pub mod exit;
 pub mod explain;
+pub mod exporter;
 pub mod inspect;
 pub mod lab;
 pub mod output;

@@ -2,7 +2,7 @@
 
 use clap::Args;
 
-use super::port::one_port;
+use super::port::{bind_port, one_port};
 
 /// The bind options of the program that fails, shared by explain and wait-free.
 #[derive(Debug, Args, Clone, Default)]
@@ -30,8 +30,9 @@ pub struct BindOptArgs {
 /// `netkit explain PORT`.
 #[derive(Debug, Args)]
 pub struct ExplainArgs {
-    /// The port that fails to bind (6000, :6000 or a service name such as http).
-    #[arg(required_unless_present = "error", value_parser = one_port)]
+    /// The port that fails to bind (6000, :6000 or a service name such as http; 0 asks whether
+    /// the kernel can pick an ephemeral port, as bind() to port 0 does).
+    #[arg(required_unless_present = "error", value_parser = bind_port)]
     pub port: Option<u16>,
     #[command(flatten)]
     pub bind: BindOptArgs,

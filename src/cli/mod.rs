@@ -2,7 +2,9 @@
 
 pub mod audit;
 pub mod explain;
+pub mod exporter;
 pub mod inventory;
+pub mod load;
 pub mod port;
 pub mod proxy;
 pub mod run;
@@ -55,6 +57,10 @@ pub enum Command {
     Audit(audit::AuditArgs),
     /// Run a lab component: server, client, proxy, udp-server, udp-client.
     Run(run::RunArgs),
+    /// Load a lab server or proxy: req/s, latency percentiles, errors by kind (bounded runs).
+    Load(load::LoadArgs),
+    /// Serve socket metrics for Prometheus (/metrics), or print/write them once.
+    Exporter(exporter::ExporterArgs),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
     /// Write the man pages into a directory (used to refresh man/).

@@ -110,6 +110,20 @@ pub fn one_port(s: &str) -> Result<u16, PortError> {
     }
 }
 
+/// [`one_port`] that also takes `0` (or `:0`): explain's "let the kernel pick", which is what
+/// `bind()` to port 0 asks for and fails with EADDRINUSE when the ephemeral range is exhausted
+/// (BIND-RULES.md rules 13 and 18). Every other command refuses 0.
+///
+/// # Errors
+/// As [`one_port`].
+pub fn bind_port(s: &str) -> Result<u16, PortError> {
+    if s.trim_start_matches(':') == "0" {
+        Ok(0)
+    } else {
+        one_port(s)
+    }
+}
+
 /// `getaddrinfo(host)`: what `localhost` and `myhost` stand for.
 fn resolve_host(host: &str) -> Option<Vec<IpAddr>> {
     let addrs: Vec<IpAddr> = (host, 0).to_socket_addrs().ok()?.map(|a| a.ip()).collect();

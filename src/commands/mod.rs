@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod explain;
+pub mod exporter;
 pub mod filters;
 pub mod generate;
 pub mod inspect;
@@ -52,6 +53,8 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Sockopt(a) => sockopt::run(&a, format),
         Command::Audit(a) => audit::run(&a, format),
         Command::Run(a) => run::run(a, format),
+        Command::Load(a) => crate::lab::load::run_cli(a, format),
+        Command::Exporter(a) => exporter::run(&a),
         Command::Completions(a) => generate::completions(a.shell),
         Command::GenerateMan(a) => generate::man(&a.dir),
     }
