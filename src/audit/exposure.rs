@@ -91,6 +91,7 @@ pub fn dev_servers(sockets: &[SocketEntry]) -> Vec<Finding> {
                 fix: "Bind it to 127.0.0.1 (or ::1) — e.g. `--bind 127.0.0.1`, `--host 127.0.0.1`, `--inspect=127.0.0.1:9229` — or put a firewall rule in front of it.".into(),
                 evidence: vec![s.clone()],
                 details: json!({ "matched": why, "debugger": debugger }),
+                netns: None,
             })
         })
         .collect()
@@ -154,6 +155,7 @@ pub fn shadowed_wildcards(sockets: &[SocketEntry], flags: &Flags, host: &Host) -
                 fix: "If the specific socket is not part of the service, stop it; otherwise bind one socket per address, or only the wildcard, and drop SO_REUSEADDR/SO_REUSEPORT where sharing is not meant.".into(),
                 evidence: vec![s.clone(), w.clone()],
                 details: json!({ "other_user": other_user }),
+                netns: None,
             });
         }
     }

@@ -61,6 +61,20 @@ pub struct Finding {
     pub evidence: Vec<SocketEntry>,
     /// Figures behind the message (counts, limits, users); keys depend on `kind`.
     pub details: serde_json::Value,
+    /// The network namespace, with `--netns`/`--all-netns` (absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub netns: Option<NetnsTag>,
+}
+
+/// The namespace a finding was made in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NetnsTag {
+    /// Its inode (`lsns -t net`).
+    pub inode: u64,
+    /// Its `ip netns` name, when it has one.
+    pub name: Option<String>,
+    /// True for the namespace netkit runs in.
+    pub current: bool,
 }
 
 /// The holders' socket options by inode, as far as pidfd_getfd could read them (root, or

@@ -60,6 +60,7 @@ pub fn udp_reuseaddr(sockets: &[SocketEntry], flags: &Flags, host: &Host) -> Vec
                     "system_holder": first.uid.map(|u| host.is_system_uid(u)),
                     "port_unprivileged": host.unprivileged(port),
                 }),
+                netns: None,
             }
         })
         .collect()
@@ -85,6 +86,7 @@ pub fn tcp_bound_reuseaddr(sockets: &[SocketEntry], flags: &Flags, host: &Host) 
                 "system_holder": s.uid.map(|u| host.is_system_uid(u)),
                 "port_unprivileged": host.unprivileged(s.local_port),
             }),
+            netns: None,
         })
         .collect()
 }
@@ -130,6 +132,7 @@ pub fn bound_only(sockets: &[SocketEntry], host: &Host) -> Vec<Finding> {
                 ),
                 evidence: vec![s.clone()],
                 details: json!({ "holder_age_s": age }),
+                netns: None,
             }
         })
         .collect()
@@ -211,6 +214,7 @@ pub fn reuseport_groups(sockets: &[SocketEntry], flags: &Flags) -> Vec<Finding> 
                 "same_program": same_program,
                 "addresses": addrs,
             }),
+            netns: None,
         });
     }
     out

@@ -4,15 +4,18 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io;
+use std::path::PathBuf;
 
 use anyhow::Context;
 use serde::Serialize;
 
 use super::sockets_report;
-use crate::audit::{self, Finding, Flags, Host, Severity};
+use crate::audit::{self, Finding, Flags, Host, NetnsTag, Severity};
 use crate::cli::audit::{AuditArgs, FailOn};
 use crate::explain::pidfd::{Pidfd, socket_fds};
-use crate::inspect::{self, Query, SockState};
+use crate::inspect::multi::{self, Scope};
+use crate::inspect::netns::{self, NetnsSpec};
+use crate::inspect::{self, Query, SockState, SocketEntry};
 use crate::output::{self, Block, Format, Report};
 use crate::sockopt;
 
@@ -44,8 +47,17 @@ impl Report for AuditReport {
     fn human(&self) -> Vec<Block> {
         let mut out = Vec::new();
         for f in &self.findings {
+            let ns = match &f.netns {
+                Some(t) => format!(
+                    " [netns {}]",
+                    t.name
+                        .clone()
+                        .unwrap_or_else(|| format!("net:[{}]", t.inode))
+                ),
+                None => String::new(),
+            };
             out.push(Block::Line(format!(
-                "{:<4}  {:<3}  {}  {}",
+                "{:<4}  {:<3}  {}{ns}  {}",
                 f.severity.name().to_uppercase(),
                 f.rule.unwrap_or("-"),
                 f.kind,
@@ -121,24 +133,71 @@ fn holder_flags(want: &[(u32, u64)]) -> (Flags, HashSet<u64>) {
     (flags, denied)
 }
 
+/// One namespace's sockets, with what is needed to read its settings.
+struct Part {
+    tag: Option<NetnsTag>,
+    path: Option<PathBuf>,
+    sockets: Vec<SocketEntry>,
+}
+
+/// The socket tables to audit: this namespace, or those `--netns`/`--all-netns` name.
+fn gather(a: &AuditArgs) -> anyhow::Result<(Vec<Part>, Vec<String>)> {
+    let scope = match (&a.netns, a.all_netns) {
+        (Some(n), _) => {
+            let spec = NetnsSpec::parse(n).map_err(anyhow::Error::msg)?;
+            netns::inode_of(&spec).map_err(|e| anyhow::anyhow!("--netns {n}: {e}"))?;
+            Scope::One(spec)
+        }
+        (None, true) => Scope::All,
+        (None, false) => {
+            let snap = inspect::snapshot(&Query::default()).context("reading the socket tables")?;
+            let part = Part {
+                tag: None,
+                path: None,
+                sockets: snap.sockets,
+            };
+            return Ok((vec![part], snap.notes));
+        }
+    };
+    let m = multi::snapshot(&Query::default(), &scope)
+        .context("reading the network namespaces' socket tables")?;
+    let mut notes = m.notes;
+    for (ns, why) in &m.skipped {
+        notes.push(format!("namespace {} not audited: {why}", ns.label()));
+    }
+    let parts = m
+        .parts
+        .into_iter()
+        .map(|p| Part {
+            tag: Some(NetnsTag {
+                inode: p.netns.inode,
+                name: p.netns.name.clone(),
+                current: p.netns.current,
+            }),
+            path: Some(p.netns.path.clone()),
+            sockets: p.sockets,
+        })
+        .collect();
+    Ok((parts, notes))
+}
+
 /// Runs the audit.
 ///
 /// # Errors
-/// The socket table cannot be read.
+/// The socket table cannot be read; a namespace named with `--netns` does not exist.
 pub fn run(a: &AuditArgs, f: Format) -> anyhow::Result<i32> {
-    let mut snap = inspect::snapshot(&Query::default()).context("reading the socket tables")?;
-    inspect::link_listeners(&mut snap.sockets);
-    let mut notes = snap.notes.clone();
-    let binders: Vec<(u32, u64)> = snap
-        .sockets
-        .iter()
+    let (mut parts, mut notes) = gather(a)?;
+    for p in &mut parts {
+        inspect::link_listeners(&mut p.sockets);
+    }
+    let all = || parts.iter().flat_map(|p| p.sockets.iter());
+    // Socket inodes are unique host-wide, so one pass reads every namespace's holders.
+    let binders: Vec<(u32, u64)> = all()
         .filter(|s| s.is_binder() && s.inode != 0)
         .filter_map(|s| s.owners.first().map(|o| (o.pid, s.inode)))
         .collect();
     let (flags, denied) = holder_flags(&binders);
-    let unread: Vec<&inspect::SocketEntry> = snap
-        .sockets
-        .iter()
+    let unread: Vec<&SocketEntry> = all()
         .filter(|s| s.is_binder() && s.inode != 0 && flags.of(s).is_none())
         .collect();
     let refused = unread.iter().filter(|s| denied.contains(&s.inode)).count();
@@ -164,15 +223,36 @@ pub fn run(a: &AuditArgs, f: Format) -> anyhow::Result<i32> {
             "{vanished} listening/bound socket(s) were closed (or their process exited) before their options could be read"
         ));
     }
-    let mut host = Host::read();
-    for s in snap.sockets.iter().filter(|s| s.state == SockState::Bound) {
-        for o in &s.owners {
-            if let Some(age) = audit::process_age_s(o.pid) {
-                host.process_age_s.insert(o.pid, age);
+    let sockets_examined = all().count();
+    let mut findings = Vec::new();
+    for p in &parts {
+        // Port range, unprivileged start and bindv6only are per-namespace sysctls: read them
+        // from a thread inside the namespace.
+        let mut host = match &p.path {
+            Some(path) if !p.tag.as_ref().is_some_and(|t| t.current) => {
+                netns::run_in(path, Host::read).unwrap_or_else(|e| {
+                    notes.push(format!(
+                        "namespace {}: its sysctls could not be read ({e}); this namespace's values used",
+                        path.display()
+                    ));
+                    Host::read()
+                })
+            }
+            _ => Host::read(),
+        };
+        for s in p.sockets.iter().filter(|s| s.state == SockState::Bound) {
+            for o in &s.owners {
+                if let Some(age) = audit::process_age_s(o.pid) {
+                    host.process_age_s.insert(o.pid, age);
+                }
             }
         }
+        for mut x in audit::audit(&p.sockets, &flags, &host) {
+            x.netns = p.tag.clone();
+            findings.push(x);
+        }
     }
-    let findings = audit::audit(&snap.sockets, &flags, &host);
+    findings.sort_by_key(|x| std::cmp::Reverse(x.severity));
     let mut summary = Summary::default();
     for x in &findings {
         match x.severity {
@@ -188,7 +268,7 @@ pub fn run(a: &AuditArgs, f: Format) -> anyhow::Result<i32> {
     };
     let fail = findings.iter().any(|x| x.severity >= floor);
     let r = AuditReport {
-        sockets_examined: snap.sockets.len(),
+        sockets_examined,
         findings,
         summary,
         notes,
