@@ -339,6 +339,32 @@ pub fn udp_bind(addr: SocketAddr, opts: &SockOpts) -> Result<UdpSocket, SocketEr
     Ok(s.into())
 }
 
+/// A trial connect for `netkit explain --connect`: connect() to `to` within `timeout`, then
+/// close with SO_LINGER 0 (an RST), so the probe leaves no TIME_WAIT on this host's
+/// ephemeral ports and the peer no FIN_WAIT. Returns how long connect() took.
+///
+/// # Errors
+/// [`SocketError`] at `socket` or `connect`; a timeout is `io::ErrorKind::TimedOut` with
+/// errno ETIMEDOUT.
+pub fn probe_connect(to: SocketAddr, timeout: Duration) -> Result<Duration, SocketError> {
+    let s = Socket::new(Domain::for_address(to), Type::STREAM, Some(Protocol::TCP))
+        .map_err(set("socket", to))?;
+    let started = std::time::Instant::now();
+    match s.connect_timeout(&to.into(), timeout) {
+        Ok(()) => {
+            let took = started.elapsed();
+            let _ = s.set_linger(Some(Duration::ZERO));
+            Ok(took)
+        }
+        Err(e) if e.kind() == io::ErrorKind::TimedOut && e.raw_os_error().is_none() => {
+            Err(set("connect", to)(io::Error::from_raw_os_error(
+                libc::ETIMEDOUT,
+            )))
+        }
+        Err(e) => Err(set("connect", to)(e)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,9 +10,14 @@ use std::process::Command;
 
 use clap::CommandFactory;
 
+/// Runs netkit in a scratch directory: a case that turns out to be valid may write a file
+/// named after its value (`exporter --textfile %bad%`), never into the checkout.
 fn netkit(args: &[String]) -> std::process::Output {
+    let dir = std::env::temp_dir().join(format!("netkit-usage-errors-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
     Command::new(env!("CARGO_BIN_EXE_netkit"))
         .args(args)
+        .current_dir(&dir)
         .env_remove("COLUMNS")
         .output()
         .expect("run netkit")
@@ -172,6 +177,9 @@ fn run_all() -> (Vec<String>, usize) {
             }
         }
     }
+    let _ = std::fs::remove_dir_all(
+        std::env::temp_dir().join(format!("netkit-usage-errors-{}", std::process::id())),
+    );
     (bad, total)
 }
 

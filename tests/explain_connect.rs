@@ -50,7 +50,7 @@ fn bind_failure_of_a_client_uses_the_bind_diagnosis() {
         .expect_err("binding a listening port must fail");
     assert_eq!(err.stage, "bind");
     let r = explain_connect(Some(taken), taken, &opts, &err).unwrap();
-    assert!(!r.bindable);
+    assert_eq!(r.bindable, Some(false));
     assert_eq!(r.errno, Some("EADDRINUSE"));
     assert!(!r.trial.listen);
     assert!(r.causes.iter().any(|c| c.kind == "listening"));

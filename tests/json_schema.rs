@@ -17,7 +17,6 @@ use support_schema::{schema_path, validate, validate_stdout, vocabulary};
 /// line when adding `docs/schema/<command>.schema.json` (the test fails while a listed
 /// command has a file, so this list only shrinks).
 const NOT_YET: &[&str] = &[
-    "explain",
     "run server",
     "run client",
     "run proxy",
@@ -302,4 +301,34 @@ fn the_harness_rejects_what_the_vocabulary_forbids() {
         support_schema::validator("who-owns").is_valid(&one),
         "{one}"
     );
+}
+
+#[test]
+fn explain_bind_connect_and_error_validate() {
+    // Bind mode, with a listener, a TIME_WAIT and the holder's flags read through pidfd.
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    make_time_wait(&l);
+    let p = port.to_string();
+    let (v, code, _) = json(&["explain", &p, "--addr", "127.0.0.1", "--reuseaddr"]);
+    assert_eq!(code, 1);
+    assert_eq!(v["mode"], "bind");
+    assert!(!v["causes"].as_array().unwrap().is_empty());
+    // A bindable port, and an address that is not local.
+    let (v, code, _) = json(&["explain", &free_port().to_string()]);
+    assert_eq!((code, &v["bindable"]), (0, &Value::Bool(true)));
+    let (_, code, _) = json(&["explain", "0", "--addr", "192.0.2.1"]);
+    assert_eq!(code, 1);
+    // Connect mode: connected, and refused.
+    let (v, code, _) = json(&["explain", "--connect", &format!("127.0.0.1:{port}")]);
+    assert_eq!((code, &v["connected"]), (0, &Value::Bool(true)));
+    let (v, code, _) = json(&["explain", "--connect", &format!("[::1]:{port}")]);
+    assert_eq!((code, &v["mode"]), (1, &Value::from("connect")));
+    // --error: decoded with a live explanation, and not recognised.
+    let text = format!("OSError: [Errno 98] Address already in use: ('127.0.0.1', {port})");
+    let (v, _, _) = json(&["explain", "--error", &text]);
+    assert_eq!(v["decoded"]["errno"], "EADDRINUSE");
+    assert!(v["explanation"].is_object(), "{v}");
+    let (v, code, _) = json(&["explain", "--error", "all is well"]);
+    assert_eq!((code, &v["decoded"]), (1, &Value::Null));
 }

@@ -235,15 +235,16 @@ pub(crate) mod testing {
             uid: Some(0),
             user: Some("root".into()),
             inode,
-            owners: vec![std::sync::Arc::new(Owner {
-                pid: 100 + inode as u32,
-                command: "prog".into(),
-                cmdline: "prog".into(),
-            })],
+            owners: vec![std::sync::Arc::new(Owner::new(
+                100 + inode as u32,
+                "prog".into(),
+                "prog".into(),
+            ))],
             expires_ms: None,
             listener: None,
             recv_q: 0,
             send_q: 0,
+            netns: None,
         }
     }
 

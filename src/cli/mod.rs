@@ -5,12 +5,16 @@ pub mod explain;
 pub mod exporter;
 pub mod inventory;
 pub mod load;
+pub mod netns;
 pub mod port;
 pub mod proxy;
 pub mod run;
 pub mod services;
+pub mod signal;
 pub mod sockopts;
+pub mod state;
 pub mod usage;
+pub mod wait;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -49,6 +53,8 @@ pub enum Command {
     Explain(explain::ExplainArgs),
     /// Wait until PORT can be bound with the given options.
     WaitFree(explain::WaitFreeArgs),
+    /// Wait until something accepts on PORT(s), then run a command.
+    WaitListen(wait::WaitListenArgs),
     /// Print ports that can be bound right now.
     FreePort(explain::FreePortArgs),
     /// Show the socket options of another process's sockets, or change them live (--set).
@@ -66,6 +72,24 @@ pub enum Command {
     /// Write the man pages into a directory (used to refresh man/).
     #[command(hide = true)]
     GenerateMan(GenerateManArgs),
+}
+
+impl Command {
+    /// The one namespace the command should run in (`--netns`), if it was given. The whole
+    /// command then runs on a thread that entered it; `--all-netns` is handled by the
+    /// commands themselves.
+    pub fn netns_spec(&self) -> Option<&crate::inspect::netns::NetnsSpec> {
+        match self {
+            Command::WhoOwns(a) => a.ns.netns.as_ref(),
+            Command::Listening(a) => a.ns.netns.as_ref(),
+            Command::Inspect(a) => a.ns.netns.as_ref(),
+            Command::Timewait(a) => a.ns.netns.as_ref(),
+            Command::Explain(a) => a.ns.netns.as_ref(),
+            Command::WaitFree(a) => a.ns.netns.as_ref(),
+            Command::FreePort(a) => a.ns.netns.as_ref(),
+            _ => None,
+        }
+    }
 }
 
 /// `netkit completions SHELL`.

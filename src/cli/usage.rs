@@ -8,6 +8,7 @@ use clap::CommandFactory;
 
 use super::Cli;
 use super::port::PortError;
+use super::signal::SignalError;
 
 /// A usage error, ready to print: `netkit: {reason}` and `try: {hint}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,10 +139,10 @@ pub fn one_line(e: &clap::Error, argv: &[String]) -> UsageError {
     match e.kind() {
         ErrorKind::ValueValidation => {
             // Our own parsers say everything in one line that quotes the value.
-            if let Some(p) =
-                std::error::Error::source(e).and_then(|s| s.downcast_ref::<PortError>())
+            if let Some(src) = std::error::Error::source(e)
+                && (src.is::<PortError>() || src.is::<SignalError>())
             {
-                return mk(p.to_string(), None);
+                return mk(src.to_string(), None);
             }
             let why = std::error::Error::source(e)
                 .map(explain_source)

@@ -1,41 +1,52 @@
-//! explain, wait-free, free-port: turn the arguments into an [`explain::Request`], run the
+//! explain (wait-free and free-port are in their own files): turn the arguments into an [`explain::Request`], run the
 //! engine ([`crate::explain::port`]) and render its report. The engine owns the trials, the
 //! inventory and the diagnosis; this file only translates and prints.
 
-use std::io::{self, IsTerminal, Write};
 use std::net::{IpAddr, Ipv4Addr};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde::Serialize;
 
 use super::{FOUND, NOTHING, emit_found};
-use crate::cli::explain::{BindOptArgs, ExplainArgs, FreePortArgs, WaitFreeArgs};
+use crate::cli::explain::{BindOptArgs, ExplainArgs};
 use crate::explain::causes;
 use crate::explain::errors::{self, Decoded};
-use crate::explain::freeport;
-use crate::explain::trial::{self, Outcome, TrialOpts};
+use crate::explain::trial::{Outcome, TrialOpts};
 use crate::explain::{self, ExplainReport, Request};
-use crate::inspect::{self, OwnerScope, Proto, Query, SockState, sysctl};
+use crate::inspect::{self, Proto, sysctl};
 use crate::output::{Block, Format, Report};
 use crate::sockopt::Applied;
 
 /// The human form of an engine report (also what `lab::diagnose` prints on stderr).
 fn blocks(r: &ExplainReport) -> Vec<Block> {
     let o = Outcome {
-        ok: r.bindable,
+        ok: r.bindable.or(r.connected).unwrap_or(false),
         stage: r.stage,
         errno: r.errno_code,
     };
-    let mut out = vec![Block::Line(causes::verdict_line(&r.trial, &o))];
+    let head = match (r.mode, r.target_addr) {
+        ("connect", Some(a)) if r.connected == Some(true) => format!(
+            "tcp connect to {}: connected",
+            inspect::fmt_endpoint(a, r.target_port.unwrap_or(r.port))
+        ),
+        ("connect", Some(a)) => format!(
+            "tcp connect to {}: failed: {} at connect()",
+            inspect::fmt_endpoint(a, r.target_port.unwrap_or(r.port)),
+            r.errno.unwrap_or("error")
+        ),
+        _ => causes::verdict_line(&r.trial, &o),
+    };
+    let mut out = vec![Block::Line(head)];
     for c in &r.checks {
         out.push(Block::Line(format!(
             "  check {}: {}",
             c.what,
-            if c.bindable {
-                "bindable".to_string()
-            } else {
-                format!("not bindable ({})", c.errno.unwrap_or("error"))
+            match (c.bindable, r.mode) {
+                (true, "connect") => "connected".to_string(),
+                (true, _) => "bindable".to_string(),
+                (false, "connect") => format!("failed ({})", c.errno.unwrap_or("error")),
+                (false, _) => format!("not bindable ({})", c.errno.unwrap_or("error")),
             }
         )));
     }
@@ -96,6 +107,9 @@ impl Report for ExplainReport {
     fn human(&self) -> Vec<Block> {
         blocks(self)
     }
+    fn command(&self) -> Option<&'static str> {
+        Some("explain")
+    }
     fn notes(&self) -> Vec<String> {
         self.notes.clone()
     }
@@ -116,17 +130,21 @@ pub struct ErrorReport {
 }
 
 impl Report for ErrorReport {
+    fn command(&self) -> Option<&'static str> {
+        Some("explain")
+    }
     fn human(&self) -> Vec<Block> {
         let mut out = Vec::new();
         match &self.decoded {
             None => out.push(Block::Line(
-                "not recognised as a bind/listen error (EADDRINUSE, EACCES, EADDRNOTAVAIL, EINVAL)"
+                "not recognised as a bind/listen/connect error (EADDRINUSE, EACCES, EADDRNOTAVAIL, EINVAL, ECONNREFUSED)"
                     .into(),
             )),
             Some(d) => {
                 out.push(Block::Line(format!(
-                    "{} from {} ({}){}",
+                    "{} at {}() from {} ({}){}",
                     d.errno,
+                    d.side,
                     d.source,
                     d.platform,
                     d.port.map_or(String::new(), |p| format!(", port {p}"))
@@ -218,15 +236,32 @@ pub fn run(a: &ExplainArgs, f: Format) -> anyhow::Result<i32> {
     if let Some(text) = &a.error {
         return run_error(a, text, f);
     }
+    if let Some(target) = &a.connect {
+        let Some((host, port)) = explain::dial::split_host_port(target) else {
+            bail!("--connect wants HOST:PORT ([::1]:8080, localhost:5432), got {target:?}");
+        };
+        if !(a.timeout.is_finite() && a.timeout > 0.0 && a.timeout <= 600.0) {
+            bail!("--timeout must be a number of seconds in (0, 600]");
+        }
+        let req = explain::dial::DialRequest {
+            host,
+            port,
+            timeout: Duration::from_secs_f64(a.timeout),
+        };
+        let r = explain::dial::dial(&req)?;
+        let ok = r.connected == Some(true);
+        emit_found(&r, f, true)?;
+        return Ok(if ok { FOUND } else { NOTHING });
+    }
     let Some(port) = a.port else {
-        bail!("give a PORT or --error TEXT");
+        bail!("give a PORT, --connect HOST:PORT or --error TEXT");
     };
     let req = Request {
         as_user: a.as_user.clone(),
         ..Request::new(trial_opts(&a.bind, port)?)
     };
     let r = explain::port::port(&req)?;
-    let ok = r.bindable;
+    let ok = r.bindable == Some(true);
     emit_found(&r, f, true)?;
     Ok(if ok { FOUND } else { NOTHING })
 }
@@ -237,8 +272,33 @@ fn run_error(a: &ExplainArgs, text: &str, f: Format) -> anyhow::Result<i32> {
     let mut explanation = None;
     if let Some(d) = &decoded {
         let port = a.port.or(d.port);
+        let here = d.platform == "linux" || d.platform == "unknown";
         match port {
-            Some(p) if d.platform == "linux" || d.platform == "unknown" => {
+            Some(p) if here && d.side == "connect" => {
+                // The connect side: dial what the message dialled (a name is dialled as a
+                // name, so `localhost` → ::1 vs 127.0.0.1 shows up).
+                let host = d
+                    .host
+                    .clone()
+                    .or_else(|| d.addr.map(|a| a.to_string()))
+                    .unwrap_or_else(|| "localhost".to_string());
+                if d.host.is_none() && d.addr.is_none() {
+                    notes.push(format!(
+                        "the message names port {p} but no host: the live check dials localhost"
+                    ));
+                }
+                notes.push(format!(
+                    "a connect-side error: the live check is `netkit explain --connect {}`",
+                    if host.contains(':') { format!("[{host}]:{p}") } else { format!("{host}:{p}") }
+                ));
+                let req = explain::dial::DialRequest {
+                    host,
+                    port: p,
+                    timeout: Duration::from_secs(3),
+                };
+                explanation = Some(explain::dial::dial(&req)?);
+            }
+            Some(p) if here => {
                 let mut b = a.bind.clone();
                 if let Some(addr) = d.addr
                     && b.addr == "0.0.0.0"
@@ -260,10 +320,17 @@ fn run_error(a: &ExplainArgs, text: &str, f: Format) -> anyhow::Result<i32> {
                 explanation = Some(explain::port::port(&req)?);
             }
             Some(_) => notes.push(format!(
-                "the message comes from {}, so port {} on this Linux host says nothing about it",
+                "the message comes from {}, so port {} on this Linux host says nothing about it: run netkit's check (or `{}`) on that machine",
                 d.platform,
-                d.port.map_or("?".into(), |p| p.to_string())
+                d.port.map_or("?".into(), |p| p.to_string()),
+                match d.platform {
+                    "windows" => "netstat -ano | findstr :PORT",
+                    _ => "lsof -nP -iTCP:PORT",
+                }
             )),
+            None if d.side == "connect" => notes.push(
+                "the message names no port: run `netkit explain --connect HOST:PORT` with what the program dialled".into(),
+            ),
             None => notes.push(
                 "the message names no port: run `netkit explain PORT` with the program's options for the live answer".into(),
             ),
@@ -277,245 +344,11 @@ fn run_error(a: &ExplainArgs, text: &str, f: Format) -> anyhow::Result<i32> {
     };
     let code = match (&r.decoded, &r.explanation) {
         (None, _) => NOTHING,
-        (Some(_), Some(e)) if !e.bindable => NOTHING,
+        (Some(_), Some(e)) if e.bindable != Some(true) && e.connected != Some(true) => NOTHING,
         _ => FOUND,
     };
     emit_found(&r, f, true)?;
     Ok(code)
-}
-
-/// What `netkit wait-free` prints at the end.
-#[derive(Debug, Serialize)]
-pub struct WaitReport {
-    /// The port.
-    pub port: u16,
-    /// True when a trial bind passed before the timeout.
-    #[serde(rename = "bindable")]
-    pub free: bool,
-    /// How long netkit waited, ms.
-    pub waited_ms: u64,
-    /// The last errno, when not free.
-    pub errno: Option<&'static str>,
-    /// Hints.
-    pub notes: Vec<String>,
-}
-
-impl Report for WaitReport {
-    fn human(&self) -> Vec<Block> {
-        vec![Block::Line(if self.free {
-            format!(
-                "port {} is free (waited {:.1}s)",
-                self.port,
-                self.waited_ms as f64 / 1000.0
-            )
-        } else {
-            format!(
-                "port {} is still not bindable after {:.1}s ({})",
-                self.port,
-                self.waited_ms as f64 / 1000.0,
-                self.errno.unwrap_or("error")
-            )
-        })]
-    }
-    fn notes(&self) -> Vec<String> {
-        self.notes.clone()
-    }
-    fn command(&self) -> Option<&'static str> {
-        Some("wait-free")
-    }
-}
-
-/// The latest expiry among TIME_WAIT / FIN_WAIT2 leftovers on the port, as an instant;
-/// `None` when a listener or bound socket holds the port too (then no timer will free it).
-fn leftover_deadline(port: u16) -> Option<Instant> {
-    let q = Query {
-        udp: false,
-        tcp_states: vec![
-            SockState::TimeWait,
-            SockState::FinWait2,
-            SockState::Listen,
-            SockState::Bound,
-        ],
-        local_port: Some(port),
-        owners: OwnerScope::None,
-        ..Query::default()
-    };
-    let v = inspect::diag::query(&q).ok()?;
-    if v.iter().any(|s| s.is_binder()) {
-        return None;
-    }
-    let ms = v
-        .iter()
-        .filter(|s| s.is_ownerless())
-        .filter_map(|s| s.expires_ms)
-        .max()?;
-    Some(Instant::now() + Duration::from_millis(ms))
-}
-
-/// `netkit wait-free`.
-///
-/// # Errors
-/// Bad arguments, or an error that waiting cannot fix (EACCES, EINVAL).
-pub fn wait_free(a: &WaitFreeArgs, f: Format) -> anyhow::Result<i32> {
-    if !(a.timeout.is_finite() && a.timeout >= 0.0) {
-        bail!("--timeout must be a number of seconds >= 0");
-    }
-    let t = trial_opts(&a.bind, a.port)?;
-    let started = Instant::now();
-    let deadline = started + Duration::from_secs_f64(a.timeout.min(86_400.0));
-    let poll = Duration::from_millis(150);
-    let mut tw_deadline: Option<Option<Instant>> = None;
-    let mut last_shown: Option<u64> = None;
-    let mut err = io::stderr();
-    let tty = err.is_terminal();
-    let mut last;
-    loop {
-        let o = trial::run(&t);
-        last = o;
-        if o.ok {
-            break;
-        }
-        if matches!(o.errno, Some(libc::EACCES) | Some(libc::EINVAL)) {
-            bail!(
-                "port {} cannot become bindable by waiting: {} (run `netkit explain {}`)",
-                a.port,
-                o.errno_name().unwrap_or("error"),
-                a.port
-            );
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            break;
-        }
-        let twd = *tw_deadline.get_or_insert_with(|| leftover_deadline(a.port));
-        let left_timeout = deadline.saturating_duration_since(now).as_secs();
-        let line = match twd {
-            Some(d) if d > now => {
-                let s = d.saturating_duration_since(now).as_secs() + 1;
-                (
-                    s,
-                    format!(
-                        "port {}: {} — TIME_WAIT expires in {s}s",
-                        a.port,
-                        o.errno_name().unwrap_or("busy")
-                    ),
-                )
-            }
-            _ => (
-                left_timeout,
-                format!(
-                    "port {}: {} — waiting (timeout in {left_timeout}s)",
-                    a.port,
-                    o.errno_name().unwrap_or("busy")
-                ),
-            ),
-        };
-        if last_shown != Some(line.0) {
-            last_shown = Some(line.0);
-            let _ = if tty {
-                write!(err, "\r{:<70}", line.1)
-            } else {
-                writeln!(err, "{}", line.1)
-            };
-        }
-        std::thread::sleep(poll.min(deadline.saturating_duration_since(now)));
-    }
-    if tty && last_shown.is_some() {
-        let _ = writeln!(err);
-    }
-    let r = WaitReport {
-        port: a.port,
-        free: last.ok,
-        waited_ms: started.elapsed().as_millis() as u64,
-        errno: last.errno_name(),
-        notes: if last.ok {
-            Vec::new()
-        } else {
-            vec![format!("run `netkit explain {}` to see why", a.port)]
-        },
-    };
-    emit_found(&r, f, r.free)
-}
-
-/// What `netkit free-port` prints.
-#[derive(Debug, Serialize)]
-pub struct FreePortReport {
-    /// Bindable ports, each checked by a trial bind.
-    pub ports: Vec<u16>,
-    /// `tcp` or `udp`.
-    pub proto: Proto,
-    /// The ranges searched, JSON `[{"first": A, "last": B}]`.
-    #[serde(serialize_with = "ranges_as_objects")]
-    pub ranges: Vec<(u16, u16)>,
-    /// Hints.
-    pub notes: Vec<String>,
-}
-
-impl Report for FreePortReport {
-    fn human(&self) -> Vec<Block> {
-        self.ports
-            .iter()
-            .map(|p| Block::Line(p.to_string()))
-            .collect()
-    }
-    fn notes(&self) -> Vec<String> {
-        self.notes.clone()
-    }
-    fn command(&self) -> Option<&'static str> {
-        Some("free-port")
-    }
-}
-
-/// Port ranges as `{"first", "last"}` objects rather than bare pairs.
-fn ranges_as_objects<S: serde::Serializer>(r: &[(u16, u16)], s: S) -> Result<S::Ok, S::Error> {
-    #[derive(Serialize)]
-    struct Range {
-        first: u16,
-        last: u16,
-    }
-    s.collect_seq(r.iter().map(|&(first, last)| Range { first, last }))
-}
-
-/// `netkit free-port`.
-///
-/// # Errors
-/// A malformed `--range`.
-pub fn free_port(a: &FreePortArgs, f: Format) -> anyhow::Result<i32> {
-    if a.count == 0 || a.count > 10_000 {
-        bail!("--count must be between 1 and 10000");
-    }
-    let proto = if a.udp { Proto::Udp } else { Proto::Tcp };
-    let mut notes = Vec::new();
-    let ranges = match &a.range {
-        Some(r) => vec![freeport::parse_range(r).with_context(|| {
-            format!("--range must be A-B with 1 <= A <= B <= 65535, got {r:?}")
-        })?],
-        None => {
-            let eph = sysctl::ephemeral_range();
-            let start = sysctl::unprivileged_port_start();
-            notes.push(format!(
-                "searched outside net.ipv4.ip_local_port_range ({}-{}), where outgoing connections pick their source ports (BIND-RULES.md rule 11), and from ip_unprivileged_port_start ({start}) up; use --range A-B to choose",
-                eph.0, eph.1
-            ));
-            freeport::default_ranges(start, eph)
-        }
-    };
-    let ports = freeport::find(proto, &ranges, a.count, freeport::seed());
-    if ports.len() < a.count {
-        notes.push(format!(
-            "found only {} free port(s) of {} asked",
-            ports.len(),
-            a.count
-        ));
-    }
-    let found = ports.len() == a.count;
-    let r = FreePortReport {
-        ports,
-        proto,
-        ranges,
-        notes,
-    };
-    emit_found(&r, f, found)
 }
 
 #[cfg(test)]

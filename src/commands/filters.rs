@@ -4,7 +4,9 @@ use anyhow::{Context, bail};
 
 use crate::cli::inventory::ProtoFilter;
 use crate::cli::port::PortSet;
-use crate::inspect::{self, Family, InspectError, OwnerScope, Query, Snapshot, SocketEntry, users};
+use crate::inspect::{
+    self, Family, InspectError, OwnerScope, Query, Snapshot, SockState, SocketEntry, users,
+};
 
 /// Applies --tcp/--udp/-4/-6 (none given = all).
 pub fn apply_proto(q: &mut Query, f: ProtoFilter) {
@@ -117,4 +119,86 @@ pub fn snapshot_ports(q: &Query, ports: &PortSet) -> Result<Snapshot, InspectErr
         notes,
         elapsed_us: 0,
     })
+}
+
+/// True for a TCP connection the kernel completed but no process accepted yet: a server-side
+/// socket with no file (inode 0) that is not a TIME_WAIT/orphan timer row. Its owner is the
+/// listener whose accept queue holds it (a `?` would suggest a hidden process).
+pub fn awaits_accept(s: &SocketEntry) -> bool {
+    s.proto == inspect::Proto::Tcp
+        && s.inode == 0
+        && s.owners.is_empty()
+        && matches!(
+            s.state,
+            SockState::Established | SockState::CloseWait | SockState::SynRecv
+        )
+}
+
+/// Points each connection waiting in an accept queue ([`awaits_accept`]) at its listener.
+pub fn link_accept_queue(sockets: &mut [SocketEntry]) {
+    let found: Vec<(usize, inspect::ListenerRef)> = {
+        let index = inspect::ListenerIndex::new(sockets);
+        sockets
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| awaits_accept(s))
+            .filter_map(|(i, s)| {
+                index
+                    .find(s.proto, s.local_addr, s.local_port)
+                    .filter(|l| l.state == SockState::Listen)
+                    .map(|l| (i, inspect::ListenerRef::of(l)))
+            })
+            .collect()
+    };
+    for (i, r) in found {
+        sockets[i].listener = Some(Box::new(r));
+    }
+}
+
+/// [`snapshot_ports`] over the namespaces of `scope` ([`inspect::multi`]): each row carries its
+/// namespace (`SocketEntry::netns`), owners come from one walk, and the hints say which
+/// namespaces could not be entered. `Scope::Here` is exactly [`snapshot_ports`] (an empty
+/// `ports` means every port).
+///
+/// # Errors
+/// When this namespace's socket table cannot be read, or a named namespace does not exist.
+pub fn snapshot_scoped(
+    q: &Query,
+    ports: &PortSet,
+    scope: &inspect::multi::Scope,
+) -> Result<Snapshot, InspectError> {
+    if *scope == inspect::multi::Scope::Here {
+        return if ports.is_empty() {
+            inspect::snapshot(q)
+        } else {
+            snapshot_ports(q, ports)
+        };
+    }
+    let mut q = q.clone();
+    apply_ports(&mut q, ports);
+    let multi = inspect::multi::snapshot(&q, scope)?;
+    let mut sockets = Vec::new();
+    for part in multi.parts {
+        for mut s in part.sockets {
+            if ports.is_empty() || port_matches(ports, &s) {
+                s.netns = Some(part.netns.clone());
+                sockets.push(s);
+            }
+        }
+    }
+    Ok(Snapshot {
+        sockets,
+        notes: multi.notes,
+        elapsed_us: 0,
+    })
+}
+
+/// The scope `--netns`/`--all-netns` ask for (`--netns` itself is handled by running the
+/// whole command inside that namespace, so here it is `Here`).
+pub fn scope_of(ns: &crate::cli::netns::NetnsArgs) -> inspect::multi::Scope {
+    if ns.all_netns {
+        inspect::multi::Scope::All
+    } else {
+        inspect::multi::Scope::Here
+    }
 }

@@ -10,17 +10,20 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use serde::ser::{SerializeSeq, SerializeStruct};
 use serde::{Serialize, Serializer};
 
-use super::filters::{apply_ports, apply_proto, check_pid, keep, port_matches, user_filter};
+use super::filters::{
+    apply_ports, apply_proto, awaits_accept, check_pid, keep, port_matches, user_filter,
+};
 use super::sockets_report::{cells, cells_into, header, with_empty_note};
 use crate::cli::inventory::InspectArgs;
+use crate::cli::state::StateFilter;
 use crate::inspect::diag::{self, DiagMsg};
 use crate::inspect::{
-    self, Family, InspectError, ListenerRef, Owner, OwnerScope, Proto, Query, SockState,
-    SocketEntry, addrs_overlap, procfd, users,
+    self, Family, InspectError, ListenerRef, OwnerScope, Proto, Query, SockState, SocketEntry,
+    addrs_overlap, procfd, users,
 };
 use crate::output::{Block, Report, Rows};
 
@@ -73,7 +76,7 @@ impl Row {
 pub struct InspectReport {
     port: Option<u16>,
     rows: Vec<Row>,
-    owners: HashMap<u64, Vec<Arc<Owner>>>,
+    owners: inspect::OwnerMap,
     users: HashMap<u32, Arc<str>>,
     /// LISTEN / UNCONN sockets with owners, for the `listener` of kernel-held rows.
     listeners: Vec<SocketEntry>,
@@ -101,7 +104,7 @@ impl InspectReport {
         if let Some(uid) = s.uid {
             s.user = self.users.get(&uid).cloned();
         }
-        if s.is_ownerless() {
+        if s.is_ownerless() || awaits_accept(&s) {
             s.listener = self
                 .by_port
                 .get(&(s.proto, s.local_port))
@@ -188,33 +191,43 @@ pub fn report(args: &InspectArgs) -> anyhow::Result<InspectReport> {
         q.tcp &= tcp;
         q.udp &= udp;
     }
-    let state = match args.state.as_deref() {
-        None => None,
-        Some(s) => match SockState::parse(s) {
-            Some(st) => Some(st),
-            None => bail!(
-                "unknown state {s:?}: use one of {}",
-                SockState::ALL.map(|s| s.name()).join(", ")
-            ),
-        },
-    };
-    if let Some(st) = state {
-        match st {
-            SockState::Unconn => q.tcp = false,
-            SockState::Established => q.tcp_states = vec![st],
-            // The listener column of kernel-held rows needs the listeners too.
-            SockState::TimeWait | SockState::FinWait2 => {
-                q.udp = false;
-                q.tcp_states = vec![st, SockState::Listen];
-            }
-            _ => {
-                q.udp = false;
-                q.tcp_states = vec![st];
-            }
+    // --state: the union of the values; -l: the sockets that hold ports for servers.
+    let mut filters = args.state.clone();
+    if args.listening {
+        filters.extend([
+            StateFilter::Listening,
+            StateFilter::Bound,
+            StateFilter::Unconn,
+        ]);
+    }
+    let states = (!filters.is_empty()).then(|| StateFilter::union(&filters));
+    if let Some(st) = &states {
+        // UDP sockets are UNCONN or (connected) ESTABLISHED; every other state is TCP's.
+        q.udp &= st.contains(&SockState::Unconn) || st.contains(&SockState::Established);
+        q.tcp &= st.iter().any(|s| *s != SockState::Unconn);
+        q.tcp_states = st
+            .iter()
+            .copied()
+            .filter(|s| *s != SockState::Unconn)
+            .collect();
+        // The listener column of kernel-held rows (and of connections waiting in an accept
+        // queue) needs the listeners too.
+        if st.iter().any(|s| {
+            matches!(
+                s,
+                SockState::TimeWait
+                    | SockState::FinWait2
+                    | SockState::Established
+                    | SockState::CloseWait
+                    | SockState::SynRecv
+            )
+        }) && !q.tcp_states.contains(&SockState::Listen)
+        {
+            q.tcp_states.push(SockState::Listen);
         }
     }
     let wanted = |s: &SocketEntry| {
-        state.is_none_or(|st| s.state == st)
+        states.as_ref().is_none_or(|st| st.contains(&s.state))
             && port_matches(&ports, s)
             && (remote.is_empty()
                 || matches!((s.remote_addr, s.remote_port), (Some(a), Some(p)) if remote.matches(s.proto, a, false, p)))
@@ -224,6 +237,9 @@ pub fn report(args: &InspectArgs) -> anyhow::Result<InspectReport> {
     // Rows and listeners, straight from the kernel's dump.
     let mut notes = Vec::new();
     let mut listeners: Vec<SocketEntry> = Vec::new();
+    // Listeners as the kernel's compact records until the kernel-held rows are known: only
+    // the listeners of ports with TIME_WAIT / orphan rows are kept (the `listener` column).
+    let mut raw_listeners: Vec<(Proto, DiagMsg)> = Vec::new();
     let mut rows: Vec<Row> = Vec::new();
     let gathered = diag::for_each_job(&q, |proto, acc: &mut Gather, m: &DiagMsg| {
         let e = diag::to_entry(proto, m);
@@ -231,7 +247,7 @@ pub fn report(args: &InspectArgs) -> anyhow::Result<InspectReport> {
             return;
         }
         if matches!(e.state, SockState::Listen | SockState::Unconn) {
-            acc.listeners.push(e.clone());
+            acc.listeners.push((proto, m.clone()));
         }
         if wanted(&e) {
             acc.rows.push(Row::Diag(proto, m.clone()));
@@ -247,7 +263,7 @@ pub fn report(args: &InspectArgs) -> anyhow::Result<InspectReport> {
                 } else {
                     rows.append(&mut p.rows);
                 }
-                listeners.append(&mut p.listeners);
+                raw_listeners.append(&mut p.listeners);
             }
         }
         // Without sock_diag: the /proc/net fallback, as full entries.
@@ -266,6 +282,21 @@ pub fn report(args: &InspectArgs) -> anyhow::Result<InspectReport> {
         Err(e) => return Err(anyhow::Error::new(e).context("reading the socket table")),
     }
 
+    let held_ports: std::collections::HashSet<(Proto, u16)> = rows
+        .iter()
+        .map(Row::bare)
+        .filter(SocketEntry::is_ownerless)
+        .map(|s| (s.proto, s.local_port))
+        .collect();
+    listeners.extend(
+        raw_listeners
+            .into_iter()
+            .filter(|(p, m)| held_ports.contains(&(*p, m.sport)))
+            .map(|(p, m)| diag::to_entry(p, &m)),
+    );
+    listeners.retain(|l| held_ports.contains(&(l.proto, l.local_port)));
+    listeners.shrink_to_fit();
+
     // Owners of every row and of the listeners, from one walk.
     let inodes: Vec<u64> = rows
         .iter()
@@ -277,7 +308,7 @@ pub fn report(args: &InspectArgs) -> anyhow::Result<InspectReport> {
         .filter(|&i| i != 0)
         .collect();
     let want: std::collections::HashSet<u64> = inodes.into_iter().collect();
-    let (owners, unreadable) = inspect::owners_by_inode(&want, procfd::Reach::Shared);
+    let (owners, unreadable) = inspect::owner_map(&want, procfd::Reach::Shared);
     if unreadable > 0 && want.len() > owners.len() {
         notes.push(inspect::unreadable_note(unreadable));
     }
@@ -328,7 +359,7 @@ pub fn report(args: &InspectArgs) -> anyhow::Result<InspectReport> {
 #[derive(Default)]
 struct Gather {
     rows: Vec<Row>,
-    listeners: Vec<SocketEntry>,
+    listeners: Vec<(Proto, DiagMsg)>,
 }
 
 #[cfg(test)]

@@ -3,6 +3,15 @@
 //! and asking (or `--yes`), then wait until they let go of the port.
 //!
 //! Refuses PID 1 and netkit itself; as an ordinary user only the user's own processes.
+//!
+//! Each target is opened as a pidfd (pidfd_open(2)) BEFORE the prompt and checked to still
+//! hold the socket after that, and the signal goes through pidfd_send_signal(2): if the
+//! process exits while the user reads the prompt and its PID is reused, the signal goes
+//! nowhere (ESRCH) instead of hitting the newcomer.
+//!
+//! Exit codes: [`FREED`] 0, every signalled process let go of the port(s); [`NOTHING`] 1,
+//! nothing to stop (or the prompt was declined); [`STILL_HELD`] 3, signalled but a target still
+//! holds a port after the wait; 2, an error.
 
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, IsTerminal, Write};
@@ -17,14 +26,20 @@ use super::who_owns::port_words;
 use super::{FOUND, NOTHING, emit_found};
 use crate::cli::inventory::WhoOwnsArgs;
 use crate::cli::port::PortSet;
+use crate::explain::pidfd::Pidfd;
 use crate::inspect::{self, OwnerScope, Query, SocketEntry, procfd, users};
 use crate::output::{Block, Format, Report};
 
 /// How long to wait for the port to be let go after the signal.
 const WAIT: Duration = Duration::from_secs(5);
 
+/// Exit code: every signalled process let go of the port(s).
+pub const FREED: i32 = FOUND;
+/// Exit code: signalled, but a target still holds a port after the wait.
+pub const STILL_HELD: i32 = 3;
+
 /// A process chosen (or refused) for the signal.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Serialize)]
 pub struct Target {
     /// PID.
     pub pid: u32,
@@ -45,6 +60,9 @@ pub struct Target {
     /// Inodes of the sockets it holds on the port.
     #[serde(skip)]
     inodes: Vec<u64>,
+    /// The pidfd, opened before the prompt.
+    #[serde(skip)]
+    pidfd: Option<Pidfd>,
 }
 
 /// A socket a target holds on the port: JSON `{proto, family, state, local_addr, local_port}`.
@@ -77,8 +95,10 @@ impl Held {
 /// What `--kill` prints.
 #[derive(Debug, Serialize)]
 pub struct KillReport {
-    /// The port.
-    pub port: u16,
+    /// The port, when one was asked (`null` for several).
+    pub port: Option<u16>,
+    /// Every port asked.
+    pub ports: Vec<u16>,
     /// The signal name.
     pub signal: String,
     /// The processes.
@@ -91,10 +111,17 @@ pub struct KillReport {
     pub remaining: Vec<SocketEntry>,
     /// Hints.
     pub notes: Vec<String>,
+    /// `port 6000`, `ports 6000, 6001`, for the table's last line.
+    #[serde(skip)]
+    words: String,
 }
 
 impl Report for KillReport {
     fn human(&self) -> Vec<Block> {
+        // Nothing found: the note on stderr says so; no empty table header.
+        if self.targets.is_empty() {
+            return Vec::new();
+        }
         let rows = self
             .targets
             .iter()
@@ -122,9 +149,9 @@ impl Report for KillReport {
             rows,
         )];
         out.push(Block::Line(if self.port_free {
-            format!("port {}: no listener or bound socket remains", self.port)
+            format!("{}: no listener or bound socket remains", self.words)
         } else {
-            format!("port {}: still held", self.port)
+            format!("{}: still held", self.words)
         }));
         out
     }
@@ -134,34 +161,6 @@ impl Report for KillReport {
     fn command(&self) -> Option<&'static str> {
         Some("who-owns")
     }
-}
-
-/// Parses `TERM`, `SIGTERM`, `term`, `15`.
-pub fn parse_signal(s: &str) -> Option<(i32, String)> {
-    let u = s.trim().to_ascii_uppercase();
-    let name = u.strip_prefix("SIG").unwrap_or(&u);
-    let table = [
-        ("TERM", libc::SIGTERM),
-        ("INT", libc::SIGINT),
-        ("KILL", libc::SIGKILL),
-        ("HUP", libc::SIGHUP),
-        ("QUIT", libc::SIGQUIT),
-        ("USR1", libc::SIGUSR1),
-        ("USR2", libc::SIGUSR2),
-    ];
-    if let Ok(n) = name.parse::<i32>() {
-        let known = table
-            .iter()
-            .find(|(_, v)| *v == n)
-            .map(|(k, _)| k.to_string());
-        return (1..=64)
-            .contains(&n)
-            .then(|| (n, known.unwrap_or_else(|| n.to_string())));
-    }
-    table
-        .iter()
-        .find(|(k, _)| *k == name)
-        .map(|(k, v)| (*v, k.to_string()))
 }
 
 fn process_uid(pid: u32) -> Option<u32> {
@@ -180,21 +179,17 @@ fn binders(ports: &PortSet, a: &WhoOwnsArgs) -> anyhow::Result<(Vec<SocketEntry>
     Ok((snap.sockets, snap.notes))
 }
 
-/// Stops the processes holding the port.
+/// Stops the processes holding the port(s).
 ///
 /// # Errors
-/// Bad signal, unreadable socket table, or no confirmation possible (stdin not a terminal
-/// and no `--yes`).
+/// Unreadable socket table, or no confirmation possible (stdin not a terminal and no `--yes`).
 pub fn run(a: &WhoOwnsArgs, f: Format) -> anyhow::Result<i32> {
-    let (sig, sig_name) = parse_signal(&a.signal).with_context(|| {
-        format!(
-            "unknown signal {:?} (use TERM, INT, KILL, HUP, QUIT, USR1, USR2 or a number)",
-            a.signal
-        )
-    })?;
+    let (sig, sig_name) = (a.signal.number, a.signal.name.to_string());
     let ports = a.port_set();
     let words = port_words(&ports);
-    let port = ports.ports().first().copied().unwrap_or(0);
+    let short_words = words.strip_prefix("local ").unwrap_or(&words).to_string();
+    let port_list = ports.ports();
+    let first = port_list.first().copied().unwrap_or(0);
     let (sockets, mut notes) = binders(&ports, a)?;
     let me = std::process::id();
     let my_uid = users::current_uid();
@@ -205,6 +200,9 @@ pub fn run(a: &WhoOwnsArgs, f: Format) -> anyhow::Result<i32> {
     let mut by_pid: BTreeMap<u32, Target> = BTreeMap::new();
     for s in sockets.iter().filter(|s| s.is_binder()) {
         for o in &s.owners {
+            if a.pid.is_some_and(|p| p != o.pid) {
+                continue;
+            }
             let t = by_pid.entry(o.pid).or_insert_with(|| {
                 let puid = process_uid(o.pid);
                 Target {
@@ -225,6 +223,7 @@ pub fn run(a: &WhoOwnsArgs, f: Format) -> anyhow::Result<i32> {
                     signalled: false,
                     released: false,
                     inodes: Vec::new(),
+                    pidfd: None,
                 }
             });
             t.inodes.push(s.inode);
@@ -252,34 +251,58 @@ pub fn run(a: &WhoOwnsArgs, f: Format) -> anyhow::Result<i32> {
         ));
     }
     let mut targets: Vec<Target> = by_pid.into_values().collect();
+    // Pin each target before asking: a pidfd names this process, not whoever gets its PID.
+    for t in targets.iter_mut().filter(|t| t.refused.is_none()) {
+        match Pidfd::open(t.pid) {
+            Ok(fd) if still_holds(t.pid, &t.inodes) => t.pidfd = Some(fd),
+            Ok(_) => t.refused = Some("let go of the port before the signal".into()),
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {
+                t.refused = Some("exited before the signal".into());
+            }
+            Err(e) => t.refused = Some(format!("pidfd_open failed: {e}")),
+        }
+    }
     let todo: Vec<usize> = (0..targets.len())
         .filter(|&i| targets[i].refused.is_none())
         .collect();
+    let mut report = KillReport {
+        port: ports.single(),
+        ports: port_list.clone(),
+        signal: sig_name.clone(),
+        port_free: !sockets.iter().any(|s| s.is_binder()),
+        remaining: Vec::new(),
+        targets: Vec::new(),
+        notes: Vec::new(),
+        words: short_words,
+    };
     if todo.is_empty() {
-        let r = KillReport {
-            port,
-            signal: sig_name,
-            port_free: !sockets.iter().any(|s| s.is_binder()),
-            remaining: sockets,
-            targets,
-            notes: {
-                notes.push(format!("nothing to stop: no process of yours holds {words} as a listener or bound socket"));
-                notes
-            },
-        };
-        emit_found(&r, f, false)?;
+        notes.push(if targets.is_empty() {
+            format!("nothing to stop: nothing holds {words} as a listener or bound socket")
+        } else {
+            format!(
+                "nothing to stop: no process netkit may signal holds {words} as a listener or bound socket"
+            )
+        });
+        report.remaining = sockets;
+        report.targets = targets;
+        report.notes = notes;
+        emit_found(&report, f, false)?;
         return Ok(NOTHING);
     }
-    if !a.yes {
-        confirm(&targets, &todo, &sig_name, &words)?;
+    if !a.yes && !confirm(&targets, &todo, &sig_name, &words)? {
+        let mut err = crate::output::stderr();
+        writeln!(err, "netkit: cancelled: nothing was signalled")?;
+        return Ok(NOTHING);
     }
     for &i in &todo {
-        let pid = targets[i].pid as libc::pid_t;
-        // SAFETY: kill(2) with a pid we just found holding the port and a valid signal number.
-        if unsafe { libc::kill(pid, sig) } == 0 {
-            targets[i].signalled = true;
-        } else {
-            targets[i].refused = Some(format!("kill failed: {}", io::Error::last_os_error()));
+        let t = &mut targets[i];
+        let Some(fd) = &t.pidfd else { continue };
+        match fd.send_signal(sig) {
+            Ok(()) => t.signalled = true,
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {
+                t.refused = Some("exited before the signal".into());
+            }
+            Err(e) => t.refused = Some(format!("pidfd_send_signal failed: {e}")),
         }
     }
     // Wait (bounded) until the signalled processes no longer hold a binder socket on the port.
@@ -305,31 +328,49 @@ pub fn run(a: &WhoOwnsArgs, f: Format) -> anyhow::Result<i32> {
         std::thread::sleep(Duration::from_millis(50));
     }
     let port_free = !left.iter().any(|s| s.is_binder());
-    let all_released = targets.iter().filter(|t| t.signalled).all(|t| t.released);
-    if !all_released {
+    let signalled = targets.iter().filter(|t| t.signalled).count();
+    let all_released = signalled > 0 && targets.iter().filter(|t| t.signalled).all(|t| t.released);
+    if signalled > 0 && !all_released {
         notes.push(format!(
-            "some processes still hold the port after {}s: try --signal KILL",
+            "{} still hold the port after SIG{sig_name} and {}s: try --signal KILL",
+            targets
+                .iter()
+                .filter(|t| t.signalled && !t.released)
+                .map(|t| format!("PID {}", t.pid))
+                .collect::<Vec<_>>()
+                .join(", "),
             WAIT.as_secs()
         ));
     }
     if left.iter().any(|s| s.is_ownerless()) {
         notes.push(format!(
-            "TIME_WAIT/FIN_WAIT2 leftovers remain on {words}: a restart without SO_REUSEADDR may still fail; `netkit wait-free {port}` waits them out"
+            "TIME_WAIT/FIN_WAIT2 leftovers remain on {words}: a restart without SO_REUSEADDR may still fail; `netkit wait-free {first}` waits them out"
         ));
     }
-    let r = KillReport {
-        port,
-        signal: sig_name,
-        targets,
-        port_free,
-        remaining: left,
-        notes,
-    };
-    emit_found(&r, f, all_released)?;
-    Ok(if all_released { FOUND } else { NOTHING })
+    report.targets = targets;
+    report.port_free = port_free;
+    report.remaining = left;
+    report.notes = notes;
+    emit_found(&report, f, all_released)?;
+    Ok(if all_released {
+        FREED
+    } else if signalled > 0 {
+        STILL_HELD
+    } else {
+        NOTHING
+    })
 }
 
-fn confirm(targets: &[Target], todo: &[usize], sig: &str, words: &str) -> anyhow::Result<()> {
+/// True when `pid` still has one of the socket `inodes` open (read after its pidfd was
+/// opened, so the pidfd is known to name the holder).
+fn still_holds(pid: u32, inodes: &[u64]) -> bool {
+    crate::explain::pidfd::socket_fds(pid)
+        .map(|fds| fds.iter().any(|(_, i)| inodes.contains(i)))
+        .unwrap_or(false)
+}
+
+/// Asks on the terminal; `Ok(false)` when the user declines.
+fn confirm(targets: &[Target], todo: &[usize], sig: &str, words: &str) -> anyhow::Result<bool> {
     let stdin = io::stdin();
     if !stdin.is_terminal() {
         bail!("refusing to signal without confirmation: stdin is not a terminal (add --yes)");
@@ -358,25 +399,5 @@ fn confirm(targets: &[Target], todo: &[usize], sig: &str, words: &str) -> anyhow
     err.flush()?;
     let mut line = String::new();
     stdin.lock().read_line(&mut line)?;
-    if !matches!(line.trim(), "y" | "Y" | "yes" | "YES") {
-        bail!("cancelled: nothing was signalled");
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn signals_parse_by_name_and_number() {
-        assert_eq!(parse_signal("TERM"), Some((libc::SIGTERM, "TERM".into())));
-        assert_eq!(
-            parse_signal("sigkill"),
-            Some((libc::SIGKILL, "KILL".into()))
-        );
-        assert_eq!(parse_signal("2"), Some((libc::SIGINT, "INT".into())));
-        assert_eq!(parse_signal("0"), None);
-        assert_eq!(parse_signal("BOGUS"), None);
-    }
+    Ok(matches!(line.trim(), "y" | "Y" | "yes" | "YES"))
 }

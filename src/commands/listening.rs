@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 
-use super::filters::{apply_proto, check_pid, keep, snapshot_ports, user_filter};
+use super::filters::{apply_proto, check_pid, keep, scope_of, snapshot_scoped, user_filter};
 use super::sockets_report::SocketsReport;
 use crate::cli::inventory::ListeningArgs;
 use crate::inspect::{self, OwnerScope, Query, SockState};
@@ -21,23 +21,21 @@ pub fn report(args: &ListeningArgs) -> anyhow::Result<SocketsReport> {
         ..Query::default()
     };
     apply_proto(&mut q, args.filter);
-    let snap = if ports.is_empty() {
-        inspect::snapshot(&q)
-    } else {
-        snapshot_ports(&q, &ports)
-    }
-    .context("reading the socket table")?;
-    let sockets = snap
+    let snap =
+        snapshot_scoped(&q, &ports, &scope_of(&args.ns)).context("reading the socket table")?;
+    let mut sockets: Vec<_> = snap
         .sockets
         .into_iter()
         .filter(|s| s.is_binder())
         .filter(|s| keep(s, args.pid, uid))
         .collect();
+    inspect::attribute_owners(&mut sockets);
     Ok(SocketsReport {
         command: "listening",
         port: ports.single(),
         sockets,
         notes: snap.notes,
         cmdline_column: false,
+        cols: Default::default(),
     })
 }

@@ -4,14 +4,18 @@ pub mod audit;
 pub mod explain;
 pub mod exporter;
 pub mod filters;
+pub mod free_port;
 pub mod generate;
 pub mod inspect;
 pub mod kill;
 pub mod listening;
+pub mod manual;
 pub mod run;
 pub mod sockets_report;
 pub mod sockopt;
 pub mod timewait;
+pub mod wait_free;
+pub mod wait_listen;
 pub mod who_owns;
 
 use crate::cli::{Cli, Command};
@@ -24,6 +28,17 @@ pub use crate::exit::{ERROR, FOUND, NOTHING};
 /// # Errors
 /// Any failure, for `main` to print as one line (exit 2).
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
+    if let Some(spec) = cli.command.netns_spec() {
+        // The whole command (trial sockets, dumps, child processes) runs on a thread that
+        // entered the namespace; this thread never leaves its own (inspect::netns).
+        let path = spec.path();
+        return crate::inspect::netns::run_in(&path, move || run_here(cli))?;
+    }
+    run_here(cli)
+}
+
+/// [`run`] in the namespace this thread is in.
+fn run_here(cli: Cli) -> anyhow::Result<i32> {
     let format = if cli.output.json {
         Format::Json
     } else {
@@ -48,8 +63,9 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             timewait::Timewait::All(r) => emit_found(&r, format, !r.sockets.is_empty()),
         },
         Command::Explain(a) => explain::run(&a, format),
-        Command::WaitFree(a) => explain::wait_free(&a, format),
-        Command::FreePort(a) => explain::free_port(&a, format),
+        Command::WaitFree(a) => wait_free::run(&a, format),
+        Command::WaitListen(a) => wait_listen::run(&a, format),
+        Command::FreePort(a) => free_port::run(&a, format),
         Command::Sockopt(a) => sockopt::run(&a, format),
         Command::Audit(a) => audit::run(&a, format),
         Command::Run(a) => run::run(a, format),

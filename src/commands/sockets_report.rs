@@ -21,10 +21,41 @@ pub struct SocketsReport {
     /// Show the command-line column (who-owns).
     #[serde(skip)]
     pub cmdline_column: bool,
+    /// The optional columns, worked out from the rows on first use.
+    #[serde(skip)]
+    pub cols: std::cell::OnceCell<Columns>,
+}
+
+/// Which optional columns a socket table has.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Columns {
+    /// CMDLINE (last, the first to be cut on a narrow terminal).
+    pub cmdline: bool,
+    /// UNIT/CONTAINER: some owner runs in a systemd unit or a container.
+    pub placement: bool,
+    /// NETNS: the rows come from several network namespaces.
+    pub netns: bool,
+}
+
+impl Columns {
+    /// The columns `sockets` need: UNIT/CONTAINER when any owner has one, NETNS when any row
+    /// carries a namespace.
+    pub fn for_rows(sockets: &[SocketEntry], cmdline: bool) -> Columns {
+        Columns {
+            cmdline,
+            placement: sockets.iter().any(|s| {
+                s.owners
+                    .iter()
+                    .any(|o| o.unit.is_some() || o.container.is_some())
+            }),
+            netns: sockets.iter().any(|s| s.netns.is_some()),
+        }
+    }
 }
 
 /// The owner cell: `1234/python3,1240/python3`, `kernel (no owner)` for TIME_WAIT and orphans
-/// with the port's listener, `?` when the owner could not be seen.
+/// with the port's listener, `(accept queue of PID N)` for a connection no process accepted
+/// yet, `?` when the owner could not be seen.
 pub fn owner_cell(s: &SocketEntry) -> String {
     let mut out = String::new();
     write_owner_cell(s, &mut out);
@@ -53,7 +84,15 @@ fn write_owner_cell(s: &SocketEntry, out: &mut String) {
         return;
     }
     if s.owners.is_empty() {
-        out.push('?');
+        match (&s.listener, super::filters::awaits_accept(s)) {
+            (Some(l), true) => match l.pid {
+                Some(p) => {
+                    let _ = write!(out, "(accept queue of PID {p})");
+                }
+                None => out.push_str("(accept queue of a listener)"),
+            },
+            _ => out.push('?'),
+        }
         return;
     }
     for (i, o) in s.owners.iter().enumerate() {
@@ -66,6 +105,14 @@ fn write_owner_cell(s: &SocketEntry, out: &mut String) {
 
 /// The column names of a socket table.
 pub fn header(cmdline_column: bool) -> Vec<String> {
+    header_with(Columns {
+        cmdline: cmdline_column,
+        ..Columns::default()
+    })
+}
+
+/// The column names of a socket table with the optional columns `c`.
+pub fn header_with(c: Columns) -> Vec<String> {
     let mut h = vec![
         "PROTO",
         "STATE",
@@ -75,7 +122,13 @@ pub fn header(cmdline_column: bool) -> Vec<String> {
         "PID/COMMAND",
         "TIMER",
     ];
-    if cmdline_column {
+    if c.placement {
+        h.push("UNIT/CONTAINER");
+    }
+    if c.netns {
+        h.push("NETNS");
+    }
+    if c.cmdline {
         h.push("CMDLINE");
     }
     h.into_iter().map(String::from).collect()
@@ -91,8 +144,20 @@ pub fn cells(s: &SocketEntry, cmdline_column: bool) -> Vec<String> {
 /// Writes the cells of one socket's row into `out`, reusing its strings: a 100,000-row
 /// table is formatted twice (widths, then lines) without allocating per cell.
 pub fn cells_into(s: &SocketEntry, cmdline_column: bool, out: &mut Vec<String>) {
+    cells_with(
+        s,
+        Columns {
+            cmdline: cmdline_column,
+            ..Columns::default()
+        },
+        out,
+    )
+}
+
+/// [`cells_into`] with the optional columns `c`.
+pub fn cells_with(s: &SocketEntry, c: Columns, out: &mut Vec<String>) {
     use std::fmt::Write as _;
-    let n = if cmdline_column { 8 } else { 7 };
+    let n = 7 + usize::from(c.placement) + usize::from(c.netns) + usize::from(c.cmdline);
     out.resize_with(n, String::new);
     out.truncate(n);
     for c in out.iter_mut() {
@@ -114,10 +179,28 @@ pub fn cells_into(s: &SocketEntry, cmdline_column: bool, out: &mut Vec<String>) 
         Some(ms) => out[6].push_str(&fmt_ms(ms)),
         None => out[6].push('-'),
     }
-    if cmdline_column {
+    let mut i = 7;
+    if c.placement {
+        let mut cells: Vec<String> = s.owners.iter().map(|o| o.placement()).collect();
+        cells.dedup();
+        if cells.is_empty() {
+            out[i].push('-');
+        } else {
+            out[i].push_str(&cells.join(","));
+        }
+        i += 1;
+    }
+    if c.netns {
+        match &s.netns {
+            Some(n) => out[i].push_str(&n.label()),
+            None => out[i].push('-'),
+        }
+        i += 1;
+    }
+    if c.cmdline {
         let mut lines: Vec<&str> = s.owners.iter().map(|o| o.cmdline.as_str()).collect();
         lines.dedup();
-        out[7].push_str(&lines.join(" | "));
+        out[i].push_str(&lines.join(" | "));
     }
 }
 
@@ -130,18 +213,28 @@ fn write_endpoint(out: &mut String, addr: std::net::IpAddr, port: u16) {
     };
 }
 
+impl SocketsReport {
+    fn columns(&self) -> Columns {
+        *self
+            .cols
+            .get_or_init(|| Columns::for_rows(&self.sockets, self.cmdline_column))
+    }
+}
+
 impl Rows for SocketsReport {
     fn header(&self) -> Vec<String> {
-        header(self.cmdline_column)
+        header_with(self.columns())
     }
     fn len(&self) -> usize {
         self.sockets.len()
     }
     fn row(&self, i: usize) -> Vec<String> {
-        cells(&self.sockets[i], self.cmdline_column)
+        let mut out = Vec::new();
+        cells_with(&self.sockets[i], self.columns(), &mut out);
+        out
     }
     fn row_into(&self, i: usize, out: &mut Vec<String>) {
-        cells_into(&self.sockets[i], self.cmdline_column, out)
+        cells_with(&self.sockets[i], self.columns(), out)
     }
 }
 

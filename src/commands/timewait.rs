@@ -34,6 +34,66 @@ pub struct PortSummary {
     pub listener: Option<ListenerRef>,
 }
 
+/// Width of one expiry bucket, in seconds.
+pub const BUCKET_SECONDS: u64 = 10;
+/// Number of expiry buckets: TIME_WAIT lasts 60 s (`TCP_TIMEWAIT_LEN`), so six of ten seconds.
+pub const BUCKETS: usize = 6;
+
+/// TIME_WAIT sockets whose time left falls in `[seconds_left_from, seconds_left_to)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ExpiryBucket {
+    /// Lower bound of the time left, seconds (inclusive).
+    pub seconds_left_from: u64,
+    /// Upper bound of the time left, seconds (exclusive).
+    pub seconds_left_to: u64,
+    /// How many TIME_WAIT sockets.
+    pub count: usize,
+}
+
+/// The bucket of a timer: entries that linger past their timer (time left 0) count as
+/// expiring; a timer of 60 s or more (not seen on Linux) goes to the last bucket.
+pub fn bucket_of(left_ms: u64) -> usize {
+    ((left_ms / 1000 / BUCKET_SECONDS) as usize).min(BUCKETS - 1)
+}
+
+/// The buckets of a histogram, soonest first.
+pub fn expiry_buckets(counts: &[usize; BUCKETS]) -> Vec<ExpiryBucket> {
+    counts
+        .iter()
+        .enumerate()
+        .map(|(i, &count)| ExpiryBucket {
+            seconds_left_from: i as u64 * BUCKET_SECONDS,
+            seconds_left_to: (i as u64 + 1) * BUCKET_SECONDS,
+            count,
+        })
+        .collect()
+}
+
+/// The histogram as text lines: `  0-10s      12  ####`, bars scaled to the largest bucket
+/// (at most 40 characters; any non-empty bucket gets at least one `#`).
+pub fn histogram_lines(buckets: &[ExpiryBucket]) -> Vec<String> {
+    const BAR: usize = 40;
+    let max = buckets.iter().map(|b| b.count).max().unwrap_or(0);
+    let width = buckets
+        .iter()
+        .map(|b| b.count.to_string().len())
+        .max()
+        .unwrap_or(1)
+        .max(5);
+    let mut out = vec!["EXPIRES IN  TIME_WAIT".to_string()];
+    for b in buckets {
+        let bar = if max == 0 || b.count == 0 {
+            0
+        } else {
+            (b.count * BAR).div_ceil(max)
+        };
+        let range = format!("{}-{}s", b.seconds_left_from, b.seconds_left_to);
+        let line = format!("{range:>10}  {:>width$}  {}", b.count, "#".repeat(bar));
+        out.push(line.trim_end().to_string());
+    }
+    out
+}
+
 /// `timewait` summary.
 #[derive(Debug, Serialize)]
 pub struct TimewaitReport {
@@ -44,6 +104,8 @@ pub struct TimewaitReport {
     pub port: Option<u16>,
     /// Total TIME_WAIT sockets.
     pub total: usize,
+    /// When the entries expire: counts per 10-second bucket of time left, soonest first.
+    pub expiry_buckets: Vec<ExpiryBucket>,
     /// Per local address:port, most entries first.
     pub ports: Vec<PortSummary>,
     /// Hints.
@@ -66,6 +128,10 @@ impl TimewaitReport {
 
 impl Report for TimewaitReport {
     fn human(&self) -> Vec<Block> {
+        // Nothing found: the hint on stderr says so, as in every other command.
+        if self.total == 0 {
+            return Vec::new();
+        }
         let rows: Vec<Vec<String>> = self
             .ports
             .iter()
@@ -89,6 +155,14 @@ impl Report for TimewaitReport {
             })
             .collect();
         let mut out = Vec::new();
+        if self.total > 0 {
+            out.extend(
+                histogram_lines(&self.expiry_buckets)
+                    .into_iter()
+                    .map(Block::Line),
+            );
+            out.push(Block::Line(String::new()));
+        }
         if !rows.is_empty() {
             out.push(Block::table(
                 &["LOCAL", "COUNT", "SOONEST", "LATEST", "LISTENER"],
@@ -143,6 +217,7 @@ pub fn report(args: &TimewaitArgs) -> anyhow::Result<Timewait> {
     if args.all {
         return list_all(args, &q);
     }
+    inspect::trace::note("timewait: dump starts");
     // Fold TIME_WAIT entries into per-address:port counters as the kernel sends them: a
     // summary of 100,000 entries never holds 100,000 rows.
     let folded = diag::for_each_job(&q, |_, acc: &mut Fold, m| {
@@ -176,11 +251,16 @@ pub fn report(args: &TimewaitArgs) -> anyhow::Result<Timewait> {
         }
         Err(e) => return Err(anyhow::Error::new(e).context("reading the socket table")),
     };
+    inspect::trace::note("timewait: dump and fold done");
     let mut groups: HashMap<(IpAddr, u16), Agg> = HashMap::new();
     let mut listeners = Vec::new();
     let mut orphans = 0;
+    let mut buckets = [0usize; BUCKETS];
     for p in parts {
         orphans += p.orphans;
+        for (b, n) in buckets.iter_mut().zip(p.buckets) {
+            *b += n;
+        }
         listeners.extend(p.listeners);
         for (k, v) in p.groups {
             let g = groups.entry(k).or_insert(Agg::EMPTY);
@@ -199,12 +279,19 @@ pub fn report(args: &TimewaitArgs) -> anyhow::Result<Timewait> {
             .map(|l| l.inode)
             .collect()
     };
+    inspect::trace::note(&format!(
+        "timewait: {} groups, {} listeners, {} matched",
+        groups.len(),
+        listeners.len(),
+        matched.len()
+    ));
     // The summary names one listener per port, so the first owner found is enough.
     notes.extend(inspect::resolve_owners_within(
         &mut listeners,
         |s| matched.contains(&s.inode),
         inspect::procfd::Reach::First,
     ));
+    inspect::trace::note("timewait: owners done");
     inspect::name_users(&mut listeners);
     orphan_note(orphans, &mut notes);
     let index = ListenerIndex::new(&listeners);
@@ -226,6 +313,12 @@ pub fn report(args: &TimewaitArgs) -> anyhow::Result<Timewait> {
             .then(a.local_port.cmp(&b.local_port))
             .then(a.local_addr.cmp(&b.local_addr))
     });
+    if total == 0 {
+        notes.push(match args.port {
+            Some(p) => format!("no TIME_WAIT socket on local port {p}"),
+            None => "no TIME_WAIT sockets".to_string(),
+        });
+    }
     if total > 0 {
         notes.push(
             "TIME_WAIT lasts 60 s and belongs to no process; a new bind() on the port passes only if the old socket and the new one both set SO_REUSEADDR (`netkit explain PORT`)"
@@ -236,6 +329,7 @@ pub fn report(args: &TimewaitArgs) -> anyhow::Result<Timewait> {
         command: "timewait",
         port: args.port,
         total,
+        expiry_buckets: expiry_buckets(&buckets),
         ports,
         notes,
         limit: args.limit,
@@ -264,6 +358,7 @@ struct Fold {
     groups: HashMap<(IpAddr, u16), Agg>,
     listeners: Vec<SocketEntry>,
     orphans: usize,
+    buckets: [usize; BUCKETS],
 }
 
 impl Fold {
@@ -272,6 +367,7 @@ impl Fold {
         g.count += 1;
         g.min = g.min.min(left_ms);
         g.max = g.max.max(left_ms);
+        self.buckets[bucket_of(left_ms)] += 1;
     }
 }
 
@@ -310,5 +406,35 @@ fn list_all(args: &TimewaitArgs, q: &Query) -> anyhow::Result<Timewait> {
         sockets,
         notes,
         cmdline_column: false,
+        cols: Default::default(),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_ten_seconds_and_clamp_at_both_ends() {
+        assert_eq!(bucket_of(0), 0);
+        assert_eq!(bucket_of(9_999), 0);
+        assert_eq!(bucket_of(10_000), 1);
+        assert_eq!(bucket_of(59_999), 5);
+        assert_eq!(bucket_of(60_000), 5);
+        assert_eq!(bucket_of(u64::from(u32::MAX)), 5);
+        let b = expiry_buckets(&[1, 0, 0, 0, 0, 7]);
+        assert_eq!(b.len(), BUCKETS);
+        assert_eq!((b[5].seconds_left_from, b[5].seconds_left_to), (50, 60));
+        assert_eq!(b.iter().map(|x| x.count).sum::<usize>(), 8);
+    }
+
+    #[test]
+    fn histogram_bars_scale_to_the_largest_bucket() {
+        let lines = histogram_lines(&expiry_buckets(&[1, 0, 0, 0, 20, 40]));
+        assert_eq!(lines.len(), 1 + BUCKETS);
+        assert_eq!(lines[1], "     0-10s      1  #");
+        assert_eq!(lines[2], "    10-20s      0");
+        assert!(lines[5].ends_with(&"#".repeat(20)), "{}", lines[5]);
+        assert!(lines[6].ends_with(&format!("40  {}", "#".repeat(40))));
+    }
 }

@@ -2,11 +2,14 @@
 
 use anyhow::Context;
 
-use super::filters::{apply_proto, snapshot_ports};
+use super::filters::{
+    apply_proto, check_pid, keep, link_accept_queue, scope_of, snapshot_scoped, user_filter,
+};
 use super::sockets_report::SocketsReport;
 use crate::cli::inventory::WhoOwnsArgs;
 use crate::cli::port::PortSet;
-use crate::inspect::{self, OwnerScope, Query, SockState};
+use crate::inspect::multi::Scope;
+use crate::inspect::{self, OwnerScope, Query, SockState, procfd};
 
 /// Gathers the sockets on the ports asked, with owners and, for kernel-held rows, the listener.
 ///
@@ -14,12 +17,35 @@ use crate::inspect::{self, OwnerScope, Query, SockState};
 /// When the socket table cannot be read.
 pub fn report(args: &WhoOwnsArgs) -> anyhow::Result<SocketsReport> {
     let ports = args.port_set();
+    let uid = user_filter(args.user.as_deref())?;
+    check_pid(args.pid)?;
     let mut q = Query {
         owners: OwnerScope::All,
         ..Query::default()
     };
     apply_proto(&mut q, args.filter);
-    let snap = snapshot_ports(&q, &ports).context("reading the socket table")?;
+    let scope = scope_of(&args.ns);
+    let mut snap = snapshot_scoped(&q, &ports, &scope).context("reading the socket table")?;
+    // Nothing here: a container (another network namespace) may hold the port. Look before
+    // saying "nothing" (root only: entering a namespace needs CAP_SYS_ADMIN).
+    let mut elsewhere = false;
+    if snap.sockets.is_empty()
+        && scope == Scope::Here
+        && !args.here
+        && args.ns.netns.is_none()
+        && procfd::is_root()
+    {
+        // Only sockets that hold the port for a server there (LISTEN, BOUND, UNCONN): a
+        // container's client connection that happens to use the same ephemeral port is not
+        // what "who holds my port" asks about.
+        let mut others = snapshot_scoped(&q, &ports, &Scope::Others)
+            .context("reading the other network namespaces")?;
+        others.sockets.retain(|s| s.is_binder());
+        if !others.sockets.is_empty() {
+            elsewhere = true;
+            snap = others;
+        }
+    }
     let single = ports.single();
     // `timewait --port` takes one port; with several, point at the plain listing.
     let tw_cmd = match single {
@@ -28,7 +54,24 @@ pub fn report(args: &WhoOwnsArgs) -> anyhow::Result<SocketsReport> {
     };
     let mut sockets = snap.sockets;
     inspect::link_listeners(&mut sockets);
+    link_accept_queue(&mut sockets);
+    sockets.retain(|s| keep(s, args.pid, uid) && (!args.listening || s.is_binder()));
+    inspect::attribute_owners(&mut sockets);
     let mut notes = snap.notes;
+    if elsewhere {
+        let mut names: Vec<String> = sockets
+            .iter()
+            .filter_map(|s| s.netns.as_ref().map(|n| n.label()))
+            .collect();
+        names.sort();
+        names.dedup();
+        notes.push(format!(
+            "nothing holds {} in this network namespace; the socket(s) above are in {} ({}): not reachable from here unless the port is published or forwarded (docker -p, a port forwarder); --here looks only here",
+            port_words(&ports),
+            if names.len() == 1 { "another namespace".to_string() } else { format!("{} other namespaces", names.len()) },
+            names.join(", ")
+        ));
+    }
     let kernel_held = sockets.iter().filter(|s| s.is_ownerless()).count();
     if kernel_held > 0 {
         let latest = sockets
@@ -61,6 +104,7 @@ pub fn report(args: &WhoOwnsArgs) -> anyhow::Result<SocketsReport> {
         sockets,
         notes,
         cmdline_column: true,
+        cols: Default::default(),
     })
 }
 

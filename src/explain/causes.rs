@@ -280,7 +280,8 @@ fn privileged(ev: &Evidence<'_>, informative: bool) -> Vec<Cause> {
                 names.join("; ")
             ),
             fix: format!(
-                "fixing the permission alone is not enough: also stop the holder (`netkit who-owns {p} --kill`) or {}",
+                "fixing the permission alone is not enough: also {} or {}",
+                hidden.first().map_or_else(|| "stop the holder".to_string(), |s| stop_fix(s, p)),
                 ev.another_port()
             ),
             seconds_left: None,
@@ -385,14 +386,28 @@ fn listen_conflict(ev: &Evidence<'_>) -> Cause {
     }
 }
 
+/// "stop PID 123 (`netkit who-owns P --kill`)" when netkit's user may signal the holder (root,
+/// or the socket's own user); otherwise who to ask, since `--kill` would only be refused.
+fn stop_fix(s: &SocketEntry, port: u16) -> String {
+    let me = crate::inspect::users::current_uid();
+    if crate::inspect::procfd::is_root() || s.uid == Some(me) {
+        format!("stop {} (`netkit who-owns {port} --kill`)", pids_text(s))
+    } else {
+        format!(
+            "ask user {} (the holder's owner) or root to stop {}",
+            s.user.as_deref().unwrap_or("?"),
+            pids_text(s)
+        )
+    }
+}
+
 /// EADDRINUSE at bind(): walk the holders (BIND-RULES.md §3 diagnosis order).
 fn in_use(ev: &Evidence<'_>) -> Vec<Cause> {
     let t = ev.trial;
     let p = t.port;
     let over = ev.overlapping();
     let mut out = Vec::new();
-    let kill_fix =
-        |s: &SocketEntry| format!("stop {} (`netkit who-owns {p} --kill`)", pids_text(s));
+    let kill_fix = |s: &SocketEntry| stop_fix(s, p);
 
     // 1. Listeners (TCP LISTEN) and bound UDP sockets: rules 1-5, U1. A holder whose read
     // flags exempt the trial (SO_REUSEPORT on both, same user; for UDP also SO_REUSEADDR on

@@ -24,10 +24,19 @@ pub struct Decoded {
     pub platform: &'static str,
     /// Which runtime wrote it: `python`, `node`, `go`, `java`, `rust`, `nginx`, `c`, ...
     pub source: &'static str,
-    /// The port, when the text names it.
+    /// The port, when the text names it; JSON `named_port`.
+    #[serde(rename = "named_port")]
     pub port: Option<u16>,
-    /// The local address, when the text names it.
+    /// The address, when the text names it; JSON `named_addr` (`localhost` → 127.0.0.1).
+    #[serde(rename = "named_addr")]
     pub addr: Option<IpAddr>,
+    /// The host name, when the text names one instead of an address (`localhost`); JSON
+    /// `named_host`. A connect-side live check dials it, so its resolution is tested too.
+    #[serde(rename = "named_host")]
+    pub host: Option<String>,
+    /// Which call failed: `bind`, `listen` or `connect`. Connect-side messages (connection
+    /// refused, a dial that cannot assign an address) go to `explain --connect`.
+    pub side: &'static str,
     /// UDP when the text says so (Go's `listen udp`), else TCP.
     pub proto: Proto,
     /// Whether that runtime sets SO_REUSEADDR on listeners by default (for the live trial).
@@ -62,6 +71,21 @@ const PATTERNS: &[Pat] = &[
         platform: "windows",
     },
     Pat {
+        re: r"(?i)winerror\s*10061|wsaeconnrefused|\b10061\b|actively refused",
+        errno: "ECONNREFUSED",
+        platform: "windows",
+    },
+    Pat {
+        re: r"(?i)\[errno 111\]|os error 111\b|errno[ =:]*111\b|\(111\)",
+        errno: "ECONNREFUSED",
+        platform: "linux",
+    },
+    Pat {
+        re: r"(?i)\[errno 61\]|os error 61\b|errno[ =:]*61\b",
+        errno: "ECONNREFUSED",
+        platform: "macos",
+    },
+    Pat {
         re: r"(?i)\[errno 98\]|os error 98\b|code:\s*98\b|errno[ =:]*98\b|\(98:|\b98\b.*address already in use",
         errno: "EADDRINUSE",
         platform: "linux",
@@ -92,12 +116,17 @@ const PATTERNS: &[Pat] = &[
         platform: "unknown",
     },
     Pat {
-        re: r"(?i)eaddrinuse|addrinuse|address already in use|address in use|port is already allocated|port \d+ (?:was|is) already in use|port \d+ is in use",
+        re: r"(?i)econnrefused|connection refused|connection to \S+ refused",
+        errno: "ECONNREFUSED",
+        platform: "unknown",
+    },
+    Pat {
+        re: r"(?i)eaddrinuse|addrinuse|address already in use|address in use|port is already allocated|port \d+ (?:was|is) already in use|port \d+ is in use|that port is already in use|connection in use|port \d+ in use|adresse déjà utilisée",
         errno: "EADDRINUSE",
         platform: "unknown",
     },
     Pat {
-        re: r"(?i)eaddrnotavail|addrnotavailable|cannot assign requested address",
+        re: r"(?i)eaddrnotavail|addrnotavailable|cannot assign requested address|address not available",
         errno: "EADDRNOTAVAIL",
         platform: "unknown",
     },
@@ -124,13 +153,31 @@ static COMPILED: LazyLock<Vec<(Regex, &'static Pat)>> = LazyLock::new(|| {
 /// `('127.0.0.1', 8000)`, `listen tcp :8080`, `port 5000`.
 static PORT_RES: LazyLock<Vec<Regex>> = LazyLock::new(|| {
     [
+        r"Bind to port (?P<port>\d{1,5}) on (?P<addr>[0-9A-Fa-f:.]+) failed",
+        r"(?i)could not bind IPv[46] address \x22(?P<addr>[^\x22]+)\x22(?s:.*?)port (?P<port>\d{1,5})",
+        r"« (?P<addr>[0-9A-Fa-f:.]+) »(?s:.*?)port (?P<port>\d{1,5})",
+        r"(?i)\x22(?P<host>[A-Za-z][\w.-]*)\x22 \((?P<addr>[0-9A-Fa-f:.]+)\)(?s:.*?)port (?P<port>\d{1,5})",
+        r"(?i)host \x22(?P<addr>[0-9A-Fa-f:.]+)\x22(?s:.*?)port (?P<port>\d{1,5})",
+        r"(?i)server at \x22(?P<addr>[0-9A-Fa-f:.]+)\x22, port (?P<port>\d{1,5})",
+        r"(?i)connect to (?P<host>[A-Za-z][\w.-]*) port (?P<port>\d{1,5})",
+        r"(?i)connect to (?P<addr>[0-9A-Fa-f:.]+) port (?P<port>\d{1,5})",
+        r"listening socket (?P<star>\*):(?P<port>\d{1,5})\b",
+        r"listening socket (?P<addr>[^\s*]+):(?P<port>\d{1,5}):",
+        r"could_not_start_listener,\x22(?P<addr>[^\x22]+)\x22,(?P<port>\d{1,5})",
+        r"\{ip,\{(?P<erl>[\d,]+)\}\}(?s:.*?)\{port,(?P<port>\d{1,5})\}",
+        r"\{acceptor,\{(?P<erl>[\d,]+)\},(?P<port>\d{1,5})\}",
+        r"\{port,\s*(?P<port>\d{1,5})\}",
+        r"(?i)\b(?:https?|ajp)-(?:nio2?|bio|apr)-(?:(?P<addr>[0-9.]+)-)?(?P<port>\d{1,5})\b",
         r"(?P<addr>::):(?P<port>\d{1,5})\b",
         r"\[(?P<addr>[0-9A-Fa-f:.%a-z]+)\]:(?P<port>\d{1,5})\b",
         r"(?P<addr>\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}):(?P<port>\d{1,5})\b",
-        r"\(\s*'(?P<addr>[^']*)'\s*,\s*(?P<port>\d{1,5})\s*\)",
+        r"\(\s*'(?P<addr>[^']*)'\s*,\s*(?P<port>\d{1,5})\s*(?:,\s*\d+\s*)*\)",
+        r"(?i)tcp port '(?P<addr>[^':]+):(?P<port>\d{1,5})'",
         r"(?i)(?:listen|bind|dial) (?:tcp|udp)[46]? (?P<addr>[^\s:]*):(?P<port>\d{1,5})\b",
         r"(?i)\bport[ :=]+(?P<port>\d{1,5})\b",
+        r"(?i)\bport (?:is )?'?(?P<port>\d{1,5})'?",
         r"(?i)\b(?P<addr>localhost):(?P<port>\d{1,5})\b",
+        r"/\d{1,3}\.\d{1,3}\.\d{1,3}\.[\dX]{1,3}:(?P<port>\d{1,5})\b",
     ]
     .iter()
     .filter_map(|r| Regex::new(r).ok())
@@ -139,6 +186,41 @@ static PORT_RES: LazyLock<Vec<Regex>> = LazyLock::new(|| {
 
 fn source_of(text: &str) -> &'static str {
     let l = text.to_ascii_lowercase();
+    // Programs with a message of their own first (the runtime's words may appear inside).
+    const OWN: &[(&str, &str)] = &[
+        ("curl: (7)", "curl"),
+        ("bind to port ", "sshd"),
+        ("tcp listening socket", "redis"),
+        ("postmaster", "postgresql"),
+        ("is the server running on", "libpq"),
+        ("connection to server at", "libpq"),
+        ("connection in use: (", "gunicorn"),
+        ("error while attempting to bind on address", "uvicorn"),
+        ("that port is already in use", "django"),
+        ("airplay receiver", "werkzeug"),
+        ("make_sock: could not bind", "apache"),
+        ("ah00056", "apache"),
+        ("mysqld server running", "mysql"),
+        ("ranch listener", "ranch"),
+        ("could_not_start_listener", "rabbitmq"),
+        ("distribution port", "rabbitmq"),
+        ("protocolhandler [", "tomcat"),
+        ("userland proxy", "docker"),
+        ("port is already allocated", "docker"),
+        ("bind(): address already in use [core/socket.c", "uwsgi"),
+        ("{backend-connect}", "hitch"),
+        ("connect error - eaddrnotavail", "emqtt-bench"),
+        ("couldn't bind(errno", "bedrock"),
+        ("postgres.app", "postgresql"),
+        (
+            "usually this means that there is already a postgresql server",
+            "postgresql",
+        ),
+        ("couldn't listen on", "twisted"),
+    ];
+    if let Some((_, src)) = OWN.iter().find(|(k, _)| l.contains(k)) {
+        return src;
+    }
     if l.contains("errno::") {
         "ruby"
     } else if l.contains("java.net.")
@@ -192,19 +274,37 @@ pub fn decode(text: &str) -> Option<Decoded> {
     let mut platform = pat.platform;
     if platform == "unknown" {
         platform = match code {
-            Some(98 | 99) => "linux",
-            Some(48 | 49) => "macos",
+            Some(98 | 99 | 111) => "linux",
+            Some(48 | 49 | 61) => "macos",
             Some(c) if c >= 10000 => "windows",
             _ => "unknown",
         };
     }
-    let (port, addr) = port_in(text);
+    if platform == "unknown" {
+        platform = platform_hint(text).unwrap_or(platform);
+    }
+    if platform == "unknown" && text.trim_start().starts_with("(98)") {
+        platform = "linux";
+    }
+    let (port, addr, mut host) = port_in(text);
+    let mut addr = addr;
+    if port.is_none() {
+        // Node without a port: `Error: listen EACCES localhost`.
+        static NODE_HOST: LazyLock<Option<Regex>> = LazyLock::new(|| {
+            Regex::new(r"(?i)\blisten E[A-Z]+:?(?: [a-z ]+)? (?P<host>localhost)\b").ok()
+        });
+        if NODE_HOST.as_ref().is_some_and(|r| r.is_match(text)) {
+            host = Some("localhost".into());
+            addr = "127.0.0.1".parse().ok();
+        }
+    }
+    let side = side_of(text, pat.errno);
     let proto = if text.to_ascii_lowercase().contains("udp") {
         Proto::Udp
     } else {
         Proto::Tcp
     };
-    let (message, fix) = meaning(pat.errno, platform);
+    let (message, fix) = meaning(pat.errno, platform, port);
     Some(Decoded {
         errno: pat.errno,
         code,
@@ -212,6 +312,8 @@ pub fn decode(text: &str) -> Option<Decoded> {
         source,
         port,
         addr,
+        host,
+        side,
         proto,
         reuseaddr_default: reuseaddr_default(source),
         message,
@@ -227,31 +329,110 @@ fn number_in(text: &str) -> Option<u32> {
         .captures(text)
         .and_then(|c| c.get(1))
         .and_then(|m| m.as_str().parse().ok())
-        .filter(|n| matches!(n, 13 | 22 | 48 | 49 | 98 | 99 | 10013 | 10048 | 10049))
+        .filter(|n| {
+            matches!(
+                n,
+                13 | 22 | 48 | 49 | 61 | 98 | 99 | 111 | 10013 | 10048 | 10049 | 10061
+            )
+        })
 }
 
-fn port_in(text: &str) -> (Option<u16>, Option<IpAddr>) {
+fn port_in(text: &str) -> (Option<u16>, Option<IpAddr>, Option<String>) {
     for re in PORT_RES.iter() {
         if let Some(c) = re.captures(text) {
             let Some(port) = c.name("port").and_then(|m| m.as_str().parse::<u16>().ok()) else {
                 continue;
             };
-            let addr = c.name("addr").and_then(|m| {
+            let mut host = c.name("host").map(|m| m.as_str().to_string());
+            let mut addr = c.name("addr").and_then(|m| {
                 let s = m.as_str();
                 match s {
                     "" => None,
-                    "localhost" => "127.0.0.1".parse().ok(),
+                    "localhost" => {
+                        host = Some("localhost".into());
+                        "127.0.0.1".parse().ok()
+                    }
                     _ => s.parse::<IpAddr>().ok(),
                 }
             });
-            return (Some(port), addr);
+            if c.name("star").is_some() {
+                // Redis prints `*:6379` for "every address".
+                addr = "0.0.0.0".parse().ok();
+            }
+            if let Some(e) = c.name("erl") {
+                addr = erlang_ip(e.as_str());
+            }
+            if host.as_deref() == Some("localhost") && addr.is_none() {
+                addr = "127.0.0.1".parse().ok();
+            }
+            return (Some(port), addr, host);
         }
     }
-    (None, None)
+    (None, None, None)
 }
 
-fn meaning(errno: &str, platform: &str) -> (String, String) {
+/// An Erlang address tuple's inside: `0,0,0,0` (IPv4) or eight 16-bit words (IPv6).
+fn erlang_ip(s: &str) -> Option<IpAddr> {
+    let v: Vec<u16> = s
+        .split(',')
+        .map(|x| x.trim().parse().ok())
+        .collect::<Option<_>>()?;
+    match v.len() {
+        4 if v.iter().all(|&x| x <= 255) => Some(IpAddr::from([
+            v[0] as u8, v[1] as u8, v[2] as u8, v[3] as u8,
+        ])),
+        8 => Some(IpAddr::from([
+            v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7],
+        ])),
+        _ => None,
+    }
+}
+
+/// Which call failed, from the words around the errno.
+fn side_of(text: &str, errno: &str) -> &'static str {
+    let l = text.to_ascii_lowercase();
+    let connecty = l.contains("connect") || l.contains("dial ") || l.contains("dial:");
+    if errno == "ECONNREFUSED" || (errno == "EADDRNOTAVAIL" && connecty && !l.contains("bind")) {
+        "connect"
+    } else if l.contains("bind") {
+        "bind"
+    } else if l.contains("listen") {
+        "listen"
+    } else {
+        "bind"
+    }
+}
+
+/// The platform the words give away, when no number did.
+fn platform_hint(text: &str) -> Option<&'static str> {
+    static WIN: LazyLock<Option<Regex>> = LazyLock::new(|| {
+        Regex::new(r"(?i)\b[a-z]:\\|errno: -40\d\d|connectex:|0x0000274d|winerror|wsae").ok()
+    });
+    static MAC: LazyLock<Option<Regex>> = LazyLock::new(|| {
+        Regex::new(r"(?i)on macos|airplay|your mac\b|darwin|can't assign requested address|^\(48\)|\n\(48\)").ok()
+    });
+    if WIN.as_ref().is_some_and(|r| r.is_match(text)) {
+        Some("windows")
+    } else if MAC.as_ref().is_some_and(|r| r.is_match(text)) {
+        Some("macos")
+    } else {
+        None
+    }
+}
+
+fn meaning(errno: &str, platform: &str, port: Option<u16>) -> (String, String) {
     match (errno, platform) {
+        ("ECONNREFUSED", _) => (
+            "ECONNREFUSED (111 on Linux, 61 on macOS, 10061 on Windows): connect() reached the host, and it answered the SYN with a reset — nothing listens on that address and port, the server listens on another address or family (localhost as ::1 vs 127.0.0.1), or a firewall rejects it".into(),
+            "run `netkit explain --connect HOST:PORT` on the client's host: it makes the same connect and names the listener it finds (or why there is none)".into(),
+        ),
+        ("EACCES", p) if p != "windows" && port.is_some_and(|n| n >= 1024) => (
+            format!(
+                "EACCES (Permission denied) on port {}, which is NOT a privileged port (Linux reserves only ports below net.ipv4.ip_unprivileged_port_start, 1024 by default): something else forbids it — on Windows an excluded/reserved port range (Hyper-V, WSL, Docker, WinNAT), on Linux an SELinux or AppArmor port policy, or a seccomp/sandbox profile of the runtime",
+                port.unwrap_or(0)
+            ),
+            "on Windows: `netsh int ipv4 show excludedportrange protocol=tcp` and pick a port outside them (or `net stop winnat && net start winnat`); on Linux: `ausearch -m avc` / `semanage port -l` (SELinux), `journalctl -k | grep apparmor`, and the container's seccomp profile".into(),
+        ),
         ("EADDRINUSE", "windows") => (
             "WSAEADDRINUSE (10048): another socket already uses this address and port on that Windows host (BIND-RULES.md §5; Windows rules are not measured here)".into(),
             "find the owner with `netstat -ano | findstr :PORT` and stop it, or pick another port. Windows has no SO_REUSEPORT, and its SO_REUSEADDR allows port hijacking; servers should set SO_EXCLUSIVEADDRUSE".into(),

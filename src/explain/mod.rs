@@ -4,6 +4,7 @@
 //! - [`trial`]: the real probe bind (the kernel's verdict), also as another uid;
 //! - [`causes`]: from the trial outcomes and the port's inventory to causes and fixes
 //!   (BIND-RULES.md §1);
+//! - [`dial`]: `explain --connect`: the trial connect and its causes;
 //! - [`connect`]: why a client's connect() failed (same 4-tuple, ephemeral exhaustion);
 //! - [`errors`]: pasted error messages of many runtimes → errno, platform, port;
 //! - [`pidfd`]: reading holders' socket options through pidfd_getfd;
@@ -11,6 +12,7 @@
 
 pub mod causes;
 pub mod connect;
+pub mod dial;
 pub mod errors;
 pub mod freeport;
 pub mod pidfd;

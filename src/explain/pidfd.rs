@@ -35,6 +35,29 @@ impl Pidfd {
         Ok(Pidfd(unsafe { OwnedFd::from_raw_fd(fd as RawFd) }))
     }
 
+    /// pidfd_send_signal(2): signals exactly this process, never a later holder of its PID.
+    ///
+    /// # Errors
+    /// ESRCH once the process has exited, EPERM without the right to signal it.
+    pub fn send_signal(&self, sig: i32) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: pidfd_send_signal takes a pidfd, a signal number, a null siginfo (the
+        // kernel then fills one as kill(2) would) and flags 0; it returns 0 or -1.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                self.0.as_raw_fd(),
+                sig,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
     /// pidfd_getfd(2): a copy of the target's `fd` in this process.
     ///
     /// # Errors

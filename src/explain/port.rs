@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use super::causes::{self, Cause, Evidence};
 use super::freeport;
-use super::pidfd::{self, HolderFlags};
+use super::pidfd;
 use super::trial::{self, Outcome, TrialOpts};
 use crate::inspect::{
     self, InspectError, OwnerScope, Proto, Query, SockState, SocketEntry, sysctl, users,
@@ -57,6 +57,9 @@ pub enum ExplainError {
     /// The forked trial child failed.
     #[error("running the trial as another user")]
     TrialChild(#[source] std::io::Error),
+    /// `--connect HOST` did not resolve.
+    #[error("cannot resolve {0}")]
+    Resolve(String, #[source] std::io::Error),
     /// The socket table could not be read.
     #[error("reading the socket table")]
     Inventory(#[from] InspectError),
@@ -73,14 +76,35 @@ pub struct Check {
     pub errno: Option<&'static str>,
 }
 
+/// A holder's socket options, read through pidfd_getfd from the process that holds it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Holder {
+    /// The socket inode.
+    pub inode: u64,
+    /// The fd number in that process.
+    pub fd: i32,
+    /// The process the socket was borrowed from.
+    pub process: inspect::Owner,
+    /// What getsockopt said.
+    pub options: Applied,
+}
+
 /// What the engine found: the verdict, the extra trials, the causes and the holders' flags
 /// (what `netkit explain PORT` prints).
 #[derive(Debug, Clone, Serialize)]
 pub struct ExplainReport {
+    /// `bind` (`explain PORT`) or `connect` (`explain --connect HOST:PORT`).
+    pub mode: &'static str,
     /// The port.
     pub port: u16,
-    /// The kernel's verdict for the trial.
-    pub bindable: bool,
+    /// `--connect`: the first address HOST resolved to.
+    pub target_addr: Option<IpAddr>,
+    /// `--connect`: the port dialled.
+    pub target_port: Option<u16>,
+    /// The kernel's verdict for the bind trial; `null` in connect mode.
+    pub bindable: Option<bool>,
+    /// Whether a trial connect succeeded; `null` in bind mode.
+    pub connected: Option<bool>,
     /// Its errno name (`EADDRINUSE`), `null` when bindable.
     pub errno: Option<&'static str>,
     /// The errno number.
@@ -94,7 +118,7 @@ pub struct ExplainReport {
     /// Why, with evidence and fixes.
     pub causes: Vec<Cause>,
     /// Holders' socket options read through pidfd_getfd.
-    pub holders: Vec<HolderFlags>,
+    pub holders: Vec<Holder>,
     /// Hints.
     pub notes: Vec<String>,
 }
@@ -271,7 +295,12 @@ fn port_inner(
         match pidfd::read_holder(first.pid, s.inode) {
             Ok(h) => {
                 flags.insert(s.inode, h.options.clone());
-                holders.push(h);
+                holders.push(Holder {
+                    inode: h.inode,
+                    fd: h.fd,
+                    process: (**first).clone(),
+                    options: h.options,
+                });
             }
             Err(e) if e.raw_os_error() == Some(libc::EPERM) => denied = true,
             Err(_) => {}
@@ -328,8 +357,12 @@ fn port_inner(
         ));
     }
     Ok(ExplainReport {
+        mode: "bind",
         port: t.port,
-        bindable: outcome.ok,
+        target_addr: None,
+        target_port: None,
+        bindable: Some(outcome.ok),
+        connected: None,
         errno: outcome.errno_name(),
         errno_code: outcome.errno,
         stage: outcome.stage,
@@ -423,8 +456,12 @@ pub fn connect_failure(
         ));
     }
     Ok(ExplainReport {
+        mode: "connect",
         port: local_addr.port(),
-        bindable: false,
+        target_addr: Some(remote.ip()),
+        target_port: Some(remote.port()),
+        bindable: None,
+        connected: Some(false),
         errno: Some(trial::errno_name(errno)),
         errno_code: Some(errno),
         stage: Some(err.stage),

@@ -19,12 +19,14 @@ use crate::sockopt::{self, SockOpts};
 pub struct TrialOpts {
     /// `tcp` or `udp`.
     pub proto: Proto,
-    /// The local address (`0.0.0.0`, `::`, a specific address).
+    /// The local address (`0.0.0.0`, `::`, a specific address); JSON `local_addr`.
+    #[serde(rename = "local_addr")]
     pub addr: IpAddr,
     /// IPv6 scope id (interface index) for link-local addresses, 0 otherwise.
     #[serde(skip_serializing_if = "is_zero")]
     pub scope_id: u32,
-    /// The port.
+    /// The port; JSON `local_port`.
+    #[serde(rename = "local_port")]
     pub port: u16,
     /// SO_REUSEADDR.
     pub reuseaddr: bool,

@@ -16,8 +16,6 @@ use crate::inspect::{
     self, Family, InspectError, Owner, Proto, Query, SockState, diag, procfd, sysctl, users,
 };
 
-use super::cgroup;
-
 /// What to collect and how far to go per label.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -336,12 +334,14 @@ impl OwnerSource for ProcOwners {
     }
 
     fn placement(&self, pid: u32) -> (String, String) {
-        match std::fs::read_to_string(format!("/proc/{pid}/cgroup")) {
-            Ok(text) => {
-                let p = cgroup::parse(&text);
-                (p.unit.unwrap_or_default(), p.container.unwrap_or_default())
-            }
-            Err(_) => (String::new(), String::new()),
+        // The container label is `runtime:short-id`, with its name where the runtime's
+        // on-disk state gives it (inspect::cgroup).
+        match inspect::cgroup::resolve(pid) {
+            Some(a) => (
+                a.unit.unwrap_or_default(),
+                a.container.map(|c| c.label()).unwrap_or_default(),
+            ),
+            None => (String::new(), String::new()),
         }
     }
 }
@@ -610,11 +610,7 @@ mod tests {
                 .map(|&i| {
                     (
                         i,
-                        Arc::new(Owner {
-                            pid: 4242,
-                            command: "app".into(),
-                            cmdline: "app --serve".into(),
-                        }),
+                        Arc::new(Owner::new(4242, "app".into(), "app --serve".into())),
                     )
                 })
                 .collect();

@@ -4,9 +4,8 @@
 //! arrives) and resolves owners only for the sockets a metric names; [`metrics`] encodes the
 //! result with the official `prometheus-client` crate; [`server`] serves it over HTTP with
 //! one collection at a time and bounded connections; [`textfile`] writes it atomically for
-//! node_exporter's textfile collector; [`cgroup`] names a process's systemd unit and container.
+//! node_exporter's textfile collector.
 
-pub mod cgroup;
 pub mod collect;
 pub mod metrics;
 pub mod server;

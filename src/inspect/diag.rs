@@ -431,6 +431,7 @@ pub fn to_entry(proto: Proto, m: &DiagMsg) -> SocketEntry {
         expires_ms: (m.timer == TIMER_TIME_WAIT).then_some(u64::from(m.expires)),
         recv_q: m.rqueue,
         send_q: m.wqueue,
+        netns: None,
     }
 }
 

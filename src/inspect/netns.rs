@@ -237,6 +237,9 @@ where
 fn with_path(e: io::Error, p: &Path) -> io::Error {
     let what = match e.raw_os_error() {
         Some(libc::EPERM) => "entering another network namespace needs root (CAP_SYS_ADMIN)",
+        Some(libc::EACCES) => {
+            "opening another process's namespace needs root (ptrace access to the process)"
+        }
         Some(libc::EINVAL) => "not a network namespace",
         Some(libc::ENOENT) => "no such namespace",
         _ => "cannot open",

@@ -58,6 +58,29 @@ pub fn pids() -> Vec<u32> {
         .collect()
 }
 
+/// When the process started, in clock ticks since boot (`starttime`, field 22 of
+/// `/proc/<pid>/stat`).
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_start_time(&stat)
+}
+
+/// Parses `starttime` out of a `/proc/<pid>/stat` line (fields counted after the last `)`,
+/// as in [`parse_ppid`]).
+///
+/// ```
+/// let line = "42 (a b) c) S 7 42 42 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 123456 1000";
+/// assert_eq!(netkit::inspect::procfd::parse_start_time(line), Some(123456));
+/// ```
+pub fn parse_start_time(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    // After the command: state (3), ppid (4), ... starttime is field 22 overall.
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Fd links read between two checks of the early-stop flag.
+const CHUNK: usize = 64;
+
 /// A process with more fds than this has the links of the rest handed to another thread.
 const SPLIT_AT: usize = 512;
 
@@ -106,6 +129,8 @@ struct Shared<'a> {
 /// What one walker thread found.
 #[derive(Default)]
 struct Found {
+    /// Fd links read (for `NETKIT_TRACE`).
+    links: usize,
     /// (inode, pid, fd).
     pairs: Vec<(u64, u32, u32)>,
     unreadable: usize,
@@ -157,9 +182,37 @@ pub fn owners(want: &HashSet<u64>, reach: Reach) -> Scan {
         procs.retain(|p| p.uid == me);
         unreadable += before - procs.len();
     }
-    procs.sort_by_key(|p| (p.nfds, std::cmp::Reverse(p.pid)));
+    if reach == Reach::First {
+        // One owner per socket, asked for listeners (`timewait` names each port's listener):
+        // oldest processes first. A listener is opened by a server at start-up, servers are
+        // long-lived, and their forked workers are younger than the master that also holds
+        // it; the many small processes a busy machine has (shells, compilers, cron jobs) are
+        // mostly younger. Age is the start time in /proc/<pid>/stat (PIDs wrap too often
+        // to stand for it: pid_max is 32,768 here); a process whose stat cannot be read
+        // sorts last. Either way this costs time, never a wrong answer (the walk still runs
+        // to the end when something is missing).
+        let mut aged: Vec<(u64, Proc)> = procs
+            .iter()
+            .map(|p| (start_time(p.pid).unwrap_or(u64::MAX), *p))
+            .collect();
+        aged.sort_by_key(|&(t, p)| (t, p.pid));
+        procs = aged.into_iter().map(|(_, p)| p).collect();
+    } else {
+        procs.sort_by_key(|p| (p.nfds, std::cmp::Reverse(p.pid)));
+    }
     let order: Vec<u32> = procs.iter().map(|p| p.pid).collect();
     let mut found = walk_parallel(&order, want, reach != Reach::All);
+    if super::trace::on() {
+        let seen: HashSet<u64> = found.pairs.iter().map(|p| p.0).collect();
+        super::trace::note(&format!(
+            "owner walk ({reach:?}): {} of {} processes visited, {} fd links read, {} of {} sockets found",
+            found.visited.len(),
+            order.len(),
+            found.links,
+            seen.len(),
+            want.len()
+        ));
+    }
     let mut pairs = std::mem::take(&mut found.pairs);
     unreadable += found.unreadable;
 
@@ -280,6 +333,7 @@ fn walk_parallel(order: &[u32], want: &HashSet<u64>, early: bool) -> Found {
     });
     let mut all = Found::default();
     for mut p in parts {
+        all.links += p.links;
         all.unreadable += p.unreadable;
         all.pairs.append(&mut p.pairs);
         all.visited.append(&mut p.visited);
@@ -310,17 +364,34 @@ fn walk(shared: &Shared<'_>) -> Found {
         } else {
             &fds[..]
         };
-        let before = found.pairs.len();
-        dir.match_links(pid, mine, shared.want, &mut found);
-        note_seen(shared, &found.pairs[before..]);
+        // In chunks, so that a stop raised by a find (here or in another thread) ends the
+        // reading of a large fd table too, not only the walk to the next process.
+        for chunk in mine.chunks(CHUNK) {
+            let before = found.pairs.len();
+            dir.match_links(pid, chunk, shared.want, &mut found);
+            note_seen(shared, &found.pairs[before..]);
+            if shared.early && shared.stop.load(Ordering::Relaxed) {
+                break;
+            }
+        }
     }
     loop {
         let job = shared.overflow.lock().ok().and_then(|mut q| q.pop());
         let Some((pid, rest)) = job else {
             break;
         };
+        if shared.early && shared.stop.load(Ordering::Relaxed) {
+            break;
+        }
         if let Some(dir) = FdDir::open(pid, &mut found) {
-            dir.match_links(pid, &rest, shared.want, &mut found);
+            for chunk in rest.chunks(CHUNK) {
+                let before = found.pairs.len();
+                dir.match_links(pid, chunk, shared.want, &mut found);
+                note_seen(shared, &found.pairs[before..]);
+                if shared.early && shared.stop.load(Ordering::Relaxed) {
+                    break;
+                }
+            }
         }
     }
     found
@@ -386,6 +457,7 @@ impl FdDir {
         // /proc/1/fd can be opened but its links not read, even by root (ptrace access mode
         // check in proc_fd_access_allowed): count such a process once as unreadable.
         let mut denied = false;
+        found.links += fds.len();
         for &fd in fds {
             let n = write_cstr_u32(&mut name, fd);
             // SAFETY: dfd is open, name[..=n] is NUL-terminated, link is a writable buffer of

@@ -127,6 +127,7 @@ fn parse_row(line: &str, proto: Proto, family: Family) -> Result<SocketEntry, &'
         listener: None,
         recv_q,
         send_q,
+        netns: None,
     })
 }
 

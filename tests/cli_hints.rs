@@ -1,0 +1,69 @@
+//! Hints that say what they mean: `timewait --port P` with nothing says so on stderr (stdout
+//! empty); a user who cannot signal the holder is not told to use --kill.
+
+use std::net::TcpListener;
+use std::process::Command;
+
+#[test]
+fn timewait_port_with_nothing_puts_its_hint_on_stderr() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let p = l.local_addr().unwrap().port().to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_netkit"))
+        .args(["timewait", "--port", &p])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!("hint: no TIME_WAIT socket on local port {p}\n")
+    );
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+#[test]
+fn a_user_who_cannot_signal_the_holder_is_not_told_to_use_kill() {
+    if !is_root() {
+        println!("skip: needs root to hold a port as root and ask as nobody (setpriv)");
+        return;
+    }
+    if Command::new("setpriv").arg("--version").output().is_err() {
+        println!("skip: setpriv (util-linux) is not installed");
+        return;
+    }
+    // Root's listener; `nobody` asks why it cannot bind the port.
+    let l = TcpListener::bind("0.0.0.0:0").unwrap();
+    let p = l.local_addr().unwrap().port().to_string();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_netkit"))
+        .args(["explain", &p])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("fix:"), "{text}");
+    assert!(
+        !text.contains("--kill"),
+        "nobody cannot signal root's process: {text}"
+    );
+    assert!(text.contains("ask user root"), "{text}");
+    // Root itself is told how to stop it.
+    let out = Command::new(env!("CARGO_BIN_EXE_netkit"))
+        .args(["explain", &p])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("`netkit who-owns {p} --kill`")),
+        "{text}"
+    );
+}
