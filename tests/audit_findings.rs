@@ -412,3 +412,43 @@ fn human_output_names_severity_rule_and_fix() {
     assert!(out.contains("fix: Drop SO_REUSEADDR"));
     assert!(out.lines().last().unwrap().contains("finding(s):"));
 }
+
+#[test]
+fn netns_and_all_netns_audit_other_namespaces_with_their_own_sysctls() {
+    let Some(ns) = Netns::new("all") else { return };
+    ns.exec(&[
+        "sysctl",
+        "-q",
+        "-w",
+        "net.ipv4.ip_local_port_range=40000 40009",
+    ]);
+    let p = ns.peer("fill", &["5000", "8"]);
+    assert_eq!(p.line(), "READY");
+    let u = ns.peer("udp-recv", &["0.0.0.0", "5514", "1"]);
+    assert_eq!(u.line(), "READY");
+    let (code, r) = audit(None, &["--netns", &ns.0]);
+    assert_eq!(code, 1);
+    let eph = findings_on_range(&r, "ephemeral_ports", 40000..=40009);
+    assert_eq!(eph.len(), 1, "{r}");
+    // The namespace's own ip_local_port_range (10 ports), read from inside it.
+    assert_eq!(eph[0]["details"]["range_size"], 10);
+    assert_eq!(eph[0]["severity"], "high");
+    assert_eq!(eph[0]["netns"]["name"], ns.0.as_str());
+    let udp = findings_on(&r, "udp_reuseaddr", 5514);
+    assert_eq!(udp.len(), 1, "{r}");
+    assert!(owned_by(&udp[0], u.pid()));
+    // --all-netns sees the same namespace next to this one.
+    let (_, all) = audit(None, &["--all-netns"]);
+    let mine: Vec<_> = all["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["netns"]["name"] == ns.0.as_str())
+        .collect();
+    assert!(mine.iter().any(|f| f["kind"] == "udp_reuseaddr"), "{all}");
+    assert!(mine.iter().any(|f| f["kind"] == "ephemeral_ports"));
+    // A namespace that does not exist is a one-line error, exit 2.
+    let (code, _, err) = netkit(&["audit", "--netns", "nk-sockopt-does-not-exist"]);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}

@@ -102,8 +102,26 @@ fn every_option_changes_inside_the_target_and_shows_outside() {
     assert_eq!(inside["nodelay"], true);
     assert_eq!(inside["user_timeout"], 4000);
     assert_eq!(inside["linger"], 3);
-    // The listener was re-tuned too (--port selects every socket on the port).
+    // The listener was re-tuned too (--port selects every socket on the port), and a
+    // connection accepted after the change copies the listener's new values.
     assert_eq!(t.dump()["listener"]["keepidle"], 30);
+    let later = TcpStream::connect(("127.0.0.1", t.port)).unwrap();
+    let fresh = t.conn(later.local_addr().unwrap().port());
+    assert_eq!(
+        (
+            &fresh["keepidle"],
+            &fresh["keepintvl"],
+            &fresh["keepcnt"],
+            &fresh["user_timeout"]
+        ),
+        (
+            &Value::from(30),
+            &Value::from(7),
+            &Value::from(4),
+            &Value::from(4000)
+        ),
+        "{fresh}"
+    );
 
     // Outside: the established connection's keepalive timer restarted with the new idle time,
     // and the socket's memory limits are the new buffers.

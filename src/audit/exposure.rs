@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use super::{Finding, Flags, Host, Severity, holder, owners};
+use super::{Finding, Flags, Host, Severity, owners, who};
 use crate::inspect::{Family, Proto, SockState, SocketEntry, addrs_overlap};
 
 /// Why a command line looks like a development server, and whether it is a debugger (a
@@ -91,6 +91,7 @@ pub fn dev_servers(sockets: &[SocketEntry]) -> Vec<Finding> {
                 fix: "Bind it to 127.0.0.1 (or ::1) — e.g. `--bind 127.0.0.1`, `--host 127.0.0.1`, `--inspect=127.0.0.1:9229` — or put a firewall rule in front of it.".into(),
                 evidence: vec![s.clone()],
                 details: json!({ "matched": why, "debugger": debugger }),
+                netns: None,
             })
         })
         .collect()
@@ -138,14 +139,12 @@ pub fn shadowed_wildcards(sockets: &[SocketEntry], flags: &Flags, host: &Host) -
                 kind: "shadowed_wildcard",
                 severity: if other_user { Severity::High } else { Severity::Warn },
                 message: format!(
-                    "{} {} ({}, {}) shadows the wildcard {} ({}, {}): {what} to {} go to the specific socket only, whichever bound first (BIND-RULES.md rule {rule}){}",
+                    "{} {} ({}) shadows the wildcard {} ({}): {what} to {} go to the specific socket only, whichever bound first (BIND-RULES.md rule {rule}){}",
                     s.proto,
                     s.local(),
-                    holder(s),
-                    owners(s),
+                    who(s),
                     w.local(),
-                    holder(w),
-                    owners(w),
+                    who(w),
                     s.local(),
                     if other_user {
                         "; the specific socket belongs to another user"
@@ -156,6 +155,7 @@ pub fn shadowed_wildcards(sockets: &[SocketEntry], flags: &Flags, host: &Host) -
                 fix: "If the specific socket is not part of the service, stop it; otherwise bind one socket per address, or only the wildcard, and drop SO_REUSEADDR/SO_REUSEPORT where sharing is not meant.".into(),
                 evidence: vec![s.clone(), w.clone()],
                 details: json!({ "other_user": other_user }),
+                netns: None,
             });
         }
     }

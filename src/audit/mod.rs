@@ -61,6 +61,20 @@ pub struct Finding {
     pub evidence: Vec<SocketEntry>,
     /// Figures behind the message (counts, limits, users); keys depend on `kind`.
     pub details: serde_json::Value,
+    /// The network namespace, with `--netns`/`--all-netns` (absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub netns: Option<NetnsTag>,
+}
+
+/// The namespace a finding was made in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NetnsTag {
+    /// Its inode (`lsns -t net`).
+    pub inode: u64,
+    /// Its `ip netns` name, when it has one.
+    pub name: Option<String>,
+    /// True for the namespace netkit runs in.
+    pub current: bool,
 }
 
 /// The holders' socket options by inode, as far as pidfd_getfd could read them (root, or
@@ -172,6 +186,16 @@ pub(crate) fn holder(s: &SocketEntry) -> String {
         (Some(u), Some(name)) if name != u.to_string() => format!("{name} (uid {u})"),
         (Some(u), _) => format!("uid {u}"),
         _ => "an unknown user".into(),
+    }
+}
+
+/// "root (uid 0; 1234/python3)": the socket's user and its holders, for messages.
+pub(crate) fn who(s: &SocketEntry) -> String {
+    let h = holder(s);
+    let o = owners(s);
+    match h.strip_suffix(')') {
+        Some(open) => format!("{open}; {o})"),
+        None => format!("{h} ({o})"),
     }
 }
 

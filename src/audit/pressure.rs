@@ -77,6 +77,7 @@ pub fn ephemeral_per_destination(sockets: &[SocketEntry], host: &Host) -> Vec<Fi
                 "destination_addr": dst,
                 "destination_port": dport,
             }),
+            netns: None,
         });
     }
     out
@@ -105,6 +106,7 @@ pub fn timewait_per_port(sockets: &[SocketEntry]) -> Vec<Finding> {
                 fix: "Set SO_REUSEADDR in every instance of the server; let clients close first (or keep connections alive) so the TIME_WAITs stay on their side.".into(),
                 evidence: capped(v.iter().map(|s| **s)),
                 details: json!({ "time_wait": v.len(), "last_expires_ms": last }),
+                netns: None,
             }
         })
         .collect()
@@ -139,6 +141,7 @@ pub fn accept_queues(sockets: &[SocketEntry]) -> Vec<Finding> {
                 fix: "Make the server accept faster (more workers, a non-blocking accept loop), or raise its listen() backlog (capped by net.core.somaxconn).".into(),
                 evidence: vec![s.clone()],
                 details: json!({ "queued": s.recv_q, "backlog": s.send_q, "full": full }),
+                netns: None,
             }
         })
         .collect()
@@ -174,6 +177,7 @@ pub fn close_wait_per_process(sockets: &[SocketEntry]) -> Vec<Finding> {
                 fix: "Fix the program to close() a connection when read() returns 0 (EOF); restarting it frees them now.".into(),
                 evidence: capped(v.iter().copied()),
                 details: json!({ "process": v[0].owners.first(), "close_wait": v.len() }),
+                netns: None,
             }
         })
         .collect()

@@ -5,7 +5,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use serde_json::json;
 
-use super::{Finding, Flags, Host, Severity, holder, owners};
+use super::{Finding, Flags, Host, Severity, holder, owners, who};
 use crate::inspect::{Proto, SockState, SocketEntry, fmt_endpoint, group_by};
 
 /// Severity of "another local user can take this port over": high when the holder is root
@@ -40,7 +40,7 @@ pub fn udp_reuseaddr(sockets: &[SocketEntry], flags: &Flags, host: &Host) -> Vec
                 .max()
                 .unwrap_or(Severity::Info);
             let first = v[0];
-            let who = if host.unprivileged(port) {
+            let who_can = if host.unprivileged(port) {
                 "any local user"
             } else {
                 "any program with root or CAP_NET_BIND_SERVICE"
@@ -50,10 +50,9 @@ pub fn udp_reuseaddr(sockets: &[SocketEntry], flags: &Flags, host: &Host) -> Vec
                 kind: "udp_reuseaddr",
                 severity,
                 message: format!(
-                    "UDP {} is bound with SO_REUSEADDR by {} ({}): {who} can bind the same port with SO_REUSEADDR and, as the newest socket, silently receive all of its unicast datagrams (BIND-RULES.md rule U2; the RA exemption has no uid check)",
+                    "UDP {} is bound with SO_REUSEADDR by {}: {who_can} can bind the same port with SO_REUSEADDR and, as the newest socket, silently receive all of its unicast datagrams (BIND-RULES.md rule U2; the RA exemption has no uid check)",
                     fmt_endpoint(addr, port),
-                    holder(first),
-                    owners(first),
+                    who(first),
                 ),
                 fix: "Drop SO_REUSEADDR from this UDP socket. For a worker pool use SO_REUSEPORT, which the kernel limits to one effective uid (rule U3); to share a port with a client socket, connect() that socket (rule U4).".into(),
                 evidence: v.iter().map(|s| (**s).clone()).collect(),
@@ -61,6 +60,7 @@ pub fn udp_reuseaddr(sockets: &[SocketEntry], flags: &Flags, host: &Host) -> Vec
                     "system_holder": first.uid.map(|u| host.is_system_uid(u)),
                     "port_unprivileged": host.unprivileged(port),
                 }),
+                netns: None,
             }
         })
         .collect()
@@ -76,10 +76,9 @@ pub fn tcp_bound_reuseaddr(sockets: &[SocketEntry], flags: &Flags, host: &Host) 
             kind: "tcp_bound_reuseaddr",
             severity: takeover_severity(s, host),
             message: format!(
-                "TCP {} is bound with SO_REUSEADDR but not listening ({}, {}): another user can bind the same port with SO_REUSEADDR and listen() first, and this socket's listen() then fails with EADDRINUSE (BIND-RULES.md rules 6a, 6b)",
+                "TCP {} is bound with SO_REUSEADDR but not listening (held by {}): another user can bind the same port with SO_REUSEADDR and listen() first, and this socket's listen() then fails with EADDRINUSE (BIND-RULES.md rules 6a, 6b)",
                 s.local(),
-                holder(s),
-                owners(s),
+                who(s),
             ),
             fix: "Call listen() right after bind(), or set SO_REUSEADDR only on sockets that listen at once.".into(),
             evidence: vec![s.clone()],
@@ -87,6 +86,7 @@ pub fn tcp_bound_reuseaddr(sockets: &[SocketEntry], flags: &Flags, host: &Host) 
                 "system_holder": s.uid.map(|u| host.is_system_uid(u)),
                 "port_unprivileged": host.unprivileged(s.local_port),
             }),
+            netns: None,
         })
         .collect()
 }
@@ -122,10 +122,9 @@ pub fn bound_only(sockets: &[SocketEntry], host: &Host) -> Vec<Finding> {
                 kind: "bound_only",
                 severity,
                 message: format!(
-                    "TCP {} is bound but not listening ({}, {}; {age_text}): it is invisible to ss -tlnp and /proc/net/tcp, yet a bind() of this port fails with EADDRINUSE unless both sockets set SO_REUSEADDR (BIND-RULES.md rule 6)",
+                    "TCP {} is bound but not listening (held by {}; {age_text}): it is invisible to ss -tlnp and /proc/net/tcp, yet a bind() of this port fails with EADDRINUSE unless both sockets set SO_REUSEADDR (BIND-RULES.md rule 6)",
                     s.local(),
-                    holder(s),
-                    owners(s),
+                    who(s),
                 ),
                 fix: format!(
                     "If the program forgot the socket, have it close() it (or restart it); a client that pinned its source port should connect() or close. `netkit who-owns {}` shows the holder.",
@@ -133,6 +132,7 @@ pub fn bound_only(sockets: &[SocketEntry], host: &Host) -> Vec<Finding> {
                 ),
                 evidence: vec![s.clone()],
                 details: json!({ "holder_age_s": age }),
+                netns: None,
             }
         })
         .collect()
@@ -214,6 +214,7 @@ pub fn reuseport_groups(sockets: &[SocketEntry], flags: &Flags) -> Vec<Finding> 
                 "same_program": same_program,
                 "addresses": addrs,
             }),
+            netns: None,
         });
     }
     out

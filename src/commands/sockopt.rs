@@ -58,10 +58,6 @@ pub struct SockoptEntry {
 /// What `netkit sockopt` prints.
 #[derive(Debug, Serialize)]
 pub struct SockoptReport {
-    /// Always 1.
-    pub schema_version: u32,
-    /// `sockopt`.
-    pub command: &'static str,
     /// The process.
     pub process: Process,
     /// True with `--dry-run`.
@@ -164,6 +160,9 @@ impl Report for SockoptReport {
     }
     fn notes(&self) -> Vec<String> {
         self.notes.clone()
+    }
+    fn command(&self) -> Option<&'static str> {
+        Some("sockopt")
     }
 }
 
@@ -283,8 +282,6 @@ pub fn run(a: &SockoptArgs, f: Format) -> anyhow::Result<i32> {
     }
     let found = !sockets.is_empty();
     let r = SockoptReport {
-        schema_version: 1,
-        command: "sockopt",
         process: Process {
             pid,
             command,
