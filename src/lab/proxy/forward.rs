@@ -17,7 +17,7 @@ use super::budget::FREE_PER_CONN;
 use super::events::{Outcome, RequestEvent, shown};
 use crate::lab::admission::Ticket;
 use crate::lab::jsonproto::{FrameScanner, Request, frame_limit, parse_request};
-use crate::lab::policy::{Host, HostAddrs, Policy, Refusal, canonical, parse_host};
+use crate::lab::policy::{Host, LocalRoutes, Policy, Refusal, canonical, parse_host};
 use crate::lab::relay::is_fd_exhaustion;
 use crate::lab::shutdown::Shutdown;
 use crate::sockopt;
@@ -328,15 +328,14 @@ async fn forward(req: &Request, cfg: &ProxyConfig, ev: &mut RequestEvent) -> Vec
     }
 }
 
-/// Checks every target; the interface addresses are read only if a rule needs them.
+/// Checks every target, exactly as it will be connected to; the kernel is asked whether an
+/// address is local ([`LocalRoutes`]) only if a rule needs it.
 pub(crate) fn check_all(
     targets: &[SocketAddr],
     policy: &Policy,
 ) -> Result<(), (SocketAddr, Refusal)> {
-    let host_addrs = std::cell::OnceCell::new();
-    let is_local = |ip: IpAddr| {
-        canonical(ip).is_loopback() || host_addrs.get_or_init(HostAddrs::read).is_local(ip)
-    };
+    let routes = std::cell::RefCell::new(LocalRoutes::new());
+    let is_local = |ip: IpAddr| canonical(ip).is_loopback() || routes.borrow_mut().is_local(ip);
     for &t in targets {
         policy.check(t, &is_local).map_err(|r| (t, r))?;
     }
