@@ -6,6 +6,8 @@
 
 pub mod cli;
 pub mod commands;
+pub mod errno;
+pub mod exit;
 pub mod explain;
 pub mod inspect;
 pub mod lab;

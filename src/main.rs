@@ -1,5 +1,6 @@
 //! The netkit binary: parse, run, print the error and pick the exit code.
 
+use std::io::Write as _;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -7,11 +8,16 @@ use clap::Parser;
 fn main() -> ExitCode {
     let cli = match netkit::cli::Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) => {
-            // --help and --version are successes; usage errors exit 2 as clap does.
-            let code = if e.use_stderr() { 2 } else { 0 };
+        Err(e) if !e.use_stderr() => {
+            // --help and --version: clap's own output, exit 0.
             let _ = e.print();
-            return ExitCode::from(code);
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            // Usage errors: one line (and at most one `try:` line), exit 2.
+            let argv: Vec<String> = std::env::args().skip(1).collect();
+            eprintln!("{}", netkit::cli::usage::one_line(&e, &argv));
+            return ExitCode::from(2);
         }
     };
     match netkit::commands::run(cli) {
@@ -20,15 +26,15 @@ fn main() -> ExitCode {
             if is_broken_pipe(&err) {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("netkit: {err:#}");
+            // Not eprintln!: it panics when stderr itself is a closed pipe.
+            let _ = writeln!(std::io::stderr(), "netkit: {err:#}");
             ExitCode::from(2)
         }
     }
 }
 
+/// Only a write to netkit's own stdout/stderr whose reader left (`| head -n1`) is a success;
+/// an `EPIPE` from a socket is a real error (`output::is_output_closed`).
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
-    err.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>()
-            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
-    })
+    err.chain().any(netkit::output::is_output_closed)
 }

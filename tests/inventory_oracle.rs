@@ -229,7 +229,7 @@ fn without_sock_diag_who_owns_falls_back_to_proc_net() {
     assert_eq!((tw.uid, tw.user.as_deref()), (None, None));
     assert!(tw.expires_ms.is_some_and(|ms| ms > 50_000));
     assert_eq!(
-        tw.listener.as_ref().and_then(|l| l.pid),
+        tw.listener.as_ref().and_then(|l| l.pid()),
         Some(std::process::id())
     );
 }

@@ -20,7 +20,7 @@ struct Killed {
     port: u16,
     signal: String,
     targets: Vec<Target>,
-    port_free: bool,
+    port_released: bool,
 }
 
 fn alive(pid: u32) -> bool {
@@ -51,7 +51,7 @@ fn kills_the_listener_and_spares_the_connected_client() {
     let k: Killed = serde_json::from_str(&out).unwrap();
     assert_eq!(k.port, srv.port());
     assert_eq!(k.signal, "TERM");
-    assert!(k.port_free);
+    assert!(k.port_released);
     assert_eq!(k.targets.len(), 1, "only the listener's process");
     assert_eq!(k.targets[0].pid, srv.pid());
     assert!(k.targets[0].signalled && k.targets[0].released);

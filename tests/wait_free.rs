@@ -10,6 +10,7 @@ use support_explain::{Helper, netkit};
 #[derive(serde::Deserialize)]
 struct Wait {
     port: u16,
+    #[serde(rename = "bindable")]
     free: bool,
     waited_ms: u64,
     errno: Option<String>,

@@ -2,9 +2,13 @@
 
 pub mod explain;
 pub mod inventory;
+pub mod load;
+pub mod port;
 pub mod proxy;
 pub mod run;
+pub mod services;
 pub mod sockopts;
+pub mod usage;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -49,6 +53,8 @@ pub enum Command {
     Sockopt(explain::SockoptArgs),
     /// Run a lab component: server, client, proxy, udp-server, udp-client.
     Run(run::RunArgs),
+    /// Load a lab server or proxy: req/s, latency percentiles, errors by kind (bounded runs).
+    Load(load::LoadArgs),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
     /// Write the man pages into a directory (used to refresh man/).

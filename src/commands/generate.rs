@@ -10,10 +10,16 @@ use crate::cli::Cli;
 /// Prints a completion script for `shell` to stdout.
 ///
 /// # Errors
-/// Never in practice; the signature matches the other commands.
+/// Writing to stdout (a closed pipe is reported as such, and `main` exits 0).
 pub fn completions(shell: clap_complete::Shell) -> anyhow::Result<i32> {
+    use std::io::Write as _;
     let mut cmd = Cli::command();
-    clap_complete::generate(shell, &mut cmd, "netkit", &mut std::io::stdout());
+    // Rendered in memory: clap_complete panics when its writer fails (`| head -c1`).
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "netkit", &mut script);
+    let mut out = crate::output::stdout();
+    out.write_all(&script)?;
+    out.flush()?;
     Ok(0)
 }
 

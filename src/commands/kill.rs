@@ -12,9 +12,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use serde::Serialize;
 
-use super::filters::apply_proto;
+use super::filters::{apply_proto, snapshot_ports};
+use super::who_owns::port_words;
 use super::{FOUND, NOTHING, emit_found};
 use crate::cli::inventory::WhoOwnsArgs;
+use crate::cli::port::PortSet;
 use crate::inspect::{self, OwnerScope, Query, SocketEntry, procfd, users};
 use crate::output::{Block, Format, Report};
 
@@ -28,10 +30,12 @@ pub struct Target {
     pub pid: u32,
     /// Command name.
     pub command: String,
-    /// The process's user.
-    pub user: String,
-    /// The sockets on the port it holds (`LISTEN 0.0.0.0:8080`).
-    pub holds: Vec<String>,
+    /// Its command line (`null` when unknown).
+    pub cmdline: Option<String>,
+    /// The process's user (`null` when unknown).
+    pub user: Option<String>,
+    /// The sockets on the port it holds.
+    pub holds: Vec<Held>,
     /// Why it was not signalled, when it was not.
     pub refused: Option<String>,
     /// Whether the signal was sent.
@@ -43,6 +47,33 @@ pub struct Target {
     inodes: Vec<u64>,
 }
 
+/// A socket a target holds on the port: JSON `{proto, family, state, local_addr, local_port}`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Held {
+    /// TCP or UDP.
+    pub proto: inspect::Proto,
+    /// IPv4 or IPv6.
+    pub family: inspect::Family,
+    /// LISTEN, BOUND or UNCONN.
+    pub state: inspect::SockState,
+    /// Local address.
+    pub local_addr: std::net::IpAddr,
+    /// Local port.
+    pub local_port: u16,
+}
+
+impl Held {
+    /// `LISTEN 0.0.0.0:8080/tcp`, as the table shows it.
+    fn cell(&self) -> String {
+        format!(
+            "{} {}/{}",
+            self.state,
+            inspect::fmt_endpoint(self.local_addr, self.local_port),
+            self.proto
+        )
+    }
+}
+
 /// What `--kill` prints.
 #[derive(Debug, Serialize)]
 pub struct KillReport {
@@ -52,7 +83,9 @@ pub struct KillReport {
     pub signal: String,
     /// The processes.
     pub targets: Vec<Target>,
-    /// True when no LISTEN/BOUND/UNCONN socket remains on the port at the end.
+    /// True when no LISTEN/BOUND/UNCONN socket remains on the port at the end (TIME_WAIT
+    /// leftovers may still refuse a bind: that is `wait-free`'s `bindable`).
+    #[serde(rename = "port_released")]
     pub port_free: bool,
     /// Sockets still on the port at the end (TIME_WAIT leftovers, connections).
     pub remaining: Vec<SocketEntry>,
@@ -69,8 +102,12 @@ impl Report for KillReport {
                 vec![
                     t.pid.to_string(),
                     t.command.clone(),
-                    t.user.clone(),
-                    t.holds.join(", "),
+                    t.user.clone().unwrap_or_else(|| "?".into()),
+                    t.holds
+                        .iter()
+                        .map(Held::cell)
+                        .collect::<Vec<_>>()
+                        .join(", "),
                     match (&t.refused, t.signalled, t.released) {
                         (Some(r), _, _) => format!("refused: {r}"),
                         (None, true, true) => format!("SIG{}: released the port", self.signal),
@@ -93,6 +130,9 @@ impl Report for KillReport {
     }
     fn notes(&self) -> Vec<String> {
         self.notes.clone()
+    }
+    fn command(&self) -> Option<&'static str> {
+        Some("who-owns")
     }
 }
 
@@ -130,14 +170,13 @@ fn process_uid(pid: u32) -> Option<u32> {
         .map(|m| m.uid())
 }
 
-fn binders(port: u16, a: &WhoOwnsArgs) -> anyhow::Result<(Vec<SocketEntry>, Vec<String>)> {
+fn binders(ports: &PortSet, a: &WhoOwnsArgs) -> anyhow::Result<(Vec<SocketEntry>, Vec<String>)> {
     let mut q = Query {
-        local_port: Some(port),
         owners: OwnerScope::All,
         ..Query::default()
     };
     apply_proto(&mut q, a.filter);
-    let snap = inspect::snapshot(&q).context("reading the socket table")?;
+    let snap = snapshot_ports(&q, ports).context("reading the socket table")?;
     Ok((snap.sockets, snap.notes))
 }
 
@@ -153,7 +192,10 @@ pub fn run(a: &WhoOwnsArgs, f: Format) -> anyhow::Result<i32> {
             a.signal
         )
     })?;
-    let (sockets, mut notes) = binders(a.port, a)?;
+    let ports = a.port_set();
+    let words = port_words(&ports);
+    let port = ports.ports().first().copied().unwrap_or(0);
+    let (sockets, mut notes) = binders(&ports, a)?;
     let me = std::process::id();
     let my_uid = users::current_uid();
     let root = procfd::is_root();
@@ -168,7 +210,8 @@ pub fn run(a: &WhoOwnsArgs, f: Format) -> anyhow::Result<i32> {
                 Target {
                     pid: o.pid,
                     command: o.command.clone(),
-                    user: puid.map_or("?".into(), |u| names.name(u).to_string()),
+                    cmdline: (!o.cmdline.is_empty()).then(|| o.cmdline.clone()),
+                    user: puid.map(|u| names.name(u).to_string()),
                     holds: Vec::new(),
                     refused: if o.pid == 1 {
                         Some("PID 1 (init) is never signalled".into())
@@ -185,8 +228,13 @@ pub fn run(a: &WhoOwnsArgs, f: Format) -> anyhow::Result<i32> {
                 }
             });
             t.inodes.push(s.inode);
-            t.holds
-                .push(format!("{} {}/{}", s.state, s.local(), s.proto));
+            t.holds.push(Held {
+                proto: s.proto,
+                family: s.family,
+                state: s.state,
+                local_addr: s.local_addr,
+                local_port: s.local_port,
+            });
         }
     }
     let unseen = sockets
@@ -195,8 +243,7 @@ pub fn run(a: &WhoOwnsArgs, f: Format) -> anyhow::Result<i32> {
         .count();
     if unseen > 0 {
         notes.push(format!(
-            "{unseen} listening/bound socket(s) on port {} have no visible owner{}",
-            a.port,
+            "{unseen} listening/bound socket(s) on {words} have no visible owner{}",
             if root {
                 ""
             } else {
@@ -210,13 +257,13 @@ pub fn run(a: &WhoOwnsArgs, f: Format) -> anyhow::Result<i32> {
         .collect();
     if todo.is_empty() {
         let r = KillReport {
-            port: a.port,
+            port,
             signal: sig_name,
             port_free: !sockets.iter().any(|s| s.is_binder()),
             remaining: sockets,
             targets,
             notes: {
-                notes.push(format!("nothing to stop: no process of yours holds port {} as a listener or bound socket", a.port));
+                notes.push(format!("nothing to stop: no process of yours holds {words} as a listener or bound socket"));
                 notes
             },
         };
@@ -224,7 +271,7 @@ pub fn run(a: &WhoOwnsArgs, f: Format) -> anyhow::Result<i32> {
         return Ok(NOTHING);
     }
     if !a.yes {
-        confirm(&targets, &todo, &sig_name, a.port)?;
+        confirm(&targets, &todo, &sig_name, &words)?;
     }
     for &i in &todo {
         let pid = targets[i].pid as libc::pid_t;
@@ -239,7 +286,7 @@ pub fn run(a: &WhoOwnsArgs, f: Format) -> anyhow::Result<i32> {
     let deadline = Instant::now() + WAIT;
     let mut left;
     loop {
-        let (now_sockets, _) = binders(a.port, a)?;
+        let (now_sockets, _) = binders(&ports, a)?;
         left = now_sockets;
         // A socket is let go when it is gone from the kernel's table, not merely from the
         // process's fd table (an exiting process drops its fds before the socket closes).
@@ -267,12 +314,11 @@ pub fn run(a: &WhoOwnsArgs, f: Format) -> anyhow::Result<i32> {
     }
     if left.iter().any(|s| s.is_ownerless()) {
         notes.push(format!(
-            "TIME_WAIT/FIN_WAIT2 leftovers remain on port {p}: a restart without SO_REUSEADDR may still fail; `netkit wait-free {p}` waits them out",
-            p = a.port
+            "TIME_WAIT/FIN_WAIT2 leftovers remain on {words}: a restart without SO_REUSEADDR may still fail; `netkit wait-free {port}` waits them out"
         ));
     }
     let r = KillReport {
-        port: a.port,
+        port,
         signal: sig_name,
         targets,
         port_free,
@@ -283,7 +329,7 @@ pub fn run(a: &WhoOwnsArgs, f: Format) -> anyhow::Result<i32> {
     Ok(if all_released { FOUND } else { NOTHING })
 }
 
-fn confirm(targets: &[Target], todo: &[usize], sig: &str, port: u16) -> anyhow::Result<()> {
+fn confirm(targets: &[Target], todo: &[usize], sig: &str, words: &str) -> anyhow::Result<()> {
     let stdin = io::stdin();
     if !stdin.is_terminal() {
         bail!("refusing to signal without confirmation: stdin is not a terminal (add --yes)");
@@ -291,7 +337,7 @@ fn confirm(targets: &[Target], todo: &[usize], sig: &str, port: u16) -> anyhow::
     let mut err = io::stderr();
     writeln!(
         err,
-        "These processes hold port {port} as a listener or bound socket:"
+        "These processes hold {words} as a listener or bound socket:"
     )?;
     for &i in todo {
         let t = &targets[i];
@@ -300,8 +346,12 @@ fn confirm(targets: &[Target], todo: &[usize], sig: &str, port: u16) -> anyhow::
             "  PID {} {} (user {}): {}",
             t.pid,
             t.command,
-            t.user,
-            t.holds.join(", ")
+            t.user.as_deref().unwrap_or("?"),
+            t.holds
+                .iter()
+                .map(Held::cell)
+                .collect::<Vec<_>>()
+                .join(", ")
         )?;
     }
     write!(err, "Send SIG{sig} to {} process(es)? [y/N] ", todo.len())?;

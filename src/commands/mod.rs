@@ -12,17 +12,10 @@ pub mod sockopt;
 pub mod timewait;
 pub mod who_owns;
 
-use std::io;
-
 use crate::cli::{Cli, Command};
 use crate::output::{self, Format, Report};
 
-/// Exit code: found / ok.
-pub const FOUND: i32 = 0;
-/// Exit code: nothing to report.
-pub const NOTHING: i32 = 1;
-/// Exit code: error.
-pub const ERROR: i32 = 2;
+pub use crate::exit::{ERROR, FOUND, NOTHING};
 
 /// Runs the command and returns the exit code.
 ///
@@ -57,6 +50,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::FreePort(a) => explain::free_port(&a, format),
         Command::Sockopt(a) => sockopt::run(&a, format),
         Command::Run(a) => run::run(a, format),
+        Command::Load(a) => crate::lab::load::run_cli(a, format),
         Command::Completions(a) => generate::completions(a.shell),
         Command::GenerateMan(a) => generate::man(&a.dir),
     }
@@ -67,6 +61,6 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
 /// # Errors
 /// I/O errors (a broken pipe is handled by `main`).
 pub fn emit_found<R: Report>(r: &R, format: Format, found: bool) -> anyhow::Result<i32> {
-    output::emit(r, format, io::stdout().lock(), io::stderr().lock())?;
+    output::emit(r, format, output::stdout(), output::stderr())?;
     Ok(if found { FOUND } else { NOTHING })
 }

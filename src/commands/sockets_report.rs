@@ -8,7 +8,9 @@ use crate::output::{Block, Report, Rows, fmt_ms};
 /// A list of sockets with hints.
 #[derive(Debug, Serialize)]
 pub struct SocketsReport {
-    /// The command that made it (`who-owns`, `listening`, `inspect`, `timewait`).
+    /// The command that made it (`who-owns`, `listening`, `inspect`, `timewait`); JSON puts
+    /// it first, with `schema_version` ([`Report::command`]).
+    #[serde(skip)]
     pub command: &'static str,
     /// The port asked about, where one was.
     pub port: Option<u16>,
@@ -148,6 +150,10 @@ impl Report for SocketsReport {
         Vec::new()
     }
 
+    fn command(&self) -> Option<&'static str> {
+        Some(self.command)
+    }
+
     fn rows(&self) -> Option<&dyn Rows> {
         (!self.sockets.is_empty()).then_some(self as &dyn Rows)
     }
@@ -167,16 +173,12 @@ pub fn with_empty_note(
     notes: &[String],
     empty: bool,
     command: &str,
-    port: Option<u16>,
+    _port: Option<u16>,
 ) -> Vec<String> {
     let mut notes = notes.to_vec();
-    if empty {
-        notes.push(match port {
-            Some(p) if command == "who-owns" => {
-                format!("nothing holds local port {p} (TCP or UDP, IPv4 or IPv6, any state)")
-            }
-            _ => "no matching sockets".to_string(),
-        });
+    // who-owns says what it searched itself (several ports, protocol suffixes).
+    if empty && command != "who-owns" {
+        notes.push("no matching sockets".to_string());
     }
     notes
 }

@@ -37,7 +37,8 @@ pub struct PortSummary {
 /// `timewait` summary.
 #[derive(Debug, Serialize)]
 pub struct TimewaitReport {
-    /// Always `timewait`.
+    /// Always `timewait` (JSON puts it first, [`Report::command`]).
+    #[serde(skip)]
     pub command: &'static str,
     /// The port asked about.
     pub port: Option<u16>,
@@ -112,6 +113,10 @@ impl Report for TimewaitReport {
 
     fn notes(&self) -> Vec<String> {
         self.notes.clone()
+    }
+
+    fn command(&self) -> Option<&'static str> {
+        Some(self.command)
     }
 }
 

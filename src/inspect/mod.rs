@@ -223,24 +223,39 @@ impl Serialize for SockState {
     }
 }
 
-/// A process that holds a socket's file descriptor.
+/// A process that holds a socket's file descriptor. JSON: the one process object of netkit's
+/// vocabulary, `{"pid", "command", "cmdline"}`, with `cmdline: null` when it is unknown.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Owner {
     /// Process id.
     pub pid: u32,
     /// The short command name (`/proc/<pid>/comm`).
     pub command: String,
-    /// The full command line, arguments joined with spaces.
+    /// The full command line, arguments joined with spaces; empty when unknown (kernel
+    /// threads, a process that exited or hid it).
+    #[serde(serialize_with = "empty_as_null")]
     pub cmdline: String,
 }
 
-/// The listener a kernel-held socket's port belongs to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// `""` as `null`: "unknown" in JSON is null, never an empty string.
+fn empty_as_null<S: Serializer>(v: &str, s: S) -> Result<S::Ok, S::Error> {
+    if v.is_empty() {
+        s.serialize_none()
+    } else {
+        s.serialize_str(v)
+    }
+}
+
+/// The listener a kernel-held socket's port belongs to. JSON: `{"local_addr", "local_port",
+/// "user", "owner": {"pid", "command", "cmdline"} | null}` (the owner is a process object).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListenerRef {
     /// PID of the first owner, `None` when it could not be seen.
     pub pid: Option<u32>,
     /// Its command name.
     pub command: Option<String>,
+    /// Its command line (empty when unknown).
+    pub cmdline: Option<String>,
     /// The listener socket's user.
     pub user: Option<Arc<str>>,
     /// The listener's local address (`0.0.0.0` / `::` for wildcards).
@@ -256,10 +271,28 @@ impl ListenerRef {
         ListenerRef {
             pid: first.map(|o| o.pid),
             command: first.map(|o| o.command.clone()),
+            cmdline: first.map(|o| o.cmdline.clone()),
             user: l.user.clone(),
             local_addr: l.local_addr,
             local_port: l.local_port,
         }
+    }
+}
+
+impl Serialize for ListenerRef {
+    fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let owner = self.pid.map(|pid| Owner {
+            pid,
+            command: self.command.clone().unwrap_or_default(),
+            cmdline: self.cmdline.clone().unwrap_or_default(),
+        });
+        let mut st = ser.serialize_struct("ListenerRef", 4)?;
+        st.serialize_field("local_addr", &self.local_addr)?;
+        st.serialize_field("local_port", &self.local_port)?;
+        st.serialize_field("user", &self.user)?;
+        st.serialize_field("owner", &owner)?;
+        st.end()
     }
 }
 

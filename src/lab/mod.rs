@@ -7,6 +7,7 @@ pub mod admission;
 pub mod client;
 pub mod diagnose;
 pub mod jsonproto;
+pub mod load;
 pub mod policy;
 pub mod protocol;
 pub mod proxy;

@@ -164,6 +164,9 @@ pub fn config_from_args(a: &ProxyArgs, format: Format) -> anyhow::Result<ProxyCo
                 // --allow, never a --block target. Checked once, here, on the resolved
                 // address the relay will connect to.
                 let to = socket_addr("--relay", r)?;
+                if to.port() == 0 {
+                    bail!("--relay {r}: port 0 is not a destination; give the server's port");
+                }
                 if let Err((t, why)) = forward::check_all(&[to], &policy) {
                     bail!(
                         "--relay {r}: {t} is refused ({why}); a relay follows the same rules as JSON mode: loopback only unless --allow CIDR, and no --block target (--no-default-block clears the lab's 127.0.0.1:7777)"

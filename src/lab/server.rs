@@ -37,7 +37,7 @@ use tokio::time::timeout;
 
 use super::admission::{self, Admission, Limits, Refused, Ticket};
 use super::diagnose;
-use super::protocol::{Kind, Session};
+use super::protocol::{Kind, Session, py_bytes};
 use super::shutdown::{self, Shutdown};
 use super::status::{Status, StatusLog};
 use crate::cli::run::{Mode, Protocol, ServerArgs};
@@ -64,8 +64,6 @@ pub struct ServeOpts {
     pub first_request: Duration,
     /// How long in-flight requests get after shutdown is requested.
     pub drain: Duration,
-    /// Quiet period that ends a bare lab message (see [`super::protocol`]).
-    pub quiet: Duration,
     /// Options applied to every accepted socket (the listener already has them).
     pub sock: SockOpts,
     /// Where status lines go.
@@ -83,7 +81,6 @@ impl ServeOpts {
             per_client: None,
             first_request: admission::FIRST_REQUEST_DEFAULT,
             drain: Duration::from_secs(5),
-            quiet: Duration::from_millis(100),
             sock: SockOpts::default(),
             log: StatusLog::silent(),
         }
@@ -102,6 +99,8 @@ pub(crate) enum End {
     Evicted,
     Shutdown,
     Error(io::Error),
+    /// The peer broke the protocol (a request cut by EOF, bytes after a bare message).
+    Incomplete(String),
 }
 
 impl End {
@@ -114,6 +113,7 @@ impl End {
             End::Evicted => ("evicted", None),
             End::Shutdown => ("shutdown", None),
             End::Error(e) => ("error", Some(e.to_string())),
+            End::Incomplete(why) => ("error", Some(why)),
         };
         Status::Closed {
             peer,
@@ -288,9 +288,9 @@ async fn serve_async(
     })
     .await
     .is_ok();
-    let cut_off = if drained { 0 } else { tasks.len() };
+    let aborted = if drained { 0 } else { tasks.len() };
     tasks.shutdown().await;
-    opts.log.emit(&Status::Stopped { cut_off });
+    opts.log.emit(&Status::Stopped { aborted });
     Ok(())
 }
 
@@ -321,7 +321,6 @@ async fn connection(
         if draining && !session.has_pending() {
             return End::Shutdown;
         }
-        let quiet = session.wants_quiet();
         let read = tokio::select! {
             biased;
             // Sent at shutdown; an error (sender gone) means the server is going away too.
@@ -329,9 +328,7 @@ async fn connection(
                 draining = true;
                 continue;
             }
-            r = stream.read(&mut buf) => Some(r),
-            // An async block, so no timer is even created unless the branch is enabled.
-            () = async { tokio::time::sleep(opts.quiet).await }, if quiet => None,
+            r = stream.read(&mut buf) => r,
             () = &mut idle => {
                 let now = tokio::time::Instant::now();
                 if !answered && now >= first_due {
@@ -345,16 +342,15 @@ async fn connection(
                 continue;
             }
         };
-        let eof = matches!(read, Some(Ok(0)));
+        let eof = matches!(read, Ok(0));
         let out = match read {
-            None => session.quiet(),
-            Some(Ok(0)) => session.eof(),
-            Some(Ok(n)) => {
+            Ok(0) => session.eof(),
+            Ok(n) => {
                 last = tokio::time::Instant::now();
                 ticket.touch();
                 session.feed(&buf[..n])
             }
-            Some(Err(e)) => return End::Error(e),
+            Err(e) => return End::Error(e),
         };
         answered |= !out.reply.is_empty();
         for message in out.received {
@@ -365,9 +361,50 @@ async fn connection(
         }
         if out.close {
             let _ = stream.shutdown().await;
+            if let Some(part) = out.incomplete {
+                return End::Incomplete(incomplete(&part));
+            }
+            if out.bare && !eof {
+                // Read (and count) whatever else the client sends until it closes, so a
+                // message written in pieces is reported, not mistaken for a clean exchange.
+                let linger = opts.idle_timeout.min(LINGER);
+                let _ = timeout(linger, async {
+                    while session.trailing() < MAX_TRAILING {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => drop(session.feed(&buf[..n])),
+                        }
+                    }
+                })
+                .await;
+                if session.trailing() > 0 {
+                    return End::Incomplete(trailing(session.trailing()));
+                }
+            }
             return if eof { End::Eof } else { End::Done };
         }
     }
+}
+
+/// After a bare message was answered, how long the server keeps reading the client's
+/// leftover bytes (to report them) before it closes anyway.
+pub(crate) const LINGER: Duration = Duration::from_secs(1);
+/// Leftover bytes read at most after a bare message (then the connection is closed).
+pub(crate) const MAX_TRAILING: usize = 64 * 1024;
+
+/// The `closed` event's error for a request cut by EOF, as the book's server words it.
+pub(crate) fn incomplete(part: &[u8]) -> String {
+    let shown = &part[..part.len().min(200)];
+    let more = if part.len() > shown.len() { "..." } else { "" };
+    format!("received {}{more} then socket closed", py_bytes(shown))
+}
+
+/// The `closed` event's error for bytes sent after a bare message was answered.
+pub(crate) fn trailing(n: usize) -> String {
+    format!(
+        "sent {n} more byte(s) after its bare message was answered; a bare message is what one \
+         read returns: write it in one send, or end messages with a newline"
+    )
 }
 
 /// Writes `reply`: at once when the socket buffer has room (the usual case), otherwise
@@ -503,9 +540,8 @@ pub fn run_cli(a: ServerArgs, format: Format) -> anyhow::Result<i32> {
         per_client: a.max_conns_per_client,
         first_request: Duration::from_secs_f64(a.first_request_timeout),
         drain: Duration::from_secs_f64(a.drain),
-        quiet: Duration::from_millis(a.quiet_ms),
         sock,
-        log: StatusLog::stdout(format),
+        log: StatusLog::stdout(format, "run server"),
     };
     let mut rt = match a.mode {
         Mode::Async => tokio::runtime::Builder::new_multi_thread(),
@@ -524,7 +560,7 @@ pub fn run_cli(a: ServerArgs, format: Format) -> anyhow::Result<i32> {
         serve(listener, opts, sd).await.context("server failed")
     })?;
     rt.shutdown_timeout(Duration::from_millis(100));
-    Ok(crate::commands::FOUND)
+    Ok(crate::exit::FOUND)
 }
 
 #[cfg(test)]

@@ -11,6 +11,65 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 
+/// The payload of the `BrokenPipe` error a write to netkit's own stdout or stderr gets once
+/// the reader went away (`netkit inspect | head -n1`). `main` exits 0 silently on exactly
+/// this error; a broken pipe on a socket (a lab client losing its peer) stays an error.
+#[derive(Debug)]
+pub struct OutputClosed;
+
+impl std::fmt::Display for OutputClosed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("output closed by its reader (broken pipe)")
+    }
+}
+
+impl std::error::Error for OutputClosed {}
+
+/// A writer to netkit's stdout or stderr that marks `EPIPE` as [`OutputClosed`].
+#[derive(Debug)]
+pub struct Tagged<W>(W);
+
+impl<W: Write> Write for Tagged<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf).map_err(tag)
+    }
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.0.write_all(buf).map_err(tag)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush().map_err(tag)
+    }
+}
+
+fn tag(e: io::Error) -> io::Error {
+    if e.kind() == io::ErrorKind::BrokenPipe && e.get_ref().is_none() {
+        io::Error::new(io::ErrorKind::BrokenPipe, OutputClosed)
+    } else {
+        e
+    }
+}
+
+/// netkit's stdout, locked, with a closed reader reported as [`OutputClosed`].
+pub fn stdout() -> Tagged<io::StdoutLock<'static>> {
+    Tagged(io::stdout().lock())
+}
+
+/// netkit's stderr, locked, with a closed reader reported as [`OutputClosed`]
+/// (`netkit who-owns 22 2>&1 | head -n1` closes it too).
+pub fn stderr() -> Tagged<io::StderrLock<'static>> {
+    Tagged(io::stderr().lock())
+}
+
+/// True when `e` is a write to netkit's own stdout/stderr whose reader went away; false for
+/// every other error, a socket's `EPIPE` included.
+pub fn is_output_closed(e: &(dyn std::error::Error + 'static)) -> bool {
+    e.is::<OutputClosed>()
+        || e.downcast_ref::<io::Error>().is_some_and(|io| {
+            io.kind() == io::ErrorKind::BrokenPipe
+                && io.get_ref().is_some_and(|inner| inner.is::<OutputClosed>())
+        })
+}
+
 /// Rows produced on demand, for listings too large to hold as strings (tens of thousands of
 /// sockets): the writer asks for each row twice, once to size the columns, once to print.
 pub trait Rows {
@@ -65,6 +124,12 @@ pub trait Report: Serialize {
     }
     /// Hints for stderr (also serialized as `notes` by the report itself).
     fn notes(&self) -> Vec<String>;
+    /// The netkit subcommand as typed (`"who-owns"`, `"run server"`). When given, the JSON
+    /// form starts with `"schema_version": 1, "command": ...` ([`json::Envelope`]); a report
+    /// that serializes those two fields itself leaves this `None`.
+    fn command(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 /// Output format.
@@ -89,7 +154,10 @@ pub fn emit<R: Report>(
     // stdout is line-buffered; a 50,000-row listing must not cost 50,000 write calls.
     let mut out = io::BufWriter::with_capacity(64 * 1024, out);
     match format {
-        Format::Json => json::write(report, &mut out)?,
+        Format::Json => match report.command() {
+            Some(command) => json::write(&json::Envelope::new(command, report), &mut out)?,
+            None => json::write(report, &mut out)?,
+        },
         Format::Table => {
             if let Some(rows) = report.rows() {
                 table::write_rows(rows, &mut out)?;

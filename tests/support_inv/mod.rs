@@ -92,15 +92,23 @@ impl SockJson {
 pub struct OwnerJson {
     pub pid: u32,
     pub command: String,
-    pub cmdline: String,
+    pub cmdline: Option<String>,
 }
 
-/// A listener reference in JSON.
+/// A listener reference in JSON: its socket, user and owning process (null when unseen).
 #[derive(Debug, Clone, Deserialize)]
 pub struct ListenerJson {
-    pub pid: Option<u32>,
-    pub command: Option<String>,
+    pub local_addr: String,
+    pub local_port: u16,
     pub user: Option<String>,
+    pub owner: Option<OwnerJson>,
+}
+
+impl ListenerJson {
+    /// The owner's PID.
+    pub fn pid(&self) -> Option<u32> {
+        self.owner.as_ref().map(|o| o.pid)
+    }
 }
 
 /// `timewait` summary JSON.

@@ -154,7 +154,7 @@ pub(super) fn serve(
         left = active.wait((deadline - now).min(TICK));
     }
     abort.store(true, Ordering::SeqCst);
-    opts.log.emit(&Status::Stopped { cut_off: left });
+    opts.log.emit(&Status::Stopped { aborted: left });
     Ok(())
 }
 
@@ -190,8 +190,8 @@ fn readable(l: &TcpListener, d: Duration) -> io::Result<bool> {
     Ok(n > 0)
 }
 
-/// One blocking connection, as in the async mode; reads wake every [`TICK`] (or sooner for a
-/// pending lab quiet period) to check idle time and shutdown.
+/// One blocking connection, as in the async mode; reads wake every [`TICK`] to check idle
+/// time and shutdown.
 fn connection(
     stream: &mut TcpStream,
     peer: SocketAddr,
@@ -218,13 +218,7 @@ fn connection(
         if stop.load(Ordering::SeqCst) && !session.has_pending() {
             return End::Shutdown;
         }
-        let want = if session.wants_quiet() {
-            opts.quiet
-                .saturating_sub(last.elapsed())
-                .clamp(Duration::from_millis(1), TICK)
-        } else {
-            TICK.min(opts.idle_timeout)
-        };
+        let want = TICK.min(opts.idle_timeout);
         if timeout != Some(want) {
             if let Err(e) = stream.set_read_timeout(Some(want)) {
                 return End::Error(e);
@@ -250,9 +244,7 @@ fn connection(
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                 ) =>
             {
-                if session.wants_quiet() && last.elapsed() >= opts.quiet {
-                    session.quiet()
-                } else if !answered && first_due.is_some_and(|d| Instant::now() >= d) {
+                if !answered && first_due.is_some_and(|d| Instant::now() >= d) {
                     return End::FirstRequest;
                 } else if last.elapsed() >= opts.idle_timeout {
                     return End::Idle;
@@ -279,6 +271,34 @@ fn connection(
         }
         if out.close {
             let _ = stream.shutdown(Half::Write);
+            if let Some(part) = out.incomplete {
+                return End::Incomplete(super::incomplete(&part));
+            }
+            if out.bare && !eof {
+                // As in the async mode: count what the client still sends, then close.
+                let until = Instant::now() + opts.idle_timeout.min(super::LINGER);
+                while session.trailing() < super::MAX_TRAILING && !abort.load(Ordering::SeqCst) {
+                    let left = until.saturating_duration_since(Instant::now());
+                    if left.is_zero() || stream.set_read_timeout(Some(left.min(TICK))).is_err() {
+                        break;
+                    }
+                    match stream.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => drop(session.feed(&buf[..n])),
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                io::ErrorKind::WouldBlock
+                                    | io::ErrorKind::TimedOut
+                                    | io::ErrorKind::Interrupted
+                            ) => {}
+                        Err(_) => break,
+                    }
+                }
+                if session.trailing() > 0 {
+                    return End::Incomplete(super::trailing(session.trailing()));
+                }
+            }
             return if eof { End::Eof } else { End::Done };
         }
     }
