@@ -19,6 +19,7 @@ use crate::lab::admission::Ticket;
 use crate::lab::jsonproto::{FrameScanner, Request, frame_limit, parse_request};
 use crate::lab::policy::{Host, LocalRoutes, Policy, Refusal, canonical, parse_host};
 use crate::lab::relay::is_fd_exhaustion;
+use crate::lab::resolver::{LookupError, NameResolver};
 use crate::lab::shutdown::Shutdown;
 use crate::sockopt;
 
@@ -170,7 +171,12 @@ pub async fn serve_conn(
                 if let Some(t) = ticket {
                     t.set_busy(true);
                 }
-                forward(&req, cfg, &mut ev).await
+                // A client whose connection is reset takes its request with it: the lookup
+                // or connect in progress is dropped (cancelled), not left to its deadline.
+                tokio::select! {
+                    r = forward(&req, cfg, &mut ev) => r,
+                    () = client_gone(stream) => return,
+                }
             }
         };
         buf.drain(..end);
@@ -209,6 +215,16 @@ async fn linger(stream: &mut TcpStream) {
 
 /// How long [`linger`] waits for a refused client to stop sending.
 const LINGER: Duration = Duration::from_secs(1);
+
+/// Resolves when the client's connection failed (reset); pending forever while it is
+/// there. A FIN is not "gone": a client may half-close after its request and still wait
+/// for the reply (`nc -N`), so only the request's own deadline ends that one.
+async fn client_gone(stream: &TcpStream) {
+    let mut b = [0u8; 1];
+    if stream.peek(&mut b).await.is_ok() {
+        std::future::pending::<()>().await;
+    }
+}
 
 /// Replies `reply` to a request refused before it was parsed, and logs it.
 async fn refuse(
@@ -282,7 +298,7 @@ async fn forward(req: &Request, cfg: &ProxyConfig, ev: &mut RequestEvent) -> Vec
             return format!("Error, bad request: {why}").into_bytes();
         }
     };
-    let targets = match resolve(&host, req.server_port, cfg.connect_timeout).await {
+    let targets = match resolve(&host, req.server_port, cfg.connect_timeout, &cfg.resolver).await {
         Ok(t) => t,
         Err(why) => {
             ev.outcome = Outcome::Unreachable;
@@ -409,20 +425,27 @@ async fn exchange(
 }
 
 /// Resolves a host to canonical addresses (deduplicated, in resolver order), bounded by
-/// `limit`.
-async fn resolve(host: &Host, port: u16, limit: Duration) -> Result<Vec<SocketAddr>, String> {
+/// `limit` (see [`crate::lab::resolver`]: /etc/hosts without a lookup slot, DNS within a
+/// bounded number of slots, cancelled when this future is dropped).
+async fn resolve(
+    host: &Host,
+    port: u16,
+    limit: Duration,
+    resolver: &NameResolver,
+) -> Result<Vec<SocketAddr>, String> {
     let name = match host {
         Host::Ip(ip) => return Ok(vec![SocketAddr::new(*ip, port)]),
-        Host::Name(n) => n.clone(),
+        Host::Name(n) => n.as_str(),
     };
-    let found = match timeout(limit, tokio::net::lookup_host((name.as_str(), port))).await {
-        Ok(Ok(it)) => it,
-        Ok(Err(e)) => return Err(format!("cannot resolve {name}: {e}")),
+    let found = match timeout(limit, resolver.lookup(name)).await {
+        Ok(Ok(v)) => v,
+        Ok(Err(LookupError::Busy)) => return Err("resolver busy".into()),
+        Ok(Err(LookupError::Failed(why))) => return Err(why),
         Err(_) => return Err(format!("resolving {name} took over {}", secs(limit))),
     };
     let mut out: Vec<SocketAddr> = Vec::new();
-    for a in found {
-        let c = SocketAddr::new(canonical(a.ip()), a.port());
+    for ip in found {
+        let c = SocketAddr::new(canonical(ip), port);
         if !out.contains(&c) {
             out.push(c);
         }
