@@ -165,7 +165,17 @@ pub async fn serve_conn(
             Ok(req) => {
                 ev.server_ip = Some(req.server_ip.clone());
                 ev.server_port = Some(req.server_port);
-                ev.message = Some(req.message.clone());
+                ev.message = Some(clipped(&req.message));
+                // The decoded message lives while the request is forwarded: it counts
+                // against the budget as well as the buffer it came from.
+                if !lease.cover(buf.capacity() + req.message.len()) {
+                    let why = format!(
+                        "buffer budget of {} bytes spent (--buffer-budget)",
+                        cfg.budget.limit()
+                    );
+                    refuse(stream, peer, cfg, shown(frame), BUSY, Outcome::Busy, why).await;
+                    return;
+                }
                 // Waiting for the target and delivering its reply is not idleness: the
                 // connection is not evicted until the reply is sent.
                 if let Some(t) = ticket {
@@ -224,6 +234,20 @@ async fn client_gone(stream: &TcpStream) {
     if stream.peek(&mut b).await.is_ok() {
         std::future::pending::<()>().await;
     }
+}
+
+/// The message as logged: at most 4 KiB of it (a 16 MiB message is not copied into the
+/// event), then its size.
+fn clipped(m: &str) -> String {
+    const MAX: usize = 4096;
+    if m.len() <= MAX {
+        return m.to_string();
+    }
+    let mut cut = MAX;
+    while !m.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}... ({} bytes)", &m[..cut], m.len())
 }
 
 /// Replies `reply` to a request refused before it was parsed, and logs it.
