@@ -82,4 +82,15 @@ pub struct SockoptArgs {
     /// Only sockets with this local port (6000, :6000 or a service name).
     #[arg(long, value_parser = one_port)]
     pub port: Option<u16>,
+    /// Every TCP socket of the process (with --set).
+    #[arg(long, conflicts_with_all = ["fd", "port"], requires = "set")]
+    pub all: bool,
+    /// Change an option on the live socket: keepalive=on|off, keepidle=S, keepintvl=S,
+    /// keepcnt=N, sndbuf=BYTES, rcvbuf=BYTES, nodelay=on|off, user-timeout=MS, linger=off|S
+    /// (repeatable; needs --fd, --port or --all).
+    #[arg(long, value_name = "NAME=VALUE")]
+    pub set: Vec<String>,
+    /// With --set: show what would change, change nothing.
+    #[arg(long, requires = "set")]
+    pub dry_run: bool,
 }

@@ -1,6 +1,8 @@
 //! Glue between the CLI and the layers: gather, analyse, emit. The only users of anyhow.
 
+pub mod audit;
 pub mod explain;
+pub mod exporter;
 pub mod filters;
 pub mod generate;
 pub mod inspect;
@@ -49,8 +51,10 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::WaitFree(a) => explain::wait_free(&a, format),
         Command::FreePort(a) => explain::free_port(&a, format),
         Command::Sockopt(a) => sockopt::run(&a, format),
+        Command::Audit(a) => audit::run(&a, format),
         Command::Run(a) => run::run(a, format),
         Command::Load(a) => crate::lab::load::run_cli(a, format),
+        Command::Exporter(a) => exporter::run(&a),
         Command::Completions(a) => generate::completions(a.shell),
         Command::GenerateMan(a) => generate::man(&a.dir),
     }
