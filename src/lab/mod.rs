@@ -12,6 +12,7 @@ pub mod policy;
 pub mod protocol;
 pub mod proxy;
 pub mod relay;
+pub mod resolver;
 pub mod server;
 pub mod shutdown;
 pub mod status;

@@ -1,6 +1,7 @@
 //! Where the lab proxy may forward: parsing the target a client names into the address it
 //! really means, the blocklist, and the allow list that keeps the proxy from being an open
-//! relay. Pure functions over addresses (no sockets); the proxy resolves hostnames and calls
+//! relay. Pure functions over addresses, except [`LocalRoutes`], which asks the kernel's
+//! routing table whether an address is this host's; the proxy resolves hostnames and calls
 //! [`Policy::check`] on every resolved address, then connects to exactly that address.
 //!
 //! Spellings are read the way the C library reads them (`inet_aton(3)`, which Python's
@@ -13,6 +14,8 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::str::FromStr;
+
+use netlink_packet_route::route::RouteType;
 
 /// What a client named as `server_ip`, after parsing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -376,7 +379,7 @@ impl Policy {
     }
 
     /// Checks one resolved target (canonicalised here again, so callers cannot forget).
-    /// `is_local` says whether an address belongs to this host (see [`HostAddrs`]).
+    /// `is_local` says whether an address belongs to this host (see [`LocalRoutes`]).
     ///
     /// A blocklist entry that names an address of this host stands for the host: if a
     /// listener is bound to the wildcard address (0.0.0.0 or `::`), every local address
@@ -406,8 +409,101 @@ impl Policy {
     }
 }
 
+/// "Is this an address of this host?", decided the way the kernel decides it when a
+/// connect is routed: the route type of the destination is `RTN_LOCAL`. `ip addr add
+/// 10.98.0.1/24 dev lo` makes the whole /24 local (`local 10.98.0.0/24` in the local table),
+/// and `ip route add local fd98::/64 dev eth0` does the same with no interface address at
+/// all, so a list of interface addresses (`getifaddrs(3)`) is not enough: 10.98.0.2:7777
+/// reaches a 0.0.0.0:7777 listener. Each answer is one `RTM_GETROUTE` request (rtnetlink,
+/// built with netlink-packet-route), asked for the exact address about to be connected and
+/// remembered for the one check. When netlink cannot be used, the interface addresses are
+/// the fallback.
+#[derive(Debug, Default)]
+pub struct LocalRoutes {
+    socket: Option<netlink_sys::Socket>,
+    seen: Vec<(IpAddr, bool)>,
+    fallback: Option<HostAddrs>,
+}
+
+impl LocalRoutes {
+    /// A new, empty cache (the netlink socket is opened at the first question).
+    pub fn new() -> LocalRoutes {
+        LocalRoutes::default()
+    }
+
+    /// True when the kernel routes `ip` to this host (loopback is always local).
+    pub fn is_local(&mut self, ip: IpAddr) -> bool {
+        let ip = canonical(ip);
+        if ip.is_loopback() {
+            return true;
+        }
+        if let Some(&(_, v)) = self.seen.iter().find(|(a, _)| *a == ip) {
+            return v;
+        }
+        let v = match self.route_type(ip) {
+            Ok(kind) => kind == RouteType::Local,
+            Err(_) => self
+                .fallback
+                .get_or_insert_with(HostAddrs::read)
+                .is_local(ip),
+        };
+        self.seen.push((ip, v));
+        v
+    }
+
+    fn route_type(&mut self, ip: IpAddr) -> std::io::Result<RouteType> {
+        if self.socket.is_none() {
+            let mut s = netlink_sys::Socket::new(netlink_sys::protocols::NETLINK_ROUTE)?;
+            s.bind_auto()?;
+            s.connect(&netlink_sys::SocketAddr::new(0, 0))?;
+            self.socket = Some(s);
+        }
+        let Some(socket) = self.socket.as_mut() else {
+            return Err(std::io::Error::other("no netlink socket"));
+        };
+        route_type(socket, ip)
+    }
+}
+
+/// One `RTM_GETROUTE` for `ip` (a route lookup, as `ip route get IP`), answered with the
+/// type of the route the kernel would use.
+fn route_type(socket: &mut netlink_sys::Socket, ip: IpAddr) -> std::io::Result<RouteType> {
+    use netlink_packet_core::{NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload};
+    use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
+    use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+
+    let mut msg = RouteMessage::default();
+    msg.header.address_family = match ip {
+        IpAddr::V4(_) => AddressFamily::Inet,
+        IpAddr::V6(_) => AddressFamily::Inet6,
+    };
+    msg.header.destination_prefix_length = if ip.is_ipv4() { 32 } else { 128 };
+    msg.attributes
+        .push(RouteAttribute::Destination(RouteAddress::from(ip)));
+    let mut header = NetlinkHeader::default();
+    header.flags = NLM_F_REQUEST;
+    header.sequence_number = 1;
+    let mut packet = NetlinkMessage::new(header, RouteNetlinkMessage::GetRoute(msg).into());
+    packet.finalize();
+    let mut req = vec![0u8; packet.buffer_len()];
+    packet.serialize(&mut req[..]);
+    socket.send(&req, 0)?;
+    let mut buf = vec![0u8; 8192];
+    let n = socket.recv(&mut &mut buf[..], 0)?;
+    let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&buf[..n])
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
+    match reply.payload {
+        NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRoute(m)) => Ok(m.header.kind),
+        // ENETUNREACH and friends: no route at all, so certainly not local.
+        NetlinkPayload::Error(e) if e.code.is_some() => Ok(RouteType::Unreachable),
+        other => Err(std::io::Error::other(format!(
+            "unexpected rtnetlink reply {other:?}"
+        ))),
+    }
+}
+
 /// The addresses of this host: loopback, plus every address on an interface
-/// (`getifaddrs(3)`), read when needed.
+/// (`getifaddrs(3)`); the fallback of [`LocalRoutes`] when netlink cannot be used.
 #[derive(Debug, Default, Clone)]
 pub struct HostAddrs {
     addrs: Vec<IpAddr>,
@@ -620,5 +716,25 @@ mod tests {
         let h = HostAddrs::read();
         assert!(h.is_local(ip("127.0.0.1")) && h.is_local(ip("::1")));
         assert!(!h.is_local(ip("192.0.2.1")));
+    }
+
+    #[test]
+    fn the_kernel_says_which_routes_are_local() {
+        let mut r = LocalRoutes::new();
+        let mut sock = netlink_sys::Socket::new(netlink_sys::protocols::NETLINK_ROUTE).unwrap();
+        sock.bind_auto().unwrap();
+        sock.connect(&netlink_sys::SocketAddr::new(0, 0)).unwrap();
+        // All of 127.0.0.0/8 is one local route (`local 127.0.0.0/8 dev lo`).
+        assert_eq!(
+            route_type(&mut sock, ip("127.3.4.5")).unwrap(),
+            RouteType::Local
+        );
+        assert_eq!(route_type(&mut sock, ip("::1")).unwrap(), RouteType::Local);
+        assert_ne!(
+            route_type(&mut sock, ip("192.0.2.1")).unwrap(),
+            RouteType::Local
+        );
+        assert!(r.is_local(ip("127.9.9.9")) && r.is_local(ip("::ffff:127.0.0.1")));
+        assert!(!r.is_local(ip("192.0.2.1")) && !r.is_local(ip("2001:db8::1")));
     }
 }

@@ -29,6 +29,7 @@ use crate::cli::proxy::ProxyArgs;
 use crate::lab::admission::{self, Admission, Limits, Ticket};
 use crate::lab::policy::{Cidr, Policy, canonical};
 use crate::lab::relay::{self, Ended, is_fd_exhaustion};
+use crate::lab::resolver::NameResolver;
 use crate::lab::shutdown::{self, Shutdown};
 use crate::output::Format;
 use crate::sockopt::{self, SockOpts};
@@ -70,6 +71,8 @@ pub struct ProxyConfig {
     pub first_request: Duration,
     /// Request buffers beyond [`budget::FREE_PER_CONN`] per connection, shared.
     pub budget: Arc<BufferBudget>,
+    /// Hostname lookups (bounded, cancellable), shared.
+    pub resolver: Arc<NameResolver>,
     /// Time in-flight requests get after shutdown is asked.
     pub drain: Duration,
     /// Options for accepted connections.
@@ -97,6 +100,7 @@ impl ProxyConfig {
             per_client: None,
             first_request: admission::FIRST_REQUEST_DEFAULT,
             budget: Arc::new(BufferBudget::new(budget::DEFAULT_BUDGET)),
+            resolver: Arc::new(NameResolver::default()),
             drain: Duration::from_secs(5),
             conn_opts: SockOpts::default(),
             upstream_opts: SockOpts::default(),
@@ -209,6 +213,7 @@ pub fn config_from_args(a: &ProxyArgs, format: Format) -> anyhow::Result<ProxyCo
         per_client: a.max_conns_per_client.map(|n| n as usize),
         first_request: seconds("first-request-timeout", a.first_request_timeout)?,
         budget: Arc::new(BufferBudget::new(a.buffer_budget)),
+        resolver: Arc::new(NameResolver::default()),
         drain: seconds("drain", a.drain)?,
         conn_opts: SockOpts::from_args(&a.sock, false),
         upstream_opts: SockOpts::from_args(&a.sock, false),

@@ -17,8 +17,9 @@ use super::budget::FREE_PER_CONN;
 use super::events::{Outcome, RequestEvent, shown};
 use crate::lab::admission::Ticket;
 use crate::lab::jsonproto::{FrameScanner, Request, frame_limit, parse_request};
-use crate::lab::policy::{Host, HostAddrs, Policy, Refusal, canonical, parse_host};
+use crate::lab::policy::{Host, LocalRoutes, Policy, Refusal, canonical, parse_host};
 use crate::lab::relay::is_fd_exhaustion;
+use crate::lab::resolver::{LookupError, NameResolver};
 use crate::lab::shutdown::Shutdown;
 use crate::sockopt;
 
@@ -164,13 +165,28 @@ pub async fn serve_conn(
             Ok(req) => {
                 ev.server_ip = Some(req.server_ip.clone());
                 ev.server_port = Some(req.server_port);
-                ev.message = Some(req.message.clone());
+                ev.message = Some(clipped(&req.message));
+                // The decoded message lives while the request is forwarded: it counts
+                // against the budget as well as the buffer it came from.
+                if !lease.cover(buf.capacity() + req.message.len()) {
+                    let why = format!(
+                        "buffer budget of {} bytes spent (--buffer-budget)",
+                        cfg.budget.limit()
+                    );
+                    refuse(stream, peer, cfg, shown(frame), BUSY, Outcome::Busy, why).await;
+                    return;
+                }
                 // Waiting for the target and delivering its reply is not idleness: the
                 // connection is not evicted until the reply is sent.
                 if let Some(t) = ticket {
                     t.set_busy(true);
                 }
-                forward(&req, cfg, &mut ev).await
+                // A client whose connection is reset takes its request with it: the lookup
+                // or connect in progress is dropped (cancelled), not left to its deadline.
+                tokio::select! {
+                    r = forward(&req, cfg, &mut ev) => r,
+                    () = client_gone(stream) => return,
+                }
             }
         };
         buf.drain(..end);
@@ -209,6 +225,30 @@ async fn linger(stream: &mut TcpStream) {
 
 /// How long [`linger`] waits for a refused client to stop sending.
 const LINGER: Duration = Duration::from_secs(1);
+
+/// Resolves when the client's connection failed (reset); pending forever while it is
+/// there. A FIN is not "gone": a client may half-close after its request and still wait
+/// for the reply (`nc -N`), so only the request's own deadline ends that one.
+async fn client_gone(stream: &TcpStream) {
+    let mut b = [0u8; 1];
+    if stream.peek(&mut b).await.is_ok() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// The message as logged: at most 4 KiB of it (a 16 MiB message is not copied into the
+/// event), then its size.
+fn clipped(m: &str) -> String {
+    const MAX: usize = 4096;
+    if m.len() <= MAX {
+        return m.to_string();
+    }
+    let mut cut = MAX;
+    while !m.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}... ({} bytes)", &m[..cut], m.len())
+}
 
 /// Replies `reply` to a request refused before it was parsed, and logs it.
 async fn refuse(
@@ -282,7 +322,7 @@ async fn forward(req: &Request, cfg: &ProxyConfig, ev: &mut RequestEvent) -> Vec
             return format!("Error, bad request: {why}").into_bytes();
         }
     };
-    let targets = match resolve(&host, req.server_port, cfg.connect_timeout).await {
+    let targets = match resolve(&host, req.server_port, cfg.connect_timeout, &cfg.resolver).await {
         Ok(t) => t,
         Err(why) => {
             ev.outcome = Outcome::Unreachable;
@@ -328,15 +368,14 @@ async fn forward(req: &Request, cfg: &ProxyConfig, ev: &mut RequestEvent) -> Vec
     }
 }
 
-/// Checks every target; the interface addresses are read only if a rule needs them.
+/// Checks every target, exactly as it will be connected to; the kernel is asked whether an
+/// address is local ([`LocalRoutes`]) only if a rule needs it.
 pub(crate) fn check_all(
     targets: &[SocketAddr],
     policy: &Policy,
 ) -> Result<(), (SocketAddr, Refusal)> {
-    let host_addrs = std::cell::OnceCell::new();
-    let is_local = |ip: IpAddr| {
-        canonical(ip).is_loopback() || host_addrs.get_or_init(HostAddrs::read).is_local(ip)
-    };
+    let routes = std::cell::RefCell::new(LocalRoutes::new());
+    let is_local = |ip: IpAddr| canonical(ip).is_loopback() || routes.borrow_mut().is_local(ip);
     for &t in targets {
         policy.check(t, &is_local).map_err(|r| (t, r))?;
     }
@@ -416,20 +455,27 @@ async fn exchange(
 }
 
 /// Resolves a host to canonical addresses (deduplicated, in resolver order), bounded by
-/// `limit`.
-async fn resolve(host: &Host, port: u16, limit: Duration) -> Result<Vec<SocketAddr>, String> {
+/// `limit` (see [`crate::lab::resolver`]: /etc/hosts without a lookup slot, DNS within a
+/// bounded number of slots, cancelled when this future is dropped).
+async fn resolve(
+    host: &Host,
+    port: u16,
+    limit: Duration,
+    resolver: &NameResolver,
+) -> Result<Vec<SocketAddr>, String> {
     let name = match host {
         Host::Ip(ip) => return Ok(vec![SocketAddr::new(*ip, port)]),
-        Host::Name(n) => n.clone(),
+        Host::Name(n) => n.as_str(),
     };
-    let found = match timeout(limit, tokio::net::lookup_host((name.as_str(), port))).await {
-        Ok(Ok(it)) => it,
-        Ok(Err(e)) => return Err(format!("cannot resolve {name}: {e}")),
+    let found = match timeout(limit, resolver.lookup(name)).await {
+        Ok(Ok(v)) => v,
+        Ok(Err(LookupError::Busy)) => return Err("resolver busy".into()),
+        Ok(Err(LookupError::Failed(why))) => return Err(why),
         Err(_) => return Err(format!("resolving {name} took over {}", secs(limit))),
     };
     let mut out: Vec<SocketAddr> = Vec::new();
-    for a in found {
-        let c = SocketAddr::new(canonical(a.ip()), a.port());
+    for ip in found {
+        let c = SocketAddr::new(canonical(ip), port);
         if !out.contains(&c) {
             out.push(c);
         }
