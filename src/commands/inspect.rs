@@ -285,7 +285,7 @@ pub fn report(args: &InspectArgs) -> anyhow::Result<InspectReport> {
     let held_ports: std::collections::HashSet<(Proto, u16)> = rows
         .iter()
         .map(Row::bare)
-        .filter(SocketEntry::is_ownerless)
+        .filter(|s| s.is_ownerless() || awaits_accept(s))
         .map(|s| (s.proto, s.local_port))
         .collect();
     listeners.extend(
