@@ -193,16 +193,31 @@ pub fn snapshot(q: &Query, scope: &Scope) -> Result<MultiSnapshot, InspectError>
         .iter()
         .filter(|(_, why)| why.contains("needs root"))
         .count();
-    if denied > 0 || unreadable > 0 {
+    let other_failures: Vec<String> = out
+        .skipped
+        .iter()
+        .filter(|(_, why)| !why.contains("needs root"))
+        .map(|(ns, why)| format!("{}: {why}", ns.label()))
+        .collect();
+    if procfd::is_root() {
+        // Root is refused only where a sandbox forbids it (this host's PID 1, for one).
+        if unreadable > 0 {
+            out.notes.push(format!(
+                "the network namespace of {unreadable} process(es) could not be read even as root (/proc/PID/ns/net); sockets only they can see are not shown"
+            ));
+        }
+    } else if denied > 0 || unreadable > 0 {
         out.notes.push(format!(
-            "{} other network namespace(s) could not be examined: entering a namespace needs root (CAP_SYS_ADMIN){}",
-            denied + unreadable,
+            "only this network namespace was examined: entering another needs root (CAP_SYS_ADMIN){}",
             if unreadable > 0 {
-                format!("; {unreadable} process(es)' namespace is unreadable (/proc/PID/ns/net)")
+                format!("; {unreadable} other process(es)' namespace is unreadable (/proc/PID/ns/net)")
             } else {
                 String::new()
             }
         ));
+    }
+    for f in other_failures {
+        out.notes.push(format!("could not examine namespace {f}"));
     }
     Ok(out)
 }
