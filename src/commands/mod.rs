@@ -27,6 +27,7 @@ pub const ERROR: i32 = 2;
 /// # Errors
 /// Any failure, for `main` to print as one line (exit 2).
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
+    output::set_wide(cli.output.wide);
     let format = if cli.output.json {
         Format::Json
     } else {
