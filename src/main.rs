@@ -8,11 +8,16 @@ use clap::Parser;
 fn main() -> ExitCode {
     let cli = match netkit::cli::Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) => {
-            // --help and --version are successes; usage errors exit 2 as clap does.
-            let code = if e.use_stderr() { 2 } else { 0 };
+        Err(e) if !e.use_stderr() => {
+            // --help and --version: clap's own output, exit 0.
             let _ = e.print();
-            return ExitCode::from(code);
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            // Usage errors: one line (and at most one `try:` line), exit 2.
+            let argv: Vec<String> = std::env::args().skip(1).collect();
+            eprintln!("{}", netkit::cli::usage::one_line(&e, &argv));
+            return ExitCode::from(2);
         }
     };
     match netkit::commands::run(cli) {

@@ -5,7 +5,7 @@
 use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
 
-use netkit::commands::explain::explain_connect;
+use netkit::explain::port::connect_failure as explain_connect;
 use netkit::sockopt::{self, SockOpts};
 
 #[test]

@@ -213,11 +213,7 @@ fn inspect_filters_by_state_port_and_pid() {
     };
     let (r, code) = netkit_json::<SocketsJson>(&["inspect", "--tcp", "--port", &p]);
     assert_eq!((code, r.command.as_str()), (0, "inspect"));
-    assert!(
-        r.sockets
-            .iter()
-            .all(|s| s.local_port == port || s.remote_port == Some(port))
-    );
+    assert!(r.sockets.iter().all(|s| s.local_port == port));
     let mut states: Vec<&str> = r
         .sockets
         .iter()
@@ -225,7 +221,28 @@ fn inspect_filters_by_state_port_and_pid() {
         .map(|s| s.state.as_str())
         .collect();
     states.sort_unstable();
-    // --port matches local or remote: the listener, both ends of the pair, the TIME_WAIT.
+    // --port is the LOCAL port (as ss's sport): the listener, the server's end, the TIME_WAIT.
+    assert_eq!(states, vec!["ESTABLISHED", "LISTEN", "TIME_WAIT"], "{r:?}");
+    // --remote-port (ss's dport): our client's end, whatever its own port.
+    let (r, _) = netkit_json::<SocketsJson>(&["inspect", "--tcp", "--dport", &p]);
+    assert!(r.sockets.iter().all(|s| s.remote_port == Some(port)));
+    assert!(r.sockets.iter().any(|s| s.local_port == cport));
+    // Both, as one filter each: local or remote port P.
+    let (r, code) = netkit_json::<SocketsJson>(&["inspect", "--tcp", "--sport", &p]);
+    assert_eq!(code, 0);
+    assert!(r.sockets.iter().all(|s| s.local_port == port));
+    let mut all = r.sockets.clone();
+    let (r, _) = netkit_json::<SocketsJson>(&["inspect", "--tcp", "--remote-port", &p]);
+    all.extend(r.sockets);
+    let r = SocketsJson { sockets: all, ..r };
+    let mut states: Vec<&str> = r
+        .sockets
+        .iter()
+        .filter(|s| ours(s))
+        .map(|s| s.state.as_str())
+        .collect();
+    states.sort_unstable();
+    // Local port P or remote port P: the listener, both ends of the pair, the TIME_WAIT.
     assert_eq!(
         states,
         vec!["ESTABLISHED", "ESTABLISHED", "LISTEN", "TIME_WAIT"],
@@ -235,8 +252,8 @@ fn inspect_filters_by_state_port_and_pid() {
     let (r, _) = netkit_json::<SocketsJson>(&["inspect", "--state", "established", "--port", &p]);
     assert!(r.sockets.iter().all(|s| s.state == "ESTABLISHED"));
     let mine: Vec<&SockJson> = r.sockets.iter().filter(|s| ours(s)).collect();
-    assert_eq!(mine.len(), 2, "{r:?}");
-    assert!(mine.iter().any(|s| s.local_port == cport));
+    assert_eq!(mine.len(), 1, "{r:?}");
+    assert!(mine.iter().all(|s| s.local_port == port));
     assert!(mine.iter().all(|s| s.pids() == vec![me()]));
 
     let (r, _) = netkit_json::<SocketsJson>(&["inspect", "--state", "LISTEN", "--port", &p]);
@@ -253,7 +270,7 @@ fn inspect_filters_by_state_port_and_pid() {
 
     // --pid: this process's sockets only; the TIME_WAIT has no owner so it drops out.
     let (r, _) = netkit_json::<SocketsJson>(&["inspect", "--pid", &me().to_string(), "--port", &p]);
-    assert_eq!(r.sockets.len(), 3, "{r:?}");
+    assert_eq!(r.sockets.len(), 2, "{r:?}");
     assert!(r.sockets.iter().all(|s| s.pids().contains(&me())));
 
     let Some(py) = Py::start(PyHolder::Udp, false) else {

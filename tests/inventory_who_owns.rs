@@ -295,7 +295,7 @@ fn free_port_exits_1_and_bad_arguments_exit_2() {
     assert!(saw_free, "no free port found in 5 tries");
 
     for args in [
-        &["who-owns", "http"][..],
+        &["who-owns", "no-such-service-netkit"][..],
         &["who-owns", "65536"],
         &["who-owns"],
         &["inspect", "--state", "bogus"],

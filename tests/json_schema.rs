@@ -18,7 +18,6 @@ use support_schema::{schema_path, validate, validate_stdout, vocabulary};
 /// command has a file, so this list only shrinks).
 const NOT_YET: &[&str] = &[
     "explain",
-    "sockopt",
     "run server",
     "run client",
     "run proxy",

@@ -24,19 +24,31 @@ struct Request {
 #[derive(Debug, Deserialize)]
 struct ReplyLine {
     event: String,
+    command: String,
     via: String,
-    from: SocketAddr,
-    local: SocketAddr,
+    remote_addr: std::net::IpAddr,
+    remote_port: u16,
+    local_addr: std::net::IpAddr,
+    local_port: u16,
     sent: String,
     reply: Option<String>,
     ok: bool,
+}
+
+impl ReplyLine {
+    fn from(&self) -> SocketAddr {
+        SocketAddr::new(self.remote_addr, self.remote_port)
+    }
+    fn local(&self) -> SocketAddr {
+        SocketAddr::new(self.local_addr, self.local_port)
+    }
 }
 
 fn replies(stdout: &str) -> Vec<ReplyLine> {
     stdout
         .lines()
         .filter_map(|l| serde_json::from_str::<ReplyLine>(l).ok())
-        .filter(|r| r.event == "reply")
+        .filter(|r| r.event == "reply" && r.command == "run client")
         .collect()
 }
 
@@ -90,7 +102,7 @@ fn default_client_sends_the_labs_json_to_the_proxy_and_exits_zero_on_done() {
     assert!(req.message.bytes().all(|b| b.is_ascii_lowercase()));
     let r = replies(&out);
     assert_eq!(r.len(), 1);
-    assert_eq!((r[0].via.as_str(), r[0].from), ("proxy", proxy));
+    assert_eq!((r[0].via.as_str(), r[0].from()), ("proxy", proxy));
     assert_eq!(r[0].reply.as_deref(), Some("DONE"));
     assert!(r[0].ok);
     assert!(r[0].sent.contains(&req.message));
@@ -151,7 +163,7 @@ fn direct_client_talks_to_the_netkit_server_with_new_connections_or_one_persiste
     let r = replies(&out);
     assert_eq!(r.len(), 3);
     assert!(r.iter().all(|r| r.ok && r.reply.as_deref() == Some("DONE")));
-    let locals: std::collections::HashSet<_> = r.iter().map(|r| r.local).collect();
+    let locals: std::collections::HashSet<_> = r.iter().map(|r| r.local()).collect();
     assert_eq!(locals.len(), 3, "a new connection per request");
     assert!(eventually(Duration::from_secs(5), || srv.count("received") == 3));
 
@@ -174,7 +186,7 @@ fn direct_client_talks_to_the_netkit_server_with_new_connections_or_one_persiste
     assert_eq!(code, Some(0), "{out}{err}");
     let r = replies(&out);
     assert_eq!(r.len(), 3);
-    assert!(r.iter().all(|x| x.local == r[0].local && x.ok));
+    assert!(r.iter().all(|x| x.local() == r[0].local() && x.ok));
     assert!(eventually(Duration::from_secs(5), || srv.count("received") == 6));
     assert_eq!(srv.count("accepted"), 4);
 }
@@ -377,4 +389,93 @@ fn rerun_on_the_same_source_port_hits_the_clients_own_time_wait() {
     assert!(row.contains("59.") || row.contains("60.0s"), "{row}");
     assert!(err.contains("[time_wait]"), "{err}");
     assert!(err.contains("[old_socket_lacked_reuseaddr]"), "{err}");
+}
+
+/// A proxy that serves one request per connection, as the seed's Python proxy does: one
+/// recv, reply DONE, close.
+fn one_shot_proxy(conns: usize) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    thread::spawn(move || {
+        for _ in 0..conns {
+            let Ok((mut s, _)) = l.accept() else { return };
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(b"DONE");
+        }
+    });
+    addr
+}
+
+#[test]
+fn persistent_client_says_when_the_proxy_closes_after_one_request() {
+    let proxy = one_shot_proxy(1);
+    let (code, out, err) = run(
+        &[
+            "run",
+            "client",
+            "--proxy",
+            &proxy.to_string(),
+            "--persistent",
+            "--count",
+            "3",
+            "--json",
+        ],
+        Duration::from_secs(20),
+    );
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(
+        err.contains(
+            "the proxy closed the connection after one request; it serves one request per connection"
+        ),
+        "{err}"
+    );
+    assert_eq!(replies(&out).len(), 1, "{out}");
+    assert!(replies(&out)[0].ok);
+}
+
+#[test]
+fn destination_port_zero_is_refused_at_start() {
+    for args in [
+        &[
+            "run",
+            "proxy",
+            "--listen",
+            "127.0.0.1:0",
+            "--relay",
+            "127.0.0.1:0",
+        ][..],
+        &["run", "udp-client", "-p", "0", "--to", "127.0.0.1:0"][..],
+    ] {
+        let (code, out, err) = run(args, Duration::from_secs(10));
+        assert_eq!(code, Some(2), "{args:?}: {out}{err}");
+        assert!(err.contains("port 0 is not a destination"), "{err}");
+    }
+}
+
+#[test]
+fn control_characters_in_a_reply_are_escaped_for_people_and_exact_in_json() {
+    for json in [false, true] {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(b"DO\x1b[2J\rNE");
+        });
+        let a = addr.to_string();
+        let mut args = vec!["run", "client", "--direct", "--server", &a];
+        if json {
+            args.push("--json");
+        }
+        let (code, out, err) = run(&args, Duration::from_secs(10));
+        assert_eq!(code, Some(1), "{out}{err}");
+        if json {
+            assert_eq!(replies(&out)[0].reply.as_deref(), Some("DO\x1b[2J\rNE"));
+        } else {
+            assert!(!out.contains('\x1b') && !out.contains('\r'), "{out:?}");
+            assert!(out.contains("DO\\u{1b}[2J\\rNE"), "{out}");
+        }
+    }
 }

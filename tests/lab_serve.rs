@@ -55,7 +55,10 @@ async fn silent_client_is_closed_after_the_default_idle_timeout() {
 async fn shutdown_answers_the_request_in_flight_and_cuts_off_after_the_drain() {
     let (l, addr) = bind();
     let (tx, sd) = Shutdown::manual();
-    let server = tokio::spawn(serve(l, ServeOpts::new(Kind::Zen, Mode::Async), sd));
+    let mut opts = ServeOpts::new(Kind::Zen, Mode::Async);
+    // Longer than the drain, so the drain (not the first-request deadline) cuts `stuck`.
+    opts.first_request = Duration::from_secs(60);
+    let server = tokio::spawn(serve(l, opts, sd));
     let mut finishing = TcpStream::connect(addr).await.unwrap();
     let mut stuck = TcpStream::connect(addr).await.unwrap();
     let mut idle = TcpStream::connect(addr).await.unwrap();

@@ -61,5 +61,8 @@ fn usage_errors_exit_2_with_one_line_reason() {
         .output()
         .expect("run netkit");
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid value"));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "netkit: invalid port 'notaport': expected 1-65535, :PORT, PORT/tcp, HOST:PORT, a range A-B or a service name\n"
+    );
 }

@@ -347,12 +347,24 @@ fn connection_cap_is_shared_by_all_serving_threads() {
 }
 
 fn connection_cap_holds(args: &[&str]) {
+    // Connections waiting for their target are busy and never evicted: a newcomer beyond
+    // the cap waits in the kernel's listen queue until one of them is done.
+    let slow = DoneServer::with_delay(Duration::from_millis(1500));
     let srv = DoneServer::start();
     let p = ProxyProc::start(args);
     let holders: Vec<TcpStream> = (0..2)
-        .map(|_| TcpStream::connect(p.addr).unwrap())
+        .map(|_| {
+            let mut h = TcpStream::connect(p.addr).unwrap();
+            h.write_all(lab_request("127.0.0.1", slow.port(), "x").as_bytes())
+                .unwrap();
+            h
+        })
         .collect();
-    std::thread::sleep(Duration::from_millis(100));
+    eventually(
+        "both holders reach the slow server",
+        Duration::from_secs(3),
+        || slow.conns() == 2,
+    );
     // The third connection completes in the kernel's listen queue but is not served yet.
     let mut third = TcpStream::connect(p.addr).unwrap();
     third
@@ -364,12 +376,12 @@ fn connection_cap_holds(args: &[&str]) {
     let mut buf = [0u8; 64];
     assert!(third.read(&mut buf).is_err(), "served beyond --max-conns");
     assert_eq!(srv.conns(), 0);
-    drop(holders);
     third
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
     let n = third.read(&mut buf).unwrap();
     assert_eq!(&buf[..n], b"DONE");
+    drop(holders);
 }
 
 #[derive(Debug, Deserialize)]
@@ -585,9 +597,9 @@ fn servers_that_wait_for_eof_or_stay_open_are_answered_promptly() {
 #[test]
 fn defer_accept_keeps_silent_clients_in_the_kernel() {
     let srv = DoneServer::start();
-    // One slot only: without TCP_DEFER_ACCEPT a silent client would hold it (see
-    // connection_cap_queues_clients_instead_of_refusing_them); with it, the kernel keeps the
-    // silent connection until bytes arrive, and the request behind it is served at once.
+    // One slot only: with TCP_DEFER_ACCEPT the kernel keeps the silent connection until
+    // bytes arrive, and the request behind it is served at once (without it, the newcomer
+    // would evict the silent one: tests/hostile_admission.rs).
     let p = ProxyProc::start(&["--defer-accept", "--max-conns", "1"]);
     let _silent = TcpStream::connect(p.addr).unwrap();
     std::thread::sleep(Duration::from_millis(100));

@@ -18,13 +18,22 @@ struct Opts {
 struct Entry {
     fd: i32,
     proto: String,
+    local_addr: String,
     local_port: Option<u16>,
     options: Opts,
 }
 
 #[derive(serde::Deserialize)]
-struct Out {
+struct Process {
     pid: u32,
+    command: String,
+}
+
+#[derive(serde::Deserialize)]
+struct Out {
+    schema_version: u32,
+    command: String,
+    process: Process,
     sockets: Vec<Entry>,
 }
 
@@ -40,10 +49,15 @@ fn reads_options_set_by_another_process() {
     let (code, out, err) = netkit(&["sockopt", &pid, "--port", &port, "--json"]);
     assert_eq!(code, 0, "{err}");
     let o: Out = serde_json::from_str(&out).unwrap();
-    assert_eq!(o.pid, h.pid());
+    assert_eq!((o.schema_version, o.command.as_str()), (1, "sockopt"));
+    assert_eq!(
+        (o.process.pid, o.process.command.as_str()),
+        (h.pid(), "python3")
+    );
     assert_eq!(o.sockets.len(), 1);
     let s = &o.sockets[0];
     assert_eq!((s.proto.as_str(), s.local_port), ("tcp", Some(h.port())));
+    assert_eq!(s.local_addr, "127.0.0.1");
     assert_eq!(s.options.reuseport, Some(true));
     assert_eq!(s.options.reuseaddr, Some(false));
     assert_eq!(s.options.keepalive, Some(true));

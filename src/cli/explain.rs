@@ -2,6 +2,8 @@
 
 use clap::Args;
 
+use super::port::{bind_port, one_port};
+
 /// The bind options of the program that fails, shared by explain and wait-free.
 #[derive(Debug, Args, Clone, Default)]
 pub struct BindOptArgs {
@@ -28,8 +30,9 @@ pub struct BindOptArgs {
 /// `netkit explain PORT`.
 #[derive(Debug, Args)]
 pub struct ExplainArgs {
-    /// The port that fails to bind.
-    #[arg(required_unless_present = "error")]
+    /// The port that fails to bind (6000, :6000 or a service name such as http; 0 asks whether
+    /// the kernel can pick an ephemeral port, as bind() to port 0 does).
+    #[arg(required_unless_present = "error", value_parser = bind_port)]
     pub port: Option<u16>,
     #[command(flatten)]
     pub bind: BindOptArgs,
@@ -44,7 +47,8 @@ pub struct ExplainArgs {
 /// `netkit wait-free PORT`.
 #[derive(Debug, Args)]
 pub struct WaitFreeArgs {
-    /// The port to wait for.
+    /// The port to wait for (6000, :6000 or a service name such as http).
+    #[arg(value_parser = one_port)]
     pub port: u16,
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 90.0)]
@@ -75,7 +79,18 @@ pub struct SockoptArgs {
     /// Only this file descriptor.
     #[arg(long, conflicts_with = "port")]
     pub fd: Option<i32>,
-    /// Only sockets with this local port.
-    #[arg(long)]
+    /// Only sockets with this local port (6000, :6000 or a service name).
+    #[arg(long, value_parser = one_port)]
     pub port: Option<u16>,
+    /// Every TCP socket of the process (with --set).
+    #[arg(long, conflicts_with_all = ["fd", "port"], requires = "set")]
+    pub all: bool,
+    /// Change an option on the live socket: keepalive=on|off, keepidle=S, keepintvl=S,
+    /// keepcnt=N, sndbuf=BYTES, rcvbuf=BYTES, nodelay=on|off, user-timeout=MS, linger=off|S
+    /// (repeatable; needs --fd, --port or --all).
+    #[arg(long, value_name = "NAME=VALUE")]
+    pub set: Vec<String>,
+    /// With --set: show what would change, change nothing.
+    #[arg(long, requires = "set")]
+    pub dry_run: bool,
 }

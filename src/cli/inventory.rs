@@ -2,6 +2,8 @@
 
 use clap::Args;
 
+use super::port::{PortSet, PortSpec, one_port, parse_port_spec};
+
 /// Protocol and family filters shared by the inventory commands.
 #[derive(Debug, Args, Clone, Copy, Default)]
 pub struct ProtoFilter {
@@ -22,8 +24,10 @@ pub struct ProtoFilter {
 /// `netkit who-owns PORT`.
 #[derive(Debug, Args)]
 pub struct WhoOwnsArgs {
-    /// The local port.
-    pub port: u16,
+    /// The local port(s): 6000, :6000, 6000/tcp, 127.0.0.1:6000, [::1]:6000, ssh, 6000-6010;
+    /// several as 6000,6001 or as several arguments.
+    #[arg(value_name = "PORT", required = true, num_args = 1.., value_delimiter = ',', value_parser = parse_port_spec)]
+    pub ports: Vec<PortSpec>,
     #[command(flatten)]
     pub filter: ProtoFilter,
     /// Stop the processes that hold PORT as a listener or bound socket (never connected clients).
@@ -42,9 +46,9 @@ pub struct WhoOwnsArgs {
 pub struct ListeningArgs {
     #[command(flatten)]
     pub filter: ProtoFilter,
-    /// Only this local port.
-    #[arg(long, short = 'p')]
-    pub port: Option<u16>,
+    /// Only these local ports (6000, 6000/tcp, 127.0.0.1:6000, ssh, 6000-6010, 6000,6001).
+    #[arg(long, short = 'p', value_name = "PORT", value_delimiter = ',', value_parser = parse_port_spec)]
+    pub port: Vec<PortSpec>,
     /// Only sockets held by this process.
     #[arg(long)]
     pub pid: Option<u32>,
@@ -59,8 +63,8 @@ pub struct TimewaitArgs {
     /// List every TIME_WAIT socket instead of the per-port summary.
     #[arg(long)]
     pub all: bool,
-    /// Only this local port.
-    #[arg(long, short = 'p')]
+    /// Only this local port (6000, :6000, 127.0.0.1:6000 or a service name).
+    #[arg(long, short = 'p', value_name = "PORT", value_parser = one_port)]
     pub port: Option<u16>,
     /// Summary rows to print, most entries first (0 = all; --json always has all).
     #[arg(long, default_value_t = 25)]
@@ -75,13 +79,44 @@ pub struct InspectArgs {
     /// Only sockets in this state (LISTEN, ESTABLISHED, TIME_WAIT, BOUND, UNCONN, ...; `ss` spellings work).
     #[arg(long)]
     pub state: Option<String>,
-    /// Only sockets with this port, local or remote.
-    #[arg(long, short = 'p')]
-    pub port: Option<u16>,
+    /// Only sockets with these LOCAL ports (6000, 6000/tcp, 127.0.0.1:6000, ssh, 6000-6010);
+    /// `--sport` as in ss.
+    #[arg(long, short = 'p', visible_alias = "sport", value_name = "PORT", value_delimiter = ',', value_parser = parse_port_spec)]
+    pub port: Vec<PortSpec>,
+    /// Only connections whose REMOTE end is one of these (6000, 127.0.0.1:6000, http);
+    /// `--dport` as in ss.
+    #[arg(long, visible_alias = "dport", value_name = "PORT", value_delimiter = ',', value_parser = parse_port_spec)]
+    pub remote_port: Vec<PortSpec>,
     /// Only sockets held by this process.
     #[arg(long)]
     pub pid: Option<u32>,
     /// Only sockets of this user (name or uid).
     #[arg(long)]
     pub user: Option<String>,
+}
+
+impl WhoOwnsArgs {
+    /// The port arguments.
+    pub fn port_set(&self) -> PortSet {
+        PortSet(self.ports.clone())
+    }
+}
+
+impl ListeningArgs {
+    /// The --port arguments (empty: every port).
+    pub fn port_set(&self) -> PortSet {
+        PortSet(self.port.clone())
+    }
+}
+
+impl InspectArgs {
+    /// The --port arguments (empty: every port).
+    pub fn port_set(&self) -> PortSet {
+        PortSet(self.port.clone())
+    }
+
+    /// The --remote-port arguments (empty: every peer).
+    pub fn remote_set(&self) -> PortSet {
+        PortSet(self.remote_port.clone())
+    }
 }

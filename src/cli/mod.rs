@@ -1,10 +1,16 @@
 //! The command line, as clap derive types. No I/O here: `commands` acts on these.
 
+pub mod audit;
 pub mod explain;
+pub mod exporter;
 pub mod inventory;
+pub mod load;
+pub mod port;
 pub mod proxy;
 pub mod run;
+pub mod services;
 pub mod sockopts;
+pub mod usage;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -49,10 +55,16 @@ pub enum Command {
     WaitFree(explain::WaitFreeArgs),
     /// Print ports that can be bound right now.
     FreePort(explain::FreePortArgs),
-    /// Show the socket options of another process's sockets.
+    /// Show the socket options of another process's sockets, or change them live (--set).
     Sockopt(explain::SockoptArgs),
+    /// What on this host can be hijacked, shadowed or exhausted (exit 1 on findings).
+    Audit(audit::AuditArgs),
     /// Run a lab component: server, client, proxy, udp-server, udp-client.
     Run(run::RunArgs),
+    /// Load a lab server or proxy: req/s, latency percentiles, errors by kind (bounded runs).
+    Load(load::LoadArgs),
+    /// Serve socket metrics for Prometheus (/metrics), or print/write them once.
+    Exporter(exporter::ExporterArgs),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
     /// Write the man pages into a directory (used to refresh man/).

@@ -16,7 +16,13 @@ hostnames; the address checked is the address connected to. IPv6 zone ids are re
 
 Replies to refused or failed requests: 'Error, not allowed address', 'Error, bad request: REASON', \
 'Error, server unreachable: REASON'. A request followed by a newline gets a newline-terminated \
-reply. With --json, every event (listening, request, relay, stopped) is one JSON object per line.")]
+reply; 'Error, busy' when the buffer budget is spent. With --json, every event (listening, \
+request, relay, at_capacity, stopped) is one JSON object per line.
+
+Admission: at --max-conns the connection idle longest (least recent byte received) is closed for \
+a newcomer, so clients that connect and send nothing (or one byte) cannot starve the others; a \
+client address holds at most --max-conns-per-client connections; the first request must arrive \
+whole within --first-request-timeout. Relay connections are never evicted.")]
 pub struct ProxyArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:6000")]
@@ -41,7 +47,8 @@ pub struct ProxyArgs {
     /// Relay mode: copy through a buffer instead of splice(2).
     #[arg(long, requires = "relay")]
     pub no_splice: bool,
-    /// Largest accepted message (and server reply), bytes.
+    /// Largest accepted message (and server reply), bytes (at most 16 MiB). A request may
+    /// take this plus 4 KiB as sent, JSON escapes included.
     #[arg(long, default_value_t = 65536, value_name = "BYTES")]
     pub max_message: usize,
     /// Seconds to wait for the target to accept (also bounds hostname resolution).
@@ -50,9 +57,23 @@ pub struct ProxyArgs {
     /// Close connections idle for this many seconds; a request must arrive whole within it.
     #[arg(long, default_value_t = 60.0, value_name = "S")]
     pub idle_timeout: f64,
-    /// Most connections served at once; more wait in the listen queue (back-pressure).
+    /// Most connections served at once. At the cap the connection idle longest is closed
+    /// for a newcomer; connections waiting for their target are never closed (newcomers then
+    /// wait in the listen queue).
     #[arg(long, default_value_t = 1024, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_conns: u32,
+    /// Connections one client address may hold (default: half of --max-conns, at least 64); another one
+    /// from that address closes its own idlest connection.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_conns_per_client: Option<u32>,
+    /// Seconds a new connection has to send its first whole request (separate from
+    /// --idle-timeout).
+    #[arg(long, default_value_t = 5.0, value_name = "S")]
+    pub first_request_timeout: f64,
+    /// Bytes all connections together may hold in request buffers beyond 4 KiB each;
+    /// past it a request gets 'Error, busy'.
+    #[arg(long, default_value_t = 64 << 20, value_name = "BYTES")]
+    pub buffer_budget: usize,
     /// Seconds to let in-flight requests finish after SIGINT/SIGTERM.
     #[arg(long, default_value_t = 5.0, value_name = "S")]
     pub drain: f64,

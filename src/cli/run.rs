@@ -52,6 +52,24 @@ pub enum Protocol {
 
 /// `netkit run server`.
 #[derive(Debug, Args)]
+#[command(after_help = "\
+Lab protocol framing: a newline ends a message (reply DONE plus a newline; the connection \
+stays open for more lines). Before any newline, a bare message is what one read returns: the \
+server answers DONE (no newline) at once and closes its side, as the lab's Python server \
+answers after one recv(). Only bytes that start a JSON object or array ({ or [) and are not \
+complete JSON yet wait for more. A client that writes a bare message in pieces is answered for \
+its first piece, and the connection is logged as an error with the number of bytes that came \
+after: send a bare message in one write, or end it with a newline.
+
+Zen protocol: a request ends with '?' (split or pipelined requests are fine); a request cut by \
+the client closing is logged as an error ('received b'...' then socket closed').
+
+Admission (threaded and async modes): at --max-conns connections the one idle longest (least \
+recent byte received) is closed to make room for a newcomer, so clients that connect and send \
+nothing cannot starve the others; one client address holds at most --max-conns-per-client \
+connections (its own idlest gives way); a new connection must complete its first request \
+within --first-request-timeout. single mode keeps the book's design: one connection at a \
+time, so one idle client blocks everyone until --idle-timeout closes it.")]
 pub struct ServerArgs {
     /// Interface to listen on ('' or 0.0.0.0 or :: for all).
     #[arg(default_value = "127.0.0.1")]
@@ -72,16 +90,20 @@ pub struct ServerArgs {
     /// Most connections served at once (threaded, async); more wait in the listen queue.
     #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
     pub max_conns: usize,
+    /// Connections one client address may hold (threaded, async; default: half of
+    /// --max-conns). Another one from that address closes its own idlest connection.
+    #[arg(long, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
+    pub max_conns_per_client: Option<usize>,
+    /// Seconds a new connection has to complete its first request (threaded, async),
+    /// separate from --idle-timeout.
+    #[arg(long, value_name = "S", default_value_t = 5.0, value_parser = seconds)]
+    pub first_request_timeout: f64,
     /// Seconds to let in-flight requests finish after SIGINT/SIGTERM.
     #[arg(long, value_name = "S", default_value_t = 5.0, value_parser = seconds)]
     pub drain: f64,
     /// Async mode: tokio worker threads (0 = one per CPU).
     #[arg(long, value_name = "N", default_value_t = 0, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=1024))]
     pub workers: usize,
-    /// Lab protocol: a message without a newline ends after this many quiet milliseconds
-    /// (a complete JSON object ends it at once).
-    #[arg(long, value_name = "MS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=60_000))]
-    pub quiet_ms: u64,
     #[command(flatten)]
     pub sock: SockOptArgs,
 }

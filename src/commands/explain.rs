@@ -1,10 +1,7 @@
-//! explain, wait-free, free-port: run the trials, gather the port's inventory and the
-//! holders' flags, hand them to `explain::causes`, and print.
-//!
-//! Order matters: every trial that runs in a forked child (`--as-user`, the unprivileged
-//! check) happens before the inventory starts its worker threads (see `explain::trial`).
+//! explain, wait-free, free-port: turn the arguments into an [`explain::Request`], run the
+//! engine ([`crate::explain::port`]) and render its report. The engine owns the trials, the
+//! inventory and the diagnosis; this file only translates and prints.
 
-use std::collections::{HashMap, HashSet};
 use std::io::{self, IsTerminal, Write};
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
@@ -14,102 +11,65 @@ use serde::Serialize;
 
 use super::{FOUND, NOTHING, emit_found};
 use crate::cli::explain::{BindOptArgs, ExplainArgs, FreePortArgs, WaitFreeArgs};
-use crate::explain::causes::{self, Cause, Evidence};
+use crate::explain::causes;
 use crate::explain::errors::{self, Decoded};
 use crate::explain::freeport;
-use crate::explain::pidfd::{self, HolderFlags};
 use crate::explain::trial::{self, Outcome, TrialOpts};
-use crate::inspect::{self, OwnerScope, Proto, Query, SockState, SocketEntry, sysctl, users};
+use crate::explain::{self, ExplainReport, Request};
+use crate::inspect::{self, OwnerScope, Proto, Query, SockState, sysctl};
 use crate::output::{Block, Format, Report};
 use crate::sockopt::Applied;
 
-/// One extra trial netkit ran to explain the first.
-#[derive(Debug, Clone, Serialize)]
-pub struct Check {
-    /// What it tested (`with SO_REUSEADDR`, `as nobody`).
-    pub what: String,
-    /// Whether it passed.
-    pub bindable: bool,
-    /// Its errno name.
-    pub errno: Option<&'static str>,
-}
-
-/// What `netkit explain PORT` prints.
-#[derive(Debug, Clone, Serialize)]
-pub struct ExplainReport {
-    /// The port.
-    pub port: u16,
-    /// The kernel's verdict for the trial.
-    pub bindable: bool,
-    /// Its errno name (`EADDRINUSE`), `null` when bindable.
-    pub errno: Option<&'static str>,
-    /// The errno number.
-    pub errno_code: Option<i32>,
-    /// Where it failed: `bind` or `listen`.
-    pub stage: Option<&'static str>,
-    /// The trial's options.
-    pub trial: TrialOpts,
-    /// Extra trials that back the inferences.
-    pub checks: Vec<Check>,
-    /// Why, with evidence and fixes.
-    pub causes: Vec<Cause>,
-    /// Holders' socket options read through pidfd_getfd.
-    pub holders: Vec<HolderFlags>,
-    /// Hints.
-    pub notes: Vec<String>,
-}
-
-impl ExplainReport {
-    fn blocks(&self) -> Vec<Block> {
-        let o = Outcome {
-            ok: self.bindable,
-            stage: self.stage,
-            errno: self.errno_code,
-        };
-        let mut out = vec![Block::Line(causes::verdict_line(&self.trial, &o))];
-        for c in &self.checks {
-            out.push(Block::Line(format!(
-                "  check {}: {}",
-                c.what,
-                if c.bindable {
-                    "bindable".to_string()
-                } else {
-                    format!("not bindable ({})", c.errno.unwrap_or("error"))
-                }
-            )));
-        }
-        for (i, c) in self.causes.iter().enumerate() {
-            out.push(Block::Line(String::new()));
-            out.push(Block::Line(format!(
-                "{}. [{}] {}",
-                i + 1,
-                c.kind,
-                c.message
-            )));
-            if !c.sockets.is_empty() {
-                // The listing's columns plus the holder's flags read through pidfd_getfd.
-                let rows = c
-                    .sockets
-                    .iter()
-                    .map(|s| {
-                        let mut r = super::sockets_report::cells(s, false);
-                        r.push(
-                            self.holders
-                                .iter()
-                                .find(|h| h.inode == s.inode && s.inode != 0)
-                                .map_or("-".to_string(), |h| flags_cell(&h.options)),
-                        );
-                        r
-                    })
-                    .collect();
-                let mut header = super::sockets_report::header(false);
-                header.push("FLAGS".to_string());
-                out.push(Block::Table { header, rows });
+/// The human form of an engine report (also what `lab::diagnose` prints on stderr).
+fn blocks(r: &ExplainReport) -> Vec<Block> {
+    let o = Outcome {
+        ok: r.bindable,
+        stage: r.stage,
+        errno: r.errno_code,
+    };
+    let mut out = vec![Block::Line(causes::verdict_line(&r.trial, &o))];
+    for c in &r.checks {
+        out.push(Block::Line(format!(
+            "  check {}: {}",
+            c.what,
+            if c.bindable {
+                "bindable".to_string()
+            } else {
+                format!("not bindable ({})", c.errno.unwrap_or("error"))
             }
-            out.push(Block::Line(format!("   fix: {}", c.fix)));
-        }
-        out
+        )));
     }
+    for (i, c) in r.causes.iter().enumerate() {
+        out.push(Block::Line(String::new()));
+        out.push(Block::Line(format!(
+            "{}. [{}] {}",
+            i + 1,
+            c.kind,
+            c.message
+        )));
+        if !c.sockets.is_empty() {
+            // The listing's columns plus the holder's flags read through pidfd_getfd.
+            let rows = c
+                .sockets
+                .iter()
+                .map(|s| {
+                    let mut row = super::sockets_report::cells(s, false);
+                    row.push(
+                        r.holders
+                            .iter()
+                            .find(|h| h.inode == s.inode && s.inode != 0)
+                            .map_or("-".to_string(), |h| flags_cell(&h.options)),
+                    );
+                    row
+                })
+                .collect();
+            let mut header = super::sockets_report::header(false);
+            header.push("FLAGS".to_string());
+            out.push(Block::Table { header, rows });
+        }
+        out.push(Block::Line(format!("   fix: {}", c.fix)));
+    }
+    out
 }
 
 fn flags_cell(a: &Applied) -> String {
@@ -134,7 +94,7 @@ fn flags_cell(a: &Applied) -> String {
 
 impl Report for ExplainReport {
     fn human(&self) -> Vec<Block> {
-        self.blocks()
+        blocks(self)
     }
     fn notes(&self) -> Vec<String> {
         self.notes.clone()
@@ -181,7 +141,7 @@ impl Report for ErrorReport {
                 "live check of port {} on this host:",
                 e.port
             )));
-            out.extend(e.blocks());
+            out.extend(blocks(e));
         }
         out
     }
@@ -250,386 +210,6 @@ pub fn trial_opts(b: &BindOptArgs, port: u16) -> anyhow::Result<TrialOpts> {
     Ok(t)
 }
 
-/// Who runs the trials: netkit itself, or a uid/gid in a forked child.
-#[derive(Debug, Clone, Copy)]
-struct Runner {
-    as_ids: Option<(u32, u32)>,
-}
-
-impl Runner {
-    fn run(&self, t: &TrialOpts) -> anyhow::Result<Outcome> {
-        match self.as_ids {
-            None => Ok(trial::run(t)),
-            Some((u, g)) => trial::run_as(t, u, g).context("running the trial as another user"),
-        }
-    }
-}
-
-/// Explains why `t` can or cannot be bound right now.
-///
-/// # Errors
-/// When a trial child cannot be started; an unreadable inventory becomes a note.
-pub fn explain_port(t: TrialOpts, as_user: Option<&str>) -> anyhow::Result<ExplainReport> {
-    explain_port_inner(t, as_user, true)
-}
-
-/// `may_fork`: false when the caller may already run threads (the lab client), so the
-/// unprivileged check, which forks, is skipped.
-fn explain_port_inner(
-    t: TrialOpts,
-    as_user: Option<&str>,
-    may_fork: bool,
-) -> anyhow::Result<ExplainReport> {
-    let mut t = t;
-    let runner = match as_user {
-        None => Runner { as_ids: None },
-        Some(u) => {
-            if !inspect::procfd::is_root() {
-                bail!("--as-user needs root (the trial child switches to that uid)");
-            }
-            let uid = users::uid_of(u).with_context(|| format!("no such user: {u}"))?;
-            t.as_user = Some(u.to_string());
-            t.uid = uid;
-            Runner {
-                as_ids: Some((uid, trial::primary_gid(uid))),
-            }
-        }
-    };
-    let mut notes = Vec::new();
-    let mut checks = Vec::new();
-    // 1. The trials (all before any thread starts).
-    let outcome = runner.run(&t)?;
-    let in_use = outcome.errno == Some(libc::EADDRINUSE) && outcome.stage == Some("bind");
-    let with_reuseaddr = if in_use && !t.reuseaddr {
-        let mut t2 = t.clone();
-        t2.reuseaddr = true;
-        let o = runner.run(&t2)?;
-        checks.push(check("with SO_REUSEADDR", o));
-        Some(o)
-    } else {
-        None
-    };
-    let with_reuseport = if in_use && !t.reuseport {
-        let mut t2 = t.clone();
-        t2.reuseport = true;
-        let o = runner.run(&t2)?;
-        checks.push(check("with SO_REUSEPORT", o));
-        Some(o)
-    } else {
-        None
-    };
-    let unpriv_start = sysctl::unprivileged_port_start();
-    // Rule 14: as root, show what an ordinary user would get on a privileged port.
-    let unprivileged = if outcome.ok
-        && may_fork
-        && runner.as_ids.is_none()
-        && inspect::procfd::is_root()
-        && t.port != 0
-        && u32::from(t.port) < unpriv_start
-    {
-        let mut t2 = t.clone();
-        t2.as_user = Some("nobody".into());
-        t2.uid = 65534;
-        match trial::run_as(&t2, 65534, 65534) {
-            Ok(o) => {
-                checks.push(check("as an unprivileged user (nobody)", o));
-                Some(o)
-            }
-            Err(e) => {
-                notes.push(format!("could not run the unprivileged check: {e}"));
-                None
-            }
-        }
-    } else {
-        None
-    };
-
-    // 2. The inventory of the port (threads start here).
-    let q = Query {
-        local_port: Some(t.port),
-        owners: OwnerScope::All,
-        ..Query::default()
-    };
-    let mut sockets = match inspect::snapshot(&q) {
-        Ok(s) => {
-            notes.extend(s.notes);
-            s.sockets
-        }
-        Err(e) => {
-            notes.push(format!("the socket inventory could not be read ({e}); the verdict above is still the kernel's"));
-            Vec::new()
-        }
-    };
-    if t.port == 0 {
-        sockets.clear();
-    }
-    inspect::link_listeners(&mut sockets);
-
-    // 3. Holders' flags and inherited fds.
-    let mut flags: HashMap<u64, Applied> = HashMap::new();
-    let mut holders = Vec::new();
-    let mut denied = false;
-    for s in sockets
-        .iter()
-        .filter(|s| s.is_binder() && s.proto == t.proto)
-    {
-        let Some(first) = s.owners.first() else {
-            continue;
-        };
-        match pidfd::read_holder(first.pid, s.inode) {
-            Ok(h) => {
-                flags.insert(s.inode, h.options.clone());
-                holders.push(h);
-            }
-            Err(e) if e.raw_os_error() == Some(libc::EPERM) => denied = true,
-            Err(_) => {}
-        }
-    }
-    if denied {
-        notes.push(format!(
-            "the holders' SO_REUSEADDR/SO_REUSEPORT flags could not all be read: {}",
-            pidfd::permission_hint()
-        ));
-    }
-    let inherited = inherited_fds(&sockets);
-    let local_listeners = if sockets.iter().any(|s| !s.is_binder() && !s.is_ownerless()) {
-        listener_endpoints()
-    } else {
-        HashSet::new()
-    };
-    let ephemeral = sysctl::ephemeral_range();
-    let spare_port = if outcome.ok {
-        None
-    } else {
-        freeport::find(
-            t.proto,
-            &freeport::default_ranges(unpriv_start, ephemeral),
-            1,
-            freeport::seed(),
-        )
-        .first()
-        .copied()
-    };
-    let ephemeral_used = (t.port == 0 && outcome.errno == Some(libc::EADDRINUSE))
-        .then(|| ephemeral_usage(t.proto, ephemeral));
-    let ev = Evidence {
-        ephemeral_used,
-        trial: &t,
-        outcome,
-        with_reuseaddr,
-        with_reuseport,
-        unprivileged,
-        sockets: &sockets,
-        flags: &flags,
-        inherited: &inherited,
-        local_listeners: &local_listeners,
-        ephemeral,
-        unpriv_start,
-        bindv6only: sysctl::bindv6only(),
-        spare_port,
-    };
-    let causes = causes::diagnose(&ev);
-    if outcome.ok && t.port != 0 && (ephemeral.0..=ephemeral.1).contains(&t.port) {
-        notes.push(format!(
-            "port {} lies inside net.ipv4.ip_local_port_range ({}-{}): an outgoing connection may take it as its source port at any time (BIND-RULES.md rule 11); servers are safer outside it",
-            t.port, ephemeral.0, ephemeral.1
-        ));
-    }
-    Ok(ExplainReport {
-        port: t.port,
-        bindable: outcome.ok,
-        errno: outcome.errno_name(),
-        errno_code: outcome.errno,
-        stage: outcome.stage,
-        trial: t,
-        checks,
-        causes,
-        holders,
-        notes,
-    })
-}
-
-/// Explains why a server could not bind/listen on `addr` with `opts` — for `netkit run
-/// server` and `netkit run proxy`, whose EADDRINUSE gets the same diagnosis as
-/// `netkit explain PORT` with those options.
-///
-/// # Errors
-/// When the socket table cannot be read.
-pub fn explain_listen(
-    addr: std::net::SocketAddr,
-    opts: &crate::sockopt::SockOpts,
-) -> anyhow::Result<ExplainReport> {
-    let mut t = TrialOpts::plain(Proto::Tcp, addr.ip(), addr.port());
-    t.reuseaddr = opts.reuseaddr;
-    t.reuseport = opts.reuseport;
-    if addr.is_ipv6() {
-        t.v6only = Some(opts.v6only);
-    }
-    t.listen = true;
-    explain_port_inner(t, None, false)
-}
-
-/// Explains a failed client socket call — for `netkit run client --bind-port P` and other
-/// callers holding a [`crate::sockopt::SocketError`]. At `bind` it runs the bind trial (no
-/// listen(): a client pins a port, it does not listen) and the usual diagnosis; at `connect`
-/// it looks for the same 4-tuple or exhausted source ports (BIND-RULES.md rules 12, 13).
-///
-/// # Errors
-/// When the socket table cannot be read.
-pub fn explain_connect(
-    local: Option<std::net::SocketAddr>,
-    remote: std::net::SocketAddr,
-    opts: &crate::sockopt::SockOpts,
-    err: &crate::sockopt::SocketError,
-) -> anyhow::Result<ExplainReport> {
-    let errno = err.errno().unwrap_or(0);
-    let local_addr = local.unwrap_or_else(|| {
-        std::net::SocketAddr::new(
-            inspect::unspecified(if remote.is_ipv6() {
-                inspect::Family::Inet6
-            } else {
-                inspect::Family::Inet
-            }),
-            0,
-        )
-    });
-    let mut t = TrialOpts::plain(Proto::Tcp, local_addr.ip(), local_addr.port());
-    t.reuseaddr = opts.reuseaddr;
-    t.reuseport = opts.reuseport;
-    t.listen = false;
-    if err.stage == "bind" {
-        return explain_port_inner(t, None, false);
-    }
-    let pinned = local.filter(|l| l.port() != 0);
-    let q = Query {
-        udp: false,
-        local_port: pinned.map(|l| l.port()),
-        owners: OwnerScope::None,
-        ..Query::default()
-    };
-    let mut sockets = inspect::diag::query(&q).context("reading the socket table")?;
-    if pinned.is_none() {
-        sockets.retain(|s| s.remote_port == Some(remote.port()));
-    }
-    let mut notes = inspect::resolve_owners(&mut sockets, |s| s.remote_port == Some(remote.port()));
-    inspect::name_users(&mut sockets);
-    let num = |p: &str, d: u8| sysctl::read(p).and_then(|v| v.parse().ok()).unwrap_or(d);
-    let ev = crate::explain::connect::ConnectEvidence {
-        local: pinned,
-        remote,
-        errno,
-        sockets: &sockets,
-        ephemeral: sysctl::ephemeral_range(),
-        tw_reuse: num("net/ipv4/tcp_tw_reuse", 2),
-        timestamps: num("net/ipv4/tcp_timestamps", 1),
-    };
-    let causes = crate::explain::connect::diagnose(&ev);
-    if causes.is_empty() {
-        notes.push(format!(
-            "connect() to {remote} failed with {}; netkit has no specific explanation for it",
-            trial::errno_name(errno)
-        ));
-    }
-    Ok(ExplainReport {
-        port: local_addr.port(),
-        bindable: false,
-        errno: Some(trial::errno_name(errno)),
-        errno_code: Some(errno),
-        stage: Some(err.stage),
-        trial: t,
-        checks: Vec::new(),
-        causes,
-        holders: Vec::new(),
-        notes,
-    })
-}
-
-/// Distinct local ports of the ephemeral range in use by `proto` sockets, and up to 20 of
-/// them as examples.
-fn ephemeral_usage(proto: Proto, (lo, hi): (u16, u16)) -> (usize, Vec<SocketEntry>) {
-    let q = Query {
-        tcp: proto == Proto::Tcp,
-        udp: proto == Proto::Udp,
-        owners: OwnerScope::None,
-        ..Query::default()
-    };
-    let mut v = inspect::diag::query(&q).unwrap_or_default();
-    v.retain(|s| (lo..=hi).contains(&s.local_port));
-    let ports: HashSet<u16> = v.iter().map(|s| s.local_port).collect();
-    v.truncate(20);
-    let _ = inspect::resolve_owners(&mut v, |_| true);
-    inspect::name_users(&mut v);
-    (ports.len(), v)
-}
-
-fn check(what: &str, o: Outcome) -> Check {
-    Check {
-        what: what.to_string(),
-        bindable: o.ok,
-        errno: o.errno_name(),
-    }
-}
-
-fn ppid_of(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces and parentheses: the fields start after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(1)?.parse().ok()
-}
-
-fn exe_of(pid: u32) -> Option<std::path::PathBuf> {
-    std::fs::read_link(format!("/proc/{pid}/exe")).ok()
-}
-
-/// Binder sockets held by several processes, or by a child of a process running the same
-/// program that no longer holds it itself (BIND-RULES.md rule 10).
-fn inherited_fds(sockets: &[SocketEntry]) -> HashMap<u64, String> {
-    let mut out = HashMap::new();
-    for s in sockets.iter().filter(|s| s.is_binder()) {
-        if s.owners.len() > 1 {
-            out.insert(
-                s.inode,
-                format!(
-                    "{} processes hold this one socket ({}); one inherited it from the other across fork(), so stopping one of them does not free the port",
-                    s.owners.len(),
-                    s.owners.iter().map(|o| format!("PID {} {}", o.pid, o.command)).collect::<Vec<_>>().join(", ")
-                ),
-            );
-        } else if let Some(o) = s.owners.first()
-            && let Some(pp) = ppid_of(o.pid)
-            && pp > 1
-            && exe_of(pp).is_some()
-            && exe_of(pp) == exe_of(o.pid)
-        {
-            out.insert(
-                s.inode,
-                format!(
-                    "PID {} is a child of PID {pp}, which runs the same program and does not hold the socket: most likely the child inherited it across fork() and kept it after the parent closed its copy (if the child opened it itself, ignore this)",
-                    o.pid
-                ),
-            );
-        }
-    }
-    out
-}
-
-/// Every local LISTEN endpoint (canonical address, port).
-fn listener_endpoints() -> HashSet<(IpAddr, u16)> {
-    let q = Query {
-        udp: false,
-        tcp_states: vec![SockState::Listen],
-        owners: OwnerScope::None,
-        ..Query::default()
-    };
-    inspect::diag::query(&q)
-        .map(|v| {
-            v.into_iter()
-                .map(|s| (inspect::canonical(s.local_addr), s.local_port))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// `netkit explain`.
 ///
 /// # Errors
@@ -641,8 +221,11 @@ pub fn run(a: &ExplainArgs, f: Format) -> anyhow::Result<i32> {
     let Some(port) = a.port else {
         bail!("give a PORT or --error TEXT");
     };
-    let t = trial_opts(&a.bind, port)?;
-    let r = explain_port(t, a.as_user.as_deref())?;
+    let req = Request {
+        as_user: a.as_user.clone(),
+        ..Request::new(trial_opts(&a.bind, port)?)
+    };
+    let r = explain::port::port(&req)?;
     let ok = r.bindable;
     emit_found(&r, f, true)?;
     Ok(if ok { FOUND } else { NOTHING })
@@ -670,7 +253,11 @@ fn run_error(a: &ExplainArgs, text: &str, f: Format) -> anyhow::Result<i32> {
                         d.source
                     ));
                 }
-                explanation = Some(explain_port(trial_opts(&b, p)?, a.as_user.as_deref())?);
+                let req = Request {
+                    as_user: a.as_user.clone(),
+                    ..Request::new(trial_opts(&b, p)?)
+                };
+                explanation = Some(explain::port::port(&req)?);
             }
             Some(_) => notes.push(format!(
                 "the message comes from {}, so port {} on this Linux host says nothing about it",

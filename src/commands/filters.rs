@@ -3,7 +3,8 @@
 use anyhow::{Context, bail};
 
 use crate::cli::inventory::ProtoFilter;
-use crate::inspect::{Query, SocketEntry, users};
+use crate::cli::port::PortSet;
+use crate::inspect::{self, Family, InspectError, OwnerScope, Query, Snapshot, SocketEntry, users};
 
 /// Applies --tcp/--udp/-4/-6 (none given = all).
 pub fn apply_proto(q: &mut Query, f: ProtoFilter) {
@@ -46,4 +47,74 @@ pub fn check_pid(pid: Option<u32>) -> anyhow::Result<()> {
             .with_context(|| format!("no process with PID {p}"))?;
     }
     Ok(())
+}
+
+/// Narrows `q` to what the port arguments can match: the kernel's port filter when they name
+/// one port, and the protocols their `/tcp` `/udp` suffixes leave.
+pub fn apply_ports(q: &mut Query, ports: &PortSet) {
+    if ports.is_empty() {
+        return;
+    }
+    let (tcp, udp) = ports.protos();
+    q.tcp &= tcp;
+    q.udp &= udp;
+    if let Some(p) = ports.single() {
+        q.local_port = Some(p);
+    }
+}
+
+/// True when the socket's local end is what the port arguments name (an IPv6 wildcard is
+/// taken as dual-stack, Linux's default, so `127.0.0.1:6000` shows a `[::]:6000` listener).
+pub fn port_matches(ports: &PortSet, s: &SocketEntry) -> bool {
+    ports.matches(
+        s.proto,
+        s.local_addr,
+        s.family == Family::Inet6,
+        s.local_port,
+    )
+}
+
+/// At most this many ports are asked of the kernel one by one (its port filter); more are
+/// filtered from one full dump.
+const PER_PORT_DUMPS: usize = 32;
+
+/// [`inspect::snapshot`] for several port arguments: the kernel filters by port where it can,
+/// the rest (protocol suffixes, hosts, ranges) is filtered here before owners are looked up.
+///
+/// # Errors
+/// When the socket table cannot be read.
+pub fn snapshot_ports(q: &Query, ports: &PortSet) -> Result<Snapshot, InspectError> {
+    let mut q = q.clone();
+    apply_ports(&mut q, ports);
+    let list = ports.ports();
+    let (mut sockets, mut notes) = if q.local_port.is_none() && list.len() <= PER_PORT_DUMPS {
+        let mut all = Vec::new();
+        let mut notes = Vec::new();
+        for p in list {
+            q.local_port = Some(p);
+            let (s, n) = inspect::table(&q)?;
+            all.extend(s);
+            for n in n {
+                if !notes.contains(&n) {
+                    notes.push(n);
+                }
+            }
+        }
+        (all, notes)
+    } else {
+        inspect::table(&q)?
+    };
+    sockets.retain(|s| port_matches(ports, s));
+    notes.extend(inspect::resolve_owners(&mut sockets, |s| match q.owners {
+        OwnerScope::None => false,
+        OwnerScope::Binders => s.is_binder(),
+        OwnerScope::All => true,
+    }));
+    inspect::name_users(&mut sockets);
+    inspect::sort(&mut sockets);
+    Ok(Snapshot {
+        sockets,
+        notes,
+        elapsed_us: 0,
+    })
 }

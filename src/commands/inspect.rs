@@ -14,7 +14,7 @@ use anyhow::{Context, bail};
 use serde::ser::{SerializeSeq, SerializeStruct};
 use serde::{Serialize, Serializer};
 
-use super::filters::{apply_proto, check_pid, keep, user_filter};
+use super::filters::{apply_ports, apply_proto, check_pid, keep, port_matches, user_filter};
 use super::sockets_report::{cells, cells_into, header, with_empty_note};
 use crate::cli::inventory::InspectArgs;
 use crate::inspect::diag::{self, DiagMsg};
@@ -180,6 +180,14 @@ pub fn report(args: &InspectArgs) -> anyhow::Result<InspectReport> {
         ..Query::default()
     };
     apply_proto(&mut q, args.filter);
+    let ports = args.port_set();
+    apply_ports(&mut q, &ports);
+    let remote = args.remote_set();
+    if !remote.is_empty() {
+        let (tcp, udp) = remote.protos();
+        q.tcp &= tcp;
+        q.udp &= udp;
+    }
     let state = match args.state.as_deref() {
         None => None,
         Some(s) => match SockState::parse(s) {
@@ -207,9 +215,9 @@ pub fn report(args: &InspectArgs) -> anyhow::Result<InspectReport> {
     }
     let wanted = |s: &SocketEntry| {
         state.is_none_or(|st| s.state == st)
-            && args
-                .port
-                .is_none_or(|p| s.local_port == p || s.remote_port == Some(p))
+            && port_matches(&ports, s)
+            && (remote.is_empty()
+                || matches!((s.remote_addr, s.remote_port), (Some(a), Some(p)) if remote.matches(s.proto, a, false, p)))
             && uid.is_none_or(|u| s.uid == Some(u))
     };
 
@@ -292,7 +300,7 @@ pub fn report(args: &InspectArgs) -> anyhow::Result<InspectReport> {
         by_port.entry((l.proto, l.local_port)).or_default().push(i);
     }
     let mut report = InspectReport {
-        port: args.port,
+        port: ports.single(),
         rows,
         owners,
         users: user_map,

@@ -12,9 +12,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use serde::Serialize;
 
-use super::filters::apply_proto;
+use super::filters::{apply_proto, snapshot_ports};
+use super::who_owns::port_words;
 use super::{FOUND, NOTHING, emit_found};
 use crate::cli::inventory::WhoOwnsArgs;
+use crate::cli::port::PortSet;
 use crate::inspect::{self, OwnerScope, Query, SocketEntry, procfd, users};
 use crate::output::{Block, Format, Report};
 
@@ -168,14 +170,13 @@ fn process_uid(pid: u32) -> Option<u32> {
         .map(|m| m.uid())
 }
 
-fn binders(port: u16, a: &WhoOwnsArgs) -> anyhow::Result<(Vec<SocketEntry>, Vec<String>)> {
+fn binders(ports: &PortSet, a: &WhoOwnsArgs) -> anyhow::Result<(Vec<SocketEntry>, Vec<String>)> {
     let mut q = Query {
-        local_port: Some(port),
         owners: OwnerScope::All,
         ..Query::default()
     };
     apply_proto(&mut q, a.filter);
-    let snap = inspect::snapshot(&q).context("reading the socket table")?;
+    let snap = snapshot_ports(&q, ports).context("reading the socket table")?;
     Ok((snap.sockets, snap.notes))
 }
 
@@ -191,7 +192,10 @@ pub fn run(a: &WhoOwnsArgs, f: Format) -> anyhow::Result<i32> {
             a.signal
         )
     })?;
-    let (sockets, mut notes) = binders(a.port, a)?;
+    let ports = a.port_set();
+    let words = port_words(&ports);
+    let port = ports.ports().first().copied().unwrap_or(0);
+    let (sockets, mut notes) = binders(&ports, a)?;
     let me = std::process::id();
     let my_uid = users::current_uid();
     let root = procfd::is_root();
@@ -239,8 +243,7 @@ pub fn run(a: &WhoOwnsArgs, f: Format) -> anyhow::Result<i32> {
         .count();
     if unseen > 0 {
         notes.push(format!(
-            "{unseen} listening/bound socket(s) on port {} have no visible owner{}",
-            a.port,
+            "{unseen} listening/bound socket(s) on {words} have no visible owner{}",
             if root {
                 ""
             } else {
@@ -254,13 +257,13 @@ pub fn run(a: &WhoOwnsArgs, f: Format) -> anyhow::Result<i32> {
         .collect();
     if todo.is_empty() {
         let r = KillReport {
-            port: a.port,
+            port,
             signal: sig_name,
             port_free: !sockets.iter().any(|s| s.is_binder()),
             remaining: sockets,
             targets,
             notes: {
-                notes.push(format!("nothing to stop: no process of yours holds port {} as a listener or bound socket", a.port));
+                notes.push(format!("nothing to stop: no process of yours holds {words} as a listener or bound socket"));
                 notes
             },
         };
@@ -268,7 +271,7 @@ pub fn run(a: &WhoOwnsArgs, f: Format) -> anyhow::Result<i32> {
         return Ok(NOTHING);
     }
     if !a.yes {
-        confirm(&targets, &todo, &sig_name, a.port)?;
+        confirm(&targets, &todo, &sig_name, &words)?;
     }
     for &i in &todo {
         let pid = targets[i].pid as libc::pid_t;
@@ -283,7 +286,7 @@ pub fn run(a: &WhoOwnsArgs, f: Format) -> anyhow::Result<i32> {
     let deadline = Instant::now() + WAIT;
     let mut left;
     loop {
-        let (now_sockets, _) = binders(a.port, a)?;
+        let (now_sockets, _) = binders(&ports, a)?;
         left = now_sockets;
         // A socket is let go when it is gone from the kernel's table, not merely from the
         // process's fd table (an exiting process drops its fds before the socket closes).
@@ -311,12 +314,11 @@ pub fn run(a: &WhoOwnsArgs, f: Format) -> anyhow::Result<i32> {
     }
     if left.iter().any(|s| s.is_ownerless()) {
         notes.push(format!(
-            "TIME_WAIT/FIN_WAIT2 leftovers remain on port {p}: a restart without SO_REUSEADDR may still fail; `netkit wait-free {p}` waits them out",
-            p = a.port
+            "TIME_WAIT/FIN_WAIT2 leftovers remain on {words}: a restart without SO_REUSEADDR may still fail; `netkit wait-free {port}` waits them out"
         ));
     }
     let r = KillReport {
-        port: a.port,
+        port,
         signal: sig_name,
         targets,
         port_free,
@@ -327,7 +329,7 @@ pub fn run(a: &WhoOwnsArgs, f: Format) -> anyhow::Result<i32> {
     Ok(if all_released { FOUND } else { NOTHING })
 }
 
-fn confirm(targets: &[Target], todo: &[usize], sig: &str, port: u16) -> anyhow::Result<()> {
+fn confirm(targets: &[Target], todo: &[usize], sig: &str, words: &str) -> anyhow::Result<()> {
     let stdin = io::stdin();
     if !stdin.is_terminal() {
         bail!("refusing to signal without confirmation: stdin is not a terminal (add --yes)");
@@ -335,7 +337,7 @@ fn confirm(targets: &[Target], todo: &[usize], sig: &str, port: u16) -> anyhow::
     let mut err = io::stderr();
     writeln!(
         err,
-        "These processes hold port {port} as a listener or bound socket:"
+        "These processes hold {words} as a listener or bound socket:"
     )?;
     for &i in todo {
         let t = &targets[i];

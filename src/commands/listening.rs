@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 
-use super::filters::{apply_proto, check_pid, keep, user_filter};
+use super::filters::{apply_proto, check_pid, keep, snapshot_ports, user_filter};
 use super::sockets_report::SocketsReport;
 use crate::cli::inventory::ListeningArgs;
 use crate::inspect::{self, OwnerScope, Query, SockState};
@@ -14,14 +14,19 @@ use crate::inspect::{self, OwnerScope, Query, SockState};
 pub fn report(args: &ListeningArgs) -> anyhow::Result<SocketsReport> {
     let uid = user_filter(args.user.as_deref())?;
     check_pid(args.pid)?;
+    let ports = args.port_set();
     let mut q = Query {
         tcp_states: vec![SockState::Listen, SockState::Bound],
-        local_port: args.port,
         owners: OwnerScope::All,
         ..Query::default()
     };
     apply_proto(&mut q, args.filter);
-    let snap = inspect::snapshot(&q).context("reading the socket table")?;
+    let snap = if ports.is_empty() {
+        inspect::snapshot(&q)
+    } else {
+        snapshot_ports(&q, &ports)
+    }
+    .context("reading the socket table")?;
     let sockets = snap
         .sockets
         .into_iter()
@@ -30,7 +35,7 @@ pub fn report(args: &ListeningArgs) -> anyhow::Result<SocketsReport> {
         .collect();
     Ok(SocketsReport {
         command: "listening",
-        port: args.port,
+        port: ports.single(),
         sockets,
         notes: snap.notes,
         cmdline_column: false,

@@ -1,6 +1,8 @@
 //! Glue between the CLI and the layers: gather, analyse, emit. The only users of anyhow.
 
+pub mod audit;
 pub mod explain;
+pub mod exporter;
 pub mod filters;
 pub mod generate;
 pub mod inspect;
@@ -15,12 +17,7 @@ pub mod who_owns;
 use crate::cli::{Cli, Command};
 use crate::output::{self, Format, Report};
 
-/// Exit code: found / ok.
-pub const FOUND: i32 = 0;
-/// Exit code: nothing to report.
-pub const NOTHING: i32 = 1;
-/// Exit code: error.
-pub const ERROR: i32 = 2;
+pub use crate::exit::{ERROR, FOUND, NOTHING};
 
 /// Runs the command and returns the exit code.
 ///
@@ -55,7 +52,10 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::WaitFree(a) => explain::wait_free(&a, format),
         Command::FreePort(a) => explain::free_port(&a, format),
         Command::Sockopt(a) => sockopt::run(&a, format),
+        Command::Audit(a) => audit::run(&a, format),
         Command::Run(a) => run::run(a, format),
+        Command::Load(a) => crate::lab::load::run_cli(a, format),
+        Command::Exporter(a) => exporter::run(&a),
         Command::Completions(a) => generate::completions(a.shell),
         Command::GenerateMan(a) => generate::man(&a.dir),
     }

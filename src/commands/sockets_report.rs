@@ -173,16 +173,12 @@ pub fn with_empty_note(
     notes: &[String],
     empty: bool,
     command: &str,
-    port: Option<u16>,
+    _port: Option<u16>,
 ) -> Vec<String> {
     let mut notes = notes.to_vec();
-    if empty {
-        notes.push(match port {
-            Some(p) if command == "who-owns" => {
-                format!("nothing holds local port {p} (TCP or UDP, IPv4 or IPv6, any state)")
-            }
-            _ => "no matching sockets".to_string(),
-        });
+    // who-owns says what it searched itself (several ports, protocol suffixes).
+    if empty && command != "who-owns" {
+        notes.push("no matching sockets".to_string());
     }
     notes
 }

@@ -1,20 +1,33 @@
-//! `netkit sockopt PID [--fd N | --port P]`: the socket options of another process's
-//! sockets, read through pidfd_open + pidfd_getfd + getsockopt on the copy (read-only).
-//! Without ptrace rights (EPERM) it says what is needed and exits 2.
+//! `netkit sockopt PID [--fd N | --port P | --all] [--set NAME=VALUE... [--dry-run]]`: the
+//! socket options of another process's sockets, read through pidfd_open + pidfd_getfd +
+//! getsockopt on the copy, and with `--set` changed live (`retune`). Without ptrace rights
+//! (EPERM) it says which rule applies and what to do, and exits 2.
 
-use std::net::SocketAddr;
+use std::net::IpAddr;
 use std::os::fd::RawFd;
 
 use anyhow::{Context, bail};
 use serde::Serialize;
 use socket2::SockRef;
 
-use super::{FOUND, NOTHING, emit_found};
+use super::{ERROR, FOUND, NOTHING, emit_found};
 use crate::cli::explain::SockoptArgs;
 use crate::explain::pidfd::{self, Pidfd};
-use crate::inspect::{fmt_endpoint, procfd};
+use crate::inspect::{SockState, fmt_endpoint, procfd};
 use crate::output::{Block, Format, Report};
+use crate::retune::{self, Change, Outcome, Setting};
 use crate::sockopt::{self, Applied};
+
+/// The process, in the JSON vocabulary's shape.
+#[derive(Debug, Serialize)]
+pub struct Process {
+    /// Process id.
+    pub pid: u32,
+    /// Its name (comm).
+    pub command: String,
+    /// Its command line, `null` when unreadable (or a kernel thread).
+    pub cmdline: Option<String>,
+}
 
 /// One socket of the process.
 #[derive(Debug, Serialize)]
@@ -25,63 +38,164 @@ pub struct SockoptEntry {
     pub inode: u64,
     /// `tcp`, `udp` or another type name.
     pub proto: String,
-    /// Local address.
-    pub local: Option<String>,
+    /// Kernel state name (`LISTEN`, `ESTABLISHED`, `BOUND`, `UNCONN`, ...).
+    pub state: Option<SockState>,
+    /// Local address (no brackets; `0.0.0.0` / `::` for the wildcard).
+    pub local_addr: IpAddr,
     /// Local port.
-    pub local_port: Option<u16>,
+    pub local_port: u16,
     /// Peer address, when connected.
-    pub remote: Option<String>,
-    /// The options.
+    pub remote_addr: Option<IpAddr>,
+    /// Peer port, when connected.
+    pub remote_port: Option<u16>,
+    /// The options, after any change.
     pub options: Applied,
+    /// With `--set`: each option before → after.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub changes: Option<Vec<Change>>,
 }
 
 /// What `netkit sockopt` prints.
 #[derive(Debug, Serialize)]
 pub struct SockoptReport {
+    /// Always 1.
+    pub schema_version: u32,
+    /// `sockopt`.
+    pub command: &'static str,
     /// The process.
-    pub pid: u32,
-    /// Its command name.
-    pub command: String,
-    /// Its IP sockets.
+    pub process: Process,
+    /// True with `--dry-run`.
+    pub dry_run: bool,
+    /// Its IP sockets (the selected ones).
     pub sockets: Vec<SockoptEntry>,
     /// Hints.
     pub notes: Vec<String>,
 }
 
+impl SockoptEntry {
+    fn local(&self) -> String {
+        fmt_endpoint(self.local_addr, self.local_port)
+    }
+    fn remote(&self) -> String {
+        match (self.remote_addr, self.remote_port) {
+            (Some(a), Some(p)) => fmt_endpoint(a, p),
+            _ => "*:*".into(),
+        }
+    }
+    fn state_name(&self) -> &'static str {
+        self.state.map_or("?", SockState::name)
+    }
+}
+
 impl Report for SockoptReport {
     fn human(&self) -> Vec<Block> {
-        let rows = self
-            .sockets
-            .iter()
-            .map(|s| {
-                vec![
+        let head = Block::Line(format!(
+            "PID {} ({}){}",
+            self.process.pid,
+            self.process.command,
+            if self.dry_run {
+                " — dry run, nothing changed"
+            } else {
+                ""
+            }
+        ));
+        if self.sockets.iter().all(|s| s.changes.is_none()) {
+            let rows = self
+                .sockets
+                .iter()
+                .map(|s| {
+                    vec![
+                        s.fd.to_string(),
+                        s.proto.clone(),
+                        s.state_name().to_string(),
+                        s.local(),
+                        s.remote(),
+                        s.options.to_string(),
+                    ]
+                })
+                .collect();
+            return vec![
+                head,
+                Block::table(
+                    &["FD", "PROTO", "STATE", "LOCAL", "REMOTE", "OPTIONS"],
+                    rows,
+                ),
+            ];
+        }
+        let mut rows = Vec::new();
+        let mut lines = Vec::new();
+        for s in &self.sockets {
+            for c in s.changes.iter().flatten() {
+                let v = |x: Option<retune::Val>| x.map_or("?".to_string(), |v| v.to_string());
+                rows.push(vec![
                     s.fd.to_string(),
-                    s.proto.clone(),
-                    s.local.clone().unwrap_or_else(|| "-".into()),
-                    s.remote.clone().unwrap_or_else(|| "*:*".into()),
-                    s.options.to_string(),
-                ]
-            })
-            .collect();
-        vec![
-            Block::Line(format!("PID {} ({})", self.pid, self.command)),
-            Block::table(&["FD", "PROTO", "LOCAL", "REMOTE", "OPTIONS"], rows),
-        ]
+                    s.state_name().to_string(),
+                    s.local(),
+                    s.remote(),
+                    c.kernel_name.to_string(),
+                    format!("{} → {}", v(c.before), v(c.after)),
+                    outcome_word(c.outcome).to_string(),
+                ]);
+                if let Some(n) = &c.note {
+                    let l = format!("fd {} {}: {n}", s.fd, c.kernel_name);
+                    if !lines.contains(&l) {
+                        lines.push(l);
+                    }
+                }
+            }
+        }
+        let mut out = vec![
+            head,
+            Block::table(
+                &[
+                    "FD",
+                    "STATE",
+                    "LOCAL",
+                    "REMOTE",
+                    "OPTION",
+                    "BEFORE → AFTER",
+                    "RESULT",
+                ],
+                rows,
+            ),
+        ];
+        out.extend(lines.into_iter().map(Block::Line));
+        out
     }
     fn notes(&self) -> Vec<String> {
         self.notes.clone()
     }
 }
 
-fn endpoint(a: Option<SocketAddr>) -> Option<String> {
-    a.map(|a| fmt_endpoint(a.ip(), a.port()))
+fn outcome_word(o: Outcome) -> &'static str {
+    match o {
+        Outcome::Changed => "changed",
+        Outcome::Unchanged => "unchanged",
+        Outcome::Clamped => "clamped",
+        Outcome::WouldChange => "would change",
+        Outcome::Refused => "refused",
+        Outcome::Failed => "FAILED",
+    }
 }
 
-/// Shows another process's socket options.
+fn parse_settings(a: &SockoptArgs) -> anyhow::Result<Vec<Setting>> {
+    let settings = a
+        .set
+        .iter()
+        .map(|s| s.parse::<Setting>())
+        .collect::<Result<Vec<_>, _>>()?;
+    if !settings.is_empty() && a.fd.is_none() && a.port.is_none() && !a.all {
+        bail!("--set changes live sockets: choose them with --fd N, --port P or --all");
+    }
+    Ok(settings)
+}
+
+/// Shows (and with `--set`, changes) another process's socket options.
 ///
 /// # Errors
-/// No such process or fd, or no permission (with what is needed).
+/// A malformed or refused `--set`, no such process or fd, or no permission (with the rule).
 pub fn run(a: &SockoptArgs, f: Format) -> anyhow::Result<i32> {
+    let settings = parse_settings(a)?;
     let pid = a.pid;
     let pfd = match Pidfd::open(pid) {
         Ok(p) => p,
@@ -91,7 +205,7 @@ pub fn run(a: &SockoptArgs, f: Format) -> anyhow::Result<i32> {
     let fds = match pidfd::socket_fds(pid) {
         Ok(v) => v,
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-            bail!("cannot list /proc/{pid}/fd: {}", pidfd::permission_hint())
+            bail!("{}", retune::permission_line(pid))
         }
         Err(e) => return Err(e).with_context(|| format!("listing /proc/{pid}/fd")),
     };
@@ -110,10 +224,7 @@ pub fn run(a: &SockoptArgs, f: Format) -> anyhow::Result<i32> {
         let copy = match pfd.getfd(fd) {
             Ok(c) => c,
             Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
-                bail!(
-                    "PID {pid}: permission denied (EPERM) — {}",
-                    pidfd::permission_hint()
-                )
+                bail!("{}", retune::permission_line(pid))
             }
             // The fd was closed meanwhile.
             Err(e) if e.raw_os_error() == Some(libc::EBADF) => continue,
@@ -134,36 +245,61 @@ pub fn run(a: &SockoptArgs, f: Format) -> anyhow::Result<i32> {
             Ok(t) => format!("{t:?}").to_lowercase(),
             Err(_) => "?".into(),
         };
+        if a.all && proto != "tcp" {
+            continue;
+        }
+        let changes = (!settings.is_empty()).then(|| retune::retune(&s, &settings, a.dry_run));
         let remote = s.peer_addr().ok().and_then(|x| x.as_socket());
         sockets.push(SockoptEntry {
             fd,
             inode,
             proto,
-            local: endpoint(Some(local)),
-            local_port: Some(local.port()),
-            remote: endpoint(remote),
+            state: retune::state(&s),
+            local_addr: local.ip(),
+            local_port: local.port(),
+            remote_addr: remote.map(|r| r.ip()),
+            remote_port: remote.map(|r| r.port()),
             options: sockopt::read_back(&copy),
+            changes,
         });
         // `copy` drops here: the borrowed reference is closed at once.
     }
-    let command = procfd::describe(&[pid])
-        .remove(&pid)
-        .map(|(c, _)| c)
-        .unwrap_or_default();
+    let (command, cmdline) = procfd::describe(&[pid]).remove(&pid).unwrap_or_default();
     let mut notes = Vec::new();
     if sockets.is_empty() {
-        notes.push(match a.port {
-            Some(p) => format!("PID {pid} holds no IP socket on port {p}"),
-            None => format!("PID {pid} holds no IP socket"),
+        notes.push(match (a.port, a.all) {
+            (Some(p), _) => format!("PID {pid} holds no IP socket on port {p}"),
+            (None, true) => format!("PID {pid} holds no TCP socket"),
+            (None, false) => format!("PID {pid} holds no IP socket"),
         });
+    }
+    let all_changes = || sockets.iter().flat_map(|s| s.changes.iter().flatten());
+    let failed = all_changes().any(|c| c.outcome == Outcome::Failed);
+    let none_applicable = !settings.is_empty()
+        && !sockets.is_empty()
+        && all_changes().all(|c| c.outcome == Outcome::Refused);
+    if none_applicable {
+        notes.push("no selected socket takes these options (TCP options on UDP sockets)".into());
     }
     let found = !sockets.is_empty();
     let r = SockoptReport {
-        pid,
-        command,
+        schema_version: 1,
+        command: "sockopt",
+        process: Process {
+            pid,
+            command,
+            cmdline: Some(cmdline).filter(|c| !c.is_empty()),
+        },
+        dry_run: a.dry_run,
         sockets,
         notes,
     };
     emit_found(&r, f, found)?;
-    Ok(if found { FOUND } else { NOTHING })
+    Ok(if failed || none_applicable {
+        ERROR
+    } else if found {
+        FOUND
+    } else {
+        NOTHING
+    })
 }

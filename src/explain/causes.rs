@@ -35,9 +35,11 @@ pub struct Evidence<'a> {
     pub trial: &'a TrialOpts,
     /// Its outcome.
     pub outcome: Outcome,
-    /// The same trial with SO_REUSEADDR added (run when the first one failed without it).
+    /// The same trial with SO_REUSEADDR and without SO_REUSEPORT (run when the first one
+    /// failed without SO_REUSEADDR). Never both flags: see KERNEL-FACTS.md "Bind buckets".
     pub with_reuseaddr: Option<Outcome>,
-    /// The same trial with SO_REUSEPORT added (run when the first one failed without it).
+    /// The same trial with SO_REUSEPORT and without SO_REUSEADDR (run when the first one
+    /// failed without SO_REUSEPORT).
     pub with_reuseport: Option<Outcome>,
     /// The trial as an unprivileged user (run as root for ports below
     /// `ip_unprivileged_port_start`).
@@ -392,13 +394,20 @@ fn in_use(ev: &Evidence<'_>) -> Vec<Cause> {
     let kill_fix =
         |s: &SocketEntry| format!("stop {} (`netkit who-owns {p} --kill`)", pids_text(s));
 
-    // 1. Listeners (TCP LISTEN) and bound UDP sockets: rules 1-5, U1.
+    // 1. Listeners (TCP LISTEN) and bound UDP sockets: rules 1-5, U1. A holder whose read
+    // flags exempt the trial (SO_REUSEPORT on both, same user; for UDP also SO_REUSEADDR on
+    // both) does not block it and is not named as a cause.
     for s in over.iter().filter(|s| holds_like_listener(s)) {
         let o = overlap_kind(s, ev.dual(s), t);
         let hf = ev.flag(s);
         let holder_rp = hf.and_then(|f| f.reuseport);
         let holder_ra = hf.and_then(|f| f.reuseaddr);
         let same_uid = s.uid == Some(t.uid);
+        if (t.reuseport && holder_rp == Some(true) && same_uid)
+            || (s.proto == Proto::Udp && t.reuseaddr && holder_ra == Some(true))
+        {
+            continue;
+        }
         let what = match s.state {
             SockState::Listen => "is listening on",
             SockState::Unconn => "has bound (UDP)",
@@ -603,7 +612,15 @@ fn in_use(ev: &Evidence<'_>) -> Vec<Cause> {
         });
     }
 
-    // 4. Kernel-held leftovers: TIME_WAIT (rule 7) and orphan FIN_WAIT2 (rule 9).
+    // 4. Kernel-held leftovers: TIME_WAIT (rule 7) and orphan FIN_WAIT2 (rule 9). They are a
+    // cause only when nothing live blocks the bind by itself: next to a blocking listener,
+    // waiting for them changes nothing (issue 8, defect 2).
+    let live_blockers: Vec<SocketEntry> = out
+        .iter()
+        .flat_map(|c| c.sockets.iter())
+        .filter(|s| !s.is_ownerless())
+        .cloned()
+        .collect();
     let tw: Vec<&SocketEntry> = over
         .iter()
         .copied()
@@ -644,7 +661,9 @@ fn in_use(ev: &Evidence<'_>) -> Vec<Cause> {
             )
         }
     };
-    if !tw.is_empty() {
+    if !live_blockers.is_empty() && (!tw.is_empty() || !fw.is_empty()) {
+        out.push(leftovers_behind_blocker(ev, &live_blockers, &tw, &fw));
+    } else if !tw.is_empty() {
         let left = secs(tw.iter().filter_map(|s| s.expires_ms).max().unwrap_or(0));
         let outgoing_tw = tw.iter().any(|s| is_outgoing(ev, s));
         out.push(Cause {
@@ -669,7 +688,7 @@ fn in_use(ev: &Evidence<'_>) -> Vec<Cause> {
             sockets: tw.iter().map(|s| (*s).clone()).collect(),
         });
     }
-    if !fw.is_empty() {
+    if !fw.is_empty() && live_blockers.is_empty() {
         let left = secs(fw.iter().filter_map(|s| s.expires_ms).max().unwrap_or(0));
         out.push(Cause {
             kind: "fin_wait2",
@@ -709,6 +728,88 @@ fn in_use(ev: &Evidence<'_>) -> Vec<Cause> {
         });
     }
     out
+}
+
+/// TIME_WAIT / FIN_WAIT2 leftovers next to a live socket that blocks the bind by itself
+/// (kind `time_wait_harmless` when their flags are known to exempt the trial,
+/// `time_wait_after_holder` otherwise): waiting for them changes nothing while that socket lives.
+///
+/// What they will do once it is gone follows from the kernel's admission rule: a live
+/// listener L whose flags were read (pidfd_getfd) could only bind next to an overlapping
+/// leftover that is exempt for L's options, and the connections L accepts inherit its flags;
+/// a socket bound later next to a listening L needs SO_REUSEPORT on both. So when L has
+/// SO_REUSEADDR and no SO_REUSEPORT, every leftover overlapping L carries SO_REUSEADDR, and
+/// with SO_REUSEADDR on the new socket it cannot block it (rule 7a). Otherwise netkit cannot
+/// tell their flags while L holds the port, and says so.
+fn leftovers_behind_blocker(
+    ev: &Evidence<'_>,
+    blockers: &[SocketEntry],
+    tw: &[&SocketEntry],
+    fw: &[&SocketEntry],
+) -> Cause {
+    let t = ev.trial;
+    let p = t.port;
+    let left_of =
+        |v: &[&SocketEntry]| secs(v.iter().filter_map(|s| s.expires_ms).max().unwrap_or(0));
+    let left = left_of(tw).max(left_of(fw));
+    let listeners: Vec<&SocketEntry> = blockers
+        .iter()
+        .filter(|b| b.state == SockState::Listen)
+        .collect();
+    let carried_ra = |s: &SocketEntry| {
+        listeners.iter().any(|l| {
+            let f = ev.flag(l);
+            f.and_then(|f| f.reuseaddr) == Some(true)
+                && f.and_then(|f| f.reuseport) == Some(false)
+                && addrs_overlap(l.local_addr, ev.dual(l), s.local_addr, false)
+        })
+    };
+    let all: Vec<&SocketEntry> = tw.iter().chain(fw.iter()).copied().collect();
+    let exempt = t.reuseaddr && all.iter().all(|s| carried_ra(s));
+    let names = blockers
+        .iter()
+        .map(|b| format!("{} {} ({})", b.state, b.local(), holder_text(b)))
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect::<Vec<_>>()
+        .join("; ");
+    let what = format!(
+        "{} TIME_WAIT/FIN_WAIT2 leftover(s) on port {p} (the last expires in {left} s) do not decide this bind: {names} blocks it by itself, so waiting for them changes nothing while it lives",
+        all.len()
+    );
+    let (message, fix) = if exempt {
+        (
+            format!(
+                "{what}. They are harmless for you: that listener sets SO_REUSEADDR (read with pidfd_getfd) and no SO_REUSEPORT, so the kernel only let it bind next to leftovers that carry SO_REUSEADDR, and the connections it accepts inherit its flag; with SO_REUSEADDR on your socket they cannot block it once the listener is gone (BIND-RULES.md rules 7, 7a)"
+            ),
+            "nothing to do about them: deal with the listener above".to_string(),
+        )
+    } else {
+        (
+            format!(
+                "{what}. Once it is gone they may still block for up to {left} s: a leftover keeps the flags of its socket, and the bind passes only when both set SO_REUSEADDR (or both SO_REUSEPORT){} (BIND-RULES.md rule 7)",
+                if t.reuseaddr {
+                    "; netkit cannot read their flags while the listener holds the port"
+                } else {
+                    ", and yours does not set SO_REUSEADDR"
+                }
+            ),
+            format!(
+                "deal with the listener above first; then, if the bind still fails, `netkit wait-free {p}` (at most {left} s); set SO_REUSEADDR in every instance of the program so leftovers never block a restart"
+            ),
+        )
+    };
+    Cause {
+        kind: if exempt {
+            "time_wait_harmless"
+        } else {
+            "time_wait_after_holder"
+        },
+        message,
+        fix,
+        seconds_left: Some(left),
+        sockets: all.iter().map(|s| (*s).clone()).collect(),
+    }
 }
 
 /// Sockets that conflict the way a listener does: TCP LISTEN, bound UDP, connected UDP.
@@ -831,6 +932,28 @@ fn sharing(ev: &Evidence<'_>) -> Vec<Cause> {
         .copied()
         .filter(|s| s.state == SockState::Bound)
         .collect();
+    // A bound-only socket with SO_REUSEPORT next to a SO_REUSEPORT trial of the same user is
+    // a REUSEPORT group (both may listen, BIND-RULES.md rule 6a "rp-rp"); only the
+    // SO_REUSEADDR exemption makes the second listen() fail (issue 8, defect 4).
+    let (bound_rp, bound): (Vec<&SocketEntry>, Vec<&SocketEntry>) =
+        bound.into_iter().partition(|s| {
+            t.reuseport
+                && ev.flag(s).and_then(|f| f.reuseport) == Some(true)
+                && s.uid == Some(t.uid)
+        });
+    for s in bound_rp.iter().filter(|_| t.proto == Proto::Tcp) {
+        out.push(Cause {
+            kind: "reuseport_group",
+            message: format!(
+                "you join the SO_REUSEPORT group of {} on {}, which has bound the port (SO_REUSEPORT, read with pidfd_getfd) but not listened yet: with SO_REUSEPORT on both, same user, both sockets may listen and the kernel spreads new connections across them once both do (BIND-RULES.md rules 4, 6a)",
+                holder_text(s),
+                s.local()
+            ),
+            fix: "this is the intended way to run several workers on one port; give every member the identical address and the same user".to_string(),
+            seconds_left: None,
+            sockets: vec![(*s).clone()],
+        });
+    }
     if !bound.is_empty() && t.proto == Proto::Tcp {
         let other_uid = bound.iter().any(|s| s.uid.is_some_and(|u| u != t.uid));
         out.push(Cause {

@@ -1,5 +1,6 @@
 //! Why a port cannot be (re)bound: the trial, the diagnosis and the decoders.
 //!
+//! - [`port`]: the engine's API, a request in and a report out;
 //! - [`trial`]: the real probe bind (the kernel's verdict), also as another uid;
 //! - [`causes`]: from the trial outcomes and the port's inventory to causes and fixes
 //!   (BIND-RULES.md §1);
@@ -13,4 +14,7 @@ pub mod connect;
 pub mod errors;
 pub mod freeport;
 pub mod pidfd;
+pub mod port;
 pub mod trial;
+
+pub use port::{ExplainError, ExplainReport, Request};

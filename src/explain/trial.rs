@@ -136,23 +136,10 @@ impl Outcome {
     }
 }
 
-/// Symbolic name of a Linux errno netkit explains; `E<n>` text for others is not needed, so
-/// unknown numbers map to `EOTHER`.
+/// Symbolic name of a Linux errno ([`crate::errno::name`]); `EOTHER` for the ones netkit
+/// does not name.
 pub fn errno_name(e: i32) -> &'static str {
-    match e {
-        libc::EADDRINUSE => "EADDRINUSE",
-        libc::EADDRNOTAVAIL => "EADDRNOTAVAIL",
-        libc::EACCES => "EACCES",
-        libc::EPERM => "EPERM",
-        libc::EINVAL => "EINVAL",
-        libc::EAGAIN => "EAGAIN",
-        libc::EAFNOSUPPORT => "EAFNOSUPPORT",
-        libc::ENODEV => "ENODEV",
-        libc::EMFILE => "EMFILE",
-        libc::ENFILE => "ENFILE",
-        libc::ENOBUFS => "ENOBUFS",
-        _ => "EOTHER",
-    }
+    crate::errno::name(e).unwrap_or("EOTHER")
 }
 
 /// Runs the trial in this process: socket, options, bind, listen (TCP), close.

@@ -5,7 +5,11 @@
 //! uzers ([`users`]). `/proc/net/*` parsing ([`procnet`]) is a fallback and a test oracle.
 //! Commands build a [`Query`], call [`snapshot`] and hand the [`Snapshot`] to `output`.
 
+pub mod cgroup;
 pub mod diag;
+pub mod forwarder;
+pub mod multi;
+pub mod netns;
 pub mod procfd;
 pub mod procnet;
 pub mod sysctl;

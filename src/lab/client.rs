@@ -3,11 +3,14 @@
 //! the server with `--direct`) and prints the reply.
 //!
 //! Without `--persistent` every request uses a new connection and is sent without a newline,
-//! exactly like the Python lab client; the reply ends at EOF, at a newline, or after 100 ms
-//! without more bytes. With `--persistent` one connection carries newline-terminated requests
-//! and newline-terminated replies. Exit codes: 0 when every reply is `DONE`, 1 when one was a
+//! exactly like the Python lab client, and the reply is what one read returns (the client's
+//! `recv(1024)`). With `--persistent` one connection carries newline-terminated requests and
+//! replies that end at a newline (or are a bare `DONE`); a peer that closes the connection
+//! after a reply (the lab's Python proxy serves one request per connection) ends the run with
+//! a message saying so, exit 1. Exit codes: 0 when every reply is `DONE`, 1 when one was a
 //! refusal or an error (or missing), 2 on a local error (bind, connect), which is explained
-//! from the socket inventory ([`super::diagnose`]).
+//! from the socket inventory ([`super::diagnose`]). Socket errors are reported as such, never
+//! mistaken for a closed stdout.
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -20,15 +23,12 @@ use anyhow::{Context, bail};
 use super::diagnose;
 use super::status::{Status, StatusLog};
 use crate::cli::run::ClientArgs;
-use crate::commands::{FOUND, NOTHING};
+use crate::exit::{FOUND, NOTHING};
 use crate::output::Format;
 use crate::sockopt::{self, SockOpts};
 
 /// The port the lab's proxy refuses (seed 003).
 pub const BLOCKED_PORT: u16 = 7777;
-
-/// Quiet time that ends a reply without newline or EOF.
-const REPLY_QUIET: Duration = Duration::from_millis(100);
 
 /// A random lowercase word of four letters (the lab client's message).
 pub fn random_word() -> String {
@@ -108,46 +108,75 @@ fn local_for(target: SocketAddr, port: u16) -> SocketAddr {
     SocketAddr::new(ip, port)
 }
 
-/// Reads one reply: up to EOF, a newline, or [`REPLY_QUIET`] after the last byte, within
-/// `timeout`.
-fn read_reply(s: &mut TcpStream, timeout: Duration, line_only: bool) -> io::Result<Vec<u8>> {
+/// One reply as read: its bytes and whether the peer closed the connection right after.
+struct Got {
+    bytes: Vec<u8>,
+    closed: bool,
+}
+
+/// Reads one reply within `timeout`: what one read returns, or with `line_only` up to a
+/// newline (a bare `DONE` also ends it). EOF ends the reply and is reported.
+fn read_reply(s: &mut TcpStream, timeout: Duration, line_only: bool) -> io::Result<Got> {
     let deadline = Instant::now() + timeout;
     let mut reply = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
-        // A newline ends a reply; so does the lab's whole success reply, `DONE`, which the
-        // server sends bare to a bare request: no need to wait out the quiet period for it.
-        if reply.contains(&b'\n') || reply == b"DONE" {
-            break;
-        }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            break;
+            return Ok(Got {
+                bytes: reply,
+                closed: false,
+            });
         }
-        let wait = if reply.is_empty() || line_only {
-            left
-        } else {
-            left.min(REPLY_QUIET)
-        };
-        s.set_read_timeout(Some(wait))?;
+        s.set_read_timeout(Some(left))?;
         match s.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => reply.extend_from_slice(&buf[..n]),
+            Ok(0) => {
+                return Ok(Got {
+                    bytes: reply,
+                    closed: true,
+                });
+            }
+            Ok(n) => {
+                reply.extend_from_slice(&buf[..n]);
+                if !line_only || reply.contains(&b'\n') || reply == b"DONE" {
+                    return Ok(Got {
+                        bytes: reply,
+                        closed: false,
+                    });
+                }
+            }
             Err(e)
                 if matches!(
                     e.kind(),
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                if !reply.is_empty() {
-                    break;
-                }
-            }
+                ) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
     }
-    Ok(reply)
+}
+
+/// True for the errors a socket gives when its peer has closed or reset the connection.
+fn is_peer_gone(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::UnexpectedEof
+    )
+}
+
+/// What a persistent client says when the peer closed after `served` requests.
+fn closed_after(via: &str, served: u32) -> String {
+    if served == 1 {
+        format!(
+            "the {via} closed the connection after one request; it serves one request per \
+             connection (run without --persistent)"
+        )
+    } else {
+        format!("the {via} closed the connection after {served} requests")
+    }
 }
 
 /// `netkit run client`: returns 0 when every reply was `DONE`, 1 otherwise.
@@ -172,7 +201,7 @@ pub fn run_cli(a: ClientArgs, format: Format) -> anyhow::Result<i32> {
     let opts = SockOpts::from_args(&a.sock, false);
     let bind = a.bind_port.map(|p| local_for(target, p));
     let timeout = Duration::from_secs_f64(a.timeout.max(0.001));
-    let log = StatusLog::stdout(format);
+    let log = StatusLog::stdout(format, "run client");
     let connect = |first: bool| -> anyhow::Result<TcpStream> {
         let s = sockopt::connect(target, &opts, bind, Some(timeout))
             .map_err(|e| diagnose::client_failure(e, bind, target, &opts, format))?;
@@ -192,7 +221,12 @@ pub fn run_cli(a: ClientArgs, format: Format) -> anyhow::Result<i32> {
         None
     };
     let mut all_ok = true;
+    let mut peer_closed = false;
     for i in 0..a.count {
+        if peer_closed {
+            eprintln!("netkit: {}", closed_after(via, i));
+            return Ok(NOTHING);
+        }
         let message = match &a.message {
             Some(m) => m.clone(),
             None => {
@@ -227,9 +261,29 @@ pub fn run_cli(a: ClientArgs, format: Format) -> anyhow::Result<i32> {
         } else {
             stream.write_all(payload.as_bytes())
         };
-        sent.with_context(|| format!("sending to {target}"))?;
-        let raw = read_reply(stream, timeout, a.persistent)
-            .with_context(|| format!("reading the reply from {target}"))?;
+        // Socket errors become text: an io::Error in the chain would be taken for a closed
+        // stdout (exit 0, nothing said).
+        if let Err(e) = sent {
+            if a.persistent && i > 0 && is_peer_gone(&e) {
+                eprintln!("netkit: {}", closed_after(via, i));
+                return Ok(NOTHING);
+            }
+            bail!("sending to {target}: {e}");
+        }
+        let got = match read_reply(stream, timeout, a.persistent) {
+            Ok(g) => g,
+            Err(e) if a.persistent && i > 0 && is_peer_gone(&e) => {
+                eprintln!("netkit: {}", closed_after(via, i));
+                return Ok(NOTHING);
+            }
+            Err(e) => bail!("reading the reply from {target}: {e}"),
+        };
+        if a.persistent && got.bytes.is_empty() && got.closed && i > 0 {
+            eprintln!("netkit: {}", closed_after(via, i));
+            return Ok(NOTHING);
+        }
+        peer_closed = a.persistent && got.closed;
+        let raw = got.bytes;
         let text = String::from_utf8_lossy(&raw);
         let text = text.trim_end_matches(['\r', '\n']);
         let reply = (!raw.is_empty()).then(|| text.to_string());

@@ -1,6 +1,6 @@
 //! Explains a failed bind()/connect() of a lab socket. The TCP client's EADDRINUSE at bind
 //! and EADDRNOTAVAIL at connect go through the `explain` engine
-//! ([`crate::commands::explain::explain_connect`]: trial bind, causes, fixes); everything
+//! ([`crate::explain::port::connect_failure`]: trial bind, causes, fixes); everything
 //! else, and the engine's own failure, gets the short inventory-based explanation here: the
 //! errno by name and the sockets that hold the local port (their owner, or for a TIME_WAIT
 //! the seconds left). It only reads and never changes anything.
@@ -11,31 +11,12 @@ use crate::inspect::{self, OwnerScope, Proto, Query, SockState, SocketEntry};
 use crate::output::{Format, fmt_ms};
 use crate::sockopt::SocketError;
 
-/// The symbolic name of the errnos the lab components explain.
+/// The symbolic name of an errno ([`crate::errno::name`], the crate's one table).
 ///
 /// ```
 /// assert_eq!(netkit::lab::diagnose::errno_name(98), Some("EADDRINUSE"));
 /// ```
-pub fn errno_name(errno: i32) -> Option<&'static str> {
-    Some(match errno {
-        libc::EADDRINUSE => "EADDRINUSE",
-        libc::EADDRNOTAVAIL => "EADDRNOTAVAIL",
-        libc::ECONNREFUSED => "ECONNREFUSED",
-        libc::ECONNRESET => "ECONNRESET",
-        libc::EACCES => "EACCES",
-        libc::EPERM => "EPERM",
-        libc::EINVAL => "EINVAL",
-        libc::EMFILE => "EMFILE",
-        libc::ENFILE => "ENFILE",
-        libc::ENOBUFS => "ENOBUFS",
-        libc::ENOMEM => "ENOMEM",
-        libc::ETIMEDOUT => "ETIMEDOUT",
-        libc::EHOSTUNREACH => "EHOSTUNREACH",
-        libc::ENETUNREACH => "ENETUNREACH",
-        libc::EAGAIN => "EAGAIN",
-        _ => return None,
-    })
-}
+pub use crate::errno::name as errno_name;
 
 /// Lines explaining `err`, for a socket of `proto` whose local address was `local` (for a
 /// connect failure, the address the client had bound). Empty when there is nothing to add
@@ -146,7 +127,7 @@ pub fn client_failure(
         ("bind", Some(libc::EADDRINUSE)) | ("connect", Some(libc::EADDRNOTAVAIL))
     );
     let report = engine
-        .then(|| crate::commands::explain::explain_connect(local, remote, opts, &e).ok())
+        .then(|| crate::explain::port::connect_failure(local, remote, opts, &e).ok())
         .flatten();
     match report {
         Some(r) => engine_report(e, &r, format),
@@ -162,7 +143,7 @@ pub fn listen_failure(
     format: Format,
 ) -> anyhow::Error {
     let report = (e.errno() == Some(libc::EADDRINUSE))
-        .then(|| crate::commands::explain::explain_listen(e.addr, opts).ok())
+        .then(|| crate::explain::port::listen(e.addr, opts).ok())
         .flatten();
     match report {
         Some(r) => engine_report(e, &r, format),
@@ -174,7 +155,7 @@ pub fn listen_failure(
 /// `explanation`) and returns the one-line error for `main`.
 fn engine_report(
     e: SocketError,
-    report: &crate::commands::explain::ExplainReport,
+    report: &crate::explain::ExplainReport,
     format: Format,
 ) -> anyhow::Error {
     let errno = e.errno().unwrap_or(0);

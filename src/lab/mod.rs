@@ -3,9 +3,11 @@
 //! options to tokio sockets), so its options are set from flags and shown as the kernel
 //! reports them.
 
+pub mod admission;
 pub mod client;
 pub mod diagnose;
 pub mod jsonproto;
+pub mod load;
 pub mod policy;
 pub mod protocol;
 pub mod proxy;

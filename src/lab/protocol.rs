@@ -8,18 +8,26 @@
 //!
 //! # How the lab protocol finds the end of a message
 //! The Python lab client does `sendall(text_or_json)` without a newline and then waits in
-//! `recv(1024)`, so waiting for EOF would deadlock. The rules, in order:
+//! `recv(1024)`; the student's server answers after one `recv`. That is the framing:
 //! 1. A `\n` ends a message (a trailing `\r` is dropped). The reply is `DONE\n`, and from then on
-//!    the connection is in *line mode*: only newlines (or EOF) end messages, so slow writers of
-//!    newline-terminated messages are never cut in two.
-//! 2. Before any newline was seen, pending bytes that form one complete JSON object or array
-//!    are a message at once (the proxy lab's `json.dumps(...)`).
-//! 3. Otherwise pending bytes become a message after a *quiet period* with no more data
-//!    (the server's `--quiet-ms`, 100 ms by default), or at EOF.
+//!    the connection is in *line mode*: only newlines (or EOF) end messages, so a slow writer of
+//!    newline-terminated messages is never cut in two once its first line is complete.
+//! 2. Before any newline was seen, a *bare* message is what one read returns, answered at once
+//!    (no waiting for more bytes). The one exception is where the protocol can know that more
+//!    is coming: bytes that start a JSON object or array (`{`, `[`) and are not complete JSON
+//!    yet wait for the rest (the proxy lab's `json.dumps(...)` may arrive split).
 //!
-//! A message ended by rule 2 or 3 is a *bare* message: the reply is `DONE` without a newline,
-//! exactly what the seed's server sends, and the server then closes the connection (one bare
-//! message per connection), so a client reading to EOF also works.
+//! The reply to a bare message is `DONE` without a newline, exactly what the seed's server
+//! sends, and the server then closes its side (one bare message per connection), so a client
+//! reading to EOF works too. A client that writes a bare message in pieces (one byte per
+//! 100 ms, say) is answered for its first piece; the server then reads and counts whatever
+//! else the client sends ([`Session::trailing`]) and logs the connection as an error ("sent N
+//! more bytes after its bare message was answered"), so the fragment is never reported as a
+//! clean exchange. Slow writers end their message with a newline and write its first line in
+//! one go, or send JSON.
+//!
+//! A zen request cut by EOF (the book's `client.py -e`) is reported as incomplete
+//! ([`Output::incomplete`]), as the book's server says `received b'…' then socket closed`.
 
 use std::fmt;
 
@@ -80,6 +88,12 @@ pub struct Output {
     pub received: Vec<String>,
     /// Close the connection after sending `reply`.
     pub close: bool,
+    /// Bytes of a request the peer left unfinished when it closed (a zen request without
+    /// its `?`): the connection ended in error, not cleanly.
+    pub incomplete: Option<Vec<u8>>,
+    /// The reply answered a bare message: the server half-closes and then drains (and
+    /// counts) whatever else the client sends.
+    pub bare: bool,
 }
 
 /// One connection's protocol state.
@@ -89,6 +103,7 @@ pub struct Session {
     buf: Vec<u8>,
     line_mode: bool,
     closed: bool,
+    trailing: usize,
 }
 
 impl Session {
@@ -99,6 +114,7 @@ impl Session {
             buf: Vec::new(),
             line_mode: false,
             closed: false,
+            trailing: 0,
         }
     }
 
@@ -108,16 +124,16 @@ impl Session {
         !self.buf.is_empty()
     }
 
-    /// True when buffered bytes may be a bare lab message that a quiet period would end
-    /// (rule 3 of the module docs).
-    pub fn wants_quiet(&self) -> bool {
-        self.kind == Kind::Lab && !self.line_mode && !self.buf.is_empty() && !self.closed
+    /// Bytes the peer sent after its bare message was answered (see the module docs).
+    pub fn trailing(&self) -> usize {
+        self.trailing
     }
 
     /// Feeds bytes read from the peer.
     pub fn feed(&mut self, data: &[u8]) -> Output {
         let mut out = Output::default();
         if self.closed {
+            self.trailing = self.trailing.saturating_add(data.len());
             return out;
         }
         match self.kind {
@@ -151,27 +167,18 @@ impl Session {
                     start = end + 1;
                 }
                 self.buf.drain(..start);
-                if !self.line_mode && !self.buf.is_empty() && is_complete_json(&self.buf) {
-                    self.bare_message(&mut out);
-                } else if self.buf.len() > MAX_MESSAGE {
+                if self.buf.len() > MAX_MESSAGE {
                     self.refuse_too_long(&mut out, b"Error: message too long\n");
+                } else if !self.line_mode && !self.buf.is_empty() && !is_json_prefix(&self.buf) {
+                    self.bare_message(&mut out);
                 }
             }
         }
         out
     }
 
-    /// The quiet period passed with nothing more read: a pending bare lab message is complete.
-    pub fn quiet(&mut self) -> Output {
-        let mut out = Output::default();
-        if self.wants_quiet() {
-            self.bare_message(&mut out);
-        }
-        out
-    }
-
     /// The peer shut down its side. A pending lab message is complete; a partial zen request
-    /// is dropped (the book's server raises and closes as well).
+    /// is dropped and reported in [`Output::incomplete`] (the book's server raises and closes).
     pub fn eof(&mut self) -> Output {
         let mut out = Output::default();
         if self.kind == Kind::Lab && !self.buf.is_empty() && !self.closed {
@@ -183,6 +190,9 @@ impl Session {
             } else {
                 self.bare_message(&mut out);
             }
+        }
+        if self.kind == Kind::Zen && !self.buf.is_empty() && !self.closed {
+            out.incomplete = Some(std::mem::take(&mut self.buf));
         }
         self.buf.clear();
         out.close = true;
@@ -196,6 +206,7 @@ impl Session {
             .push(String::from_utf8_lossy(&msg).into_owned());
         out.reply.extend_from_slice(b"DONE");
         out.close = true;
+        out.bare = true;
         self.closed = true;
     }
 
@@ -207,12 +218,24 @@ impl Session {
     }
 }
 
-/// True when `buf` (surrounding whitespace aside) is exactly one JSON object or array. Bare
-/// scalars do not count: `12` could still grow into `123`.
-fn is_complete_json(buf: &[u8]) -> bool {
+/// True when `buf` starts a JSON object or array that is not complete yet: more bytes are
+/// coming (the only case where the lab protocol waits beyond one read). Complete JSON, bytes
+/// that cannot become JSON, and anything else are a message now.
+fn is_json_prefix(buf: &[u8]) -> bool {
     let t = buf.trim_ascii();
     matches!(t.first(), Some(b'{' | b'['))
-        && serde_json::from_slice::<serde::de::IgnoredAny>(t).is_ok()
+        && serde_json::from_slice::<serde::de::IgnoredAny>(t).is_err_and(|e| e.is_eof())
+}
+
+/// Bytes as Python's `repr(bytes)` shows them: `b'Beautiful is better than'`, control
+/// characters and non-ASCII escaped (used for the book's "received … then socket closed").
+///
+/// ```
+/// use netkit::lab::protocol::py_bytes;
+/// assert_eq!(py_bytes(b"Beautiful\x1b[2J"), "b'Beautiful\\x1b[2J'");
+/// ```
+pub fn py_bytes(b: &[u8]) -> String {
+    format!("b'{}'", b.escape_ascii())
 }
 
 #[cfg(test)]
@@ -292,22 +315,58 @@ mod tests {
     }
 
     #[test]
-    fn lab_bare_text_waits_for_the_quiet_period() {
+    fn lab_bare_text_is_what_one_read_returns() {
         let mut s = Session::new(Kind::Lab);
         let o = s.feed(b"tgmr");
-        assert!(o.reply.is_empty());
-        assert!(s.wants_quiet());
-        let o = s.quiet();
         assert_eq!(o.received, vec!["tgmr"]);
         assert_eq!(o.reply, b"DONE");
-        assert!(o.close);
+        assert!(o.close && o.bare);
+        assert_eq!(s.trailing(), 0);
+    }
+
+    #[test]
+    fn lab_slow_writer_is_answered_for_its_first_read_and_the_rest_is_counted() {
+        let mut s = Session::new(Kind::Lab);
+        let o = s.feed(b"t");
+        assert_eq!(
+            (o.received, o.reply),
+            (vec!["t".to_string()], b"DONE".to_vec())
+        );
+        for b in [b"g", b"m", b"r"] {
+            assert!(s.feed(b).reply.is_empty());
+        }
+        assert_eq!(s.trailing(), 3);
+    }
+
+    #[test]
+    fn lab_invalid_json_start_is_a_bare_message_at_once() {
+        let mut s = Session::new(Kind::Lab);
+        assert_eq!(s.feed(b"{oops").reply, b"DONE");
+    }
+
+    #[test]
+    fn zen_partial_request_at_eof_is_reported_incomplete() {
+        let mut s = Session::new(Kind::Zen);
+        s.feed(b"Beautiful is better than");
+        let o = s.eof();
+        assert_eq!(
+            o.incomplete.as_deref(),
+            Some(&b"Beautiful is better than"[..])
+        );
+        assert_eq!(
+            py_bytes(&o.incomplete.unwrap()),
+            "b'Beautiful is better than'"
+        );
+        let mut s = Session::new(Kind::Zen);
+        s.feed(b"Simple is better than?");
+        assert_eq!(s.eof().incomplete, None);
     }
 
     #[test]
     fn lab_partial_json_is_not_a_message_yet() {
         let mut s = Session::new(Kind::Lab);
         assert!(s.feed(br#"{"message": "ab"#).reply.is_empty());
-        assert!(s.wants_quiet());
+        assert!(s.has_pending());
         assert_eq!(s.feed(br#"cd"}"#).received, vec![r#"{"message": "abcd"}"#]);
     }
 
@@ -319,10 +378,9 @@ mod tests {
         assert_eq!(o.reply, b"DONE\nDONE\n");
         assert!(!o.close);
         assert!(
-            !s.wants_quiet(),
+            s.has_pending(),
             "line mode: a partial line waits for its newline"
         );
-        assert!(s.quiet().reply.is_empty());
         let o = s.feed(b"ee\n");
         assert_eq!(o.received, vec!["three"]);
         let o = s.feed(b"last");
@@ -333,13 +391,13 @@ mod tests {
     }
 
     #[test]
-    fn lab_bare_text_at_eof_is_a_message() {
+    fn lab_partial_json_at_eof_is_a_message() {
         let mut s = Session::new(Kind::Lab);
-        s.feed(b"abcd");
+        s.feed(b"{\"a\": 1");
         let o = s.eof();
         assert_eq!(
             (o.received, o.reply),
-            (vec!["abcd".to_string()], b"DONE".to_vec())
+            (vec!["{\"a\": 1".to_string()], b"DONE".to_vec())
         );
     }
 

@@ -9,21 +9,24 @@
 //! The address parsing and policy live in [`crate::lab::policy`], the framing in
 //! [`crate::lab::jsonproto`].
 
+pub mod budget;
 pub mod events;
 pub mod forward;
 
 use std::io;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::task::JoinSet;
 
-use self::events::{ListeningEvent, Printer, RelayEvent, StoppedEvent};
+use self::budget::BufferBudget;
+use self::events::{CapacityEvent, ListeningEvent, Printer, RelayEvent, StoppedEvent};
 use crate::cli::proxy::ProxyArgs;
+use crate::lab::admission::{self, Admission, Limits, Ticket};
 use crate::lab::policy::{Cidr, Policy, canonical};
 use crate::lab::relay::{self, Ended, is_fd_exhaustion};
 use crate::lab::shutdown::{self, Shutdown};
@@ -61,6 +64,12 @@ pub struct ProxyConfig {
     pub idle_timeout: Duration,
     /// Connections served at once.
     pub max_conns: usize,
+    /// Connections per client address (`None`: half of `max_conns`).
+    pub per_client: Option<usize>,
+    /// A new connection's first request must arrive whole within this.
+    pub first_request: Duration,
+    /// Request buffers beyond [`budget::FREE_PER_CONN`] per connection, shared.
+    pub budget: Arc<BufferBudget>,
     /// Time in-flight requests get after shutdown is asked.
     pub drain: Duration,
     /// Options for accepted connections.
@@ -85,6 +94,9 @@ impl ProxyConfig {
             connect_timeout: Duration::from_secs(3),
             idle_timeout: Duration::from_secs(60),
             max_conns: 1024,
+            per_client: None,
+            first_request: admission::FIRST_REQUEST_DEFAULT,
+            budget: Arc::new(BufferBudget::new(budget::DEFAULT_BUDGET)),
             drain: Duration::from_secs(5),
             conn_opts: SockOpts::default(),
             upstream_opts: SockOpts::default(),
@@ -96,6 +108,17 @@ impl ProxyConfig {
     }
 }
 
+/// The largest `--max-message` accepted (16 MiB): beyond it one client's request could
+/// take more memory than a lab proxy should hold for anyone.
+pub const MAX_MESSAGE_LIMIT: usize = 16 << 20;
+
+impl ProxyConfig {
+    /// The admission bounds.
+    pub fn limits(&self) -> Limits {
+        Limits::new(self.max_conns, self.per_client, self.first_request)
+    }
+}
+
 /// Counts returned by [`serve`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Summary {
@@ -103,6 +126,10 @@ pub struct Summary {
     pub accepted: u64,
     /// Connections cut at the drain deadline.
     pub aborted: u64,
+    /// Connections closed to make room for newcomers (see [`admission`]).
+    pub evicted: u64,
+    /// Newcomers closed at once (per-client limit with every connection busy).
+    pub refused: u64,
 }
 
 fn seconds(name: &str, s: f64) -> anyhow::Result<Duration> {
@@ -137,6 +164,9 @@ pub fn config_from_args(a: &ProxyArgs, format: Format) -> anyhow::Result<ProxyCo
                 // --allow, never a --block target. Checked once, here, on the resolved
                 // address the relay will connect to.
                 let to = socket_addr("--relay", r)?;
+                if to.port() == 0 {
+                    bail!("--relay {r}: port 0 is not a destination; give the server's port");
+                }
                 if let Err((t, why)) = forward::check_all(&[to], &policy) {
                     bail!(
                         "--relay {r}: {t} is refused ({why}); a relay follows the same rules as JSON mode: loopback only unless --allow CIDR, and no --block target (--no-default-block clears the lab's 127.0.0.1:7777)"
@@ -155,8 +185,19 @@ pub fn config_from_args(a: &ProxyArgs, format: Format) -> anyhow::Result<ProxyCo
             splice: !a.no_splice,
         },
     };
-    if a.max_message == 0 {
-        bail!("--max-message must be at least 1");
+    if !(1..=MAX_MESSAGE_LIMIT).contains(&a.max_message) {
+        bail!(
+            "--max-message must be between 1 and {MAX_MESSAGE_LIMIT} bytes (16 MiB), got {}",
+            a.max_message
+        );
+    }
+    let frame = crate::lab::jsonproto::frame_limit(a.max_message);
+    if a.buffer_budget < frame {
+        bail!(
+            "--buffer-budget {} cannot hold one request of --max-message {} ({frame} bytes with the JSON around it)",
+            a.buffer_budget,
+            a.max_message
+        );
     }
     Ok(ProxyConfig {
         mode,
@@ -165,6 +206,9 @@ pub fn config_from_args(a: &ProxyArgs, format: Format) -> anyhow::Result<ProxyCo
         connect_timeout: seconds("connect-timeout", a.connect_timeout)?,
         idle_timeout: seconds("idle-timeout", a.idle_timeout)?,
         max_conns: a.max_conns as usize,
+        per_client: a.max_conns_per_client.map(|n| n as usize),
+        first_request: seconds("first-request-timeout", a.first_request_timeout)?,
+        budget: Arc::new(BufferBudget::new(a.buffer_budget)),
         drain: seconds("drain", a.drain)?,
         conn_opts: SockOpts::from_args(&a.sock, false),
         upstream_opts: SockOpts::from_args(&a.sock, false),
@@ -234,6 +278,8 @@ pub fn run_cli(a: ProxyArgs, format: Format) -> anyhow::Result<i32> {
             event: "stopped",
             accepted: summary.accepted,
             aborted: summary.aborted,
+            evicted: summary.evicted,
+            refused: summary.refused,
         });
         anyhow::Ok(())
     })?;
@@ -245,7 +291,8 @@ pub fn run_cli(a: ProxyArgs, format: Format) -> anyhow::Result<i32> {
 /// Serves with `threads` OS threads, each running a single-threaded runtime that accepts
 /// on a duplicate of `listener` and keeps each connection on that thread (no cross-thread
 /// wake-ups per request; the kernel wakes whichever thread is waiting in accept). The
-/// connection cap is shared. Blocks until every thread has drained.
+/// admission state (connection cap, per-client limit) and the buffer budget are shared.
+/// Blocks until every thread has drained.
 ///
 /// # Errors
 /// When the listener cannot be duplicated or a thread or runtime cannot start.
@@ -255,7 +302,7 @@ pub fn serve_threads(
     shutdown: Shutdown,
     threads: usize,
 ) -> io::Result<Summary> {
-    let permits = Arc::new(Semaphore::new(cfg.max_conns.max(1)));
+    let adm = Admission::new(cfg.limits());
     // Every descriptor (listener copies, epoll and eventfd of each runtime) is taken before
     // any thread accepts, so a thread cannot fail to start because another one already
     // used up the fd limit.
@@ -268,13 +315,13 @@ pub fn serve_threads(
     }
     let mut handles = Vec::new();
     for (i, (l, rt)) in parts.into_iter().enumerate() {
-        let (cfg, sd, permits) = (cfg.clone(), shutdown.clone(), permits.clone());
+        let (cfg, sd, adm) = (cfg.clone(), shutdown.clone(), adm.clone());
         let h = std::thread::Builder::new()
             .name(format!("proxy-{i}"))
             .spawn(move || -> io::Result<Summary> {
                 let summary = rt.block_on(async move {
                     let l = TcpListener::from_std(l)?;
-                    io::Result::Ok(serve_with(l, cfg, sd, permits).await)
+                    io::Result::Ok(serve_with(l, cfg, sd, adm).await)
                 });
                 // Resolver threads stuck in getaddrinfo must not hold up the exit.
                 rt.shutdown_background();
@@ -295,36 +342,62 @@ pub fn serve_threads(
         total.accepted += s.accepted;
         total.aborted += s.aborted;
     }
+    let c = adm.counts();
+    (total.evicted, total.refused) = (c.evicted, c.refused);
     Ok(total)
 }
 
 /// Serves `listener` until `shutdown`, then drains (see the module doc).
 pub async fn serve(listener: TcpListener, cfg: Arc<ProxyConfig>, shutdown: Shutdown) -> Summary {
-    let permits = Arc::new(Semaphore::new(cfg.max_conns.max(1)));
-    serve_with(listener, cfg, shutdown, permits).await
+    let adm = Admission::new(cfg.limits());
+    let mut s = serve_with(listener, cfg, shutdown, adm.clone()).await;
+    let c = adm.counts();
+    (s.evicted, s.refused) = (c.evicted, c.refused);
+    s
+}
+
+/// The upstream socket of a relay connection, made before its client is accepted: at the
+/// fd limit the client then stays in the listen queue (and is served later) instead of being
+/// accepted and reset for want of a second descriptor.
+fn relay_socket(cfg: &ProxyConfig) -> io::Result<Option<TcpSocket>> {
+    match cfg.mode {
+        Mode::Json => Ok(None),
+        Mode::Relay { to, .. } => forward::new_socket(to).map(Some),
+    }
 }
 
 async fn serve_with(
     listener: TcpListener,
     cfg: Arc<ProxyConfig>,
     mut shutdown: Shutdown,
-    permits: Arc<Semaphore>,
+    adm: Arc<Admission>,
 ) -> Summary {
     let mut tasks = JoinSet::new();
     let mut summary = Summary::default();
     let mut backoff = Duration::ZERO;
+    let mut spare: Option<TcpSocket> = None;
     loop {
         while tasks.try_join_next().is_some() {}
-        let permit = tokio::select! {
-            p = permits.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break, // the semaphore is never closed
-            },
+        if adm.became_full() {
+            cfg.printer.capacity(&CapacityEvent::new(&adm));
+        }
+        tokio::select! {
+            () = adm.room() => {}
             _ = shutdown.requested() => break,
+        }
+        let reserved = match spare.take() {
+            Some(s) => Ok(Some(s)),
+            None => relay_socket(&cfg),
         };
-        let accepted = tokio::select! {
-            r = listener.accept() => r,
-            _ = shutdown.requested() => break,
+        let accepted = match reserved {
+            Ok(up) => {
+                spare = up;
+                tokio::select! {
+                    r = listener.accept() => r,
+                    _ = shutdown.requested() => break,
+                }
+            }
+            Err(e) => Err(e),
         };
         match accepted {
             Ok((stream, peer)) => {
@@ -333,11 +406,19 @@ async fn serve_with(
                     backoff = Duration::ZERO;
                 }
                 summary.accepted += 1;
+                let mut sd = shutdown.clone();
+                let stop = async move { sd.requested().await };
+                let ticket = match adm.admit_wait(peer.ip(), stream.as_raw_fd(), stop).await {
+                    Ok((t, _)) => t,
+                    // Over its per-client limit with every connection busy, or shutdown:
+                    // the newcomer is closed at once.
+                    Err(_) => continue,
+                };
+                let upstream = spare.take();
                 let cfg = cfg.clone();
                 let sd = shutdown.clone();
                 tasks.spawn(async move {
-                    handle(stream, peer, &cfg, sd).await;
-                    drop(permit);
+                    handle(stream, peer, &cfg, sd, Some(ticket), upstream).await;
                 });
             }
             Err(e) if is_fd_exhaustion(&e) || is_memory_pressure(&e) => {
@@ -358,6 +439,7 @@ async fn serve_with(
             }
         }
     }
+    drop(spare);
     // Connections that completed the handshake before we stopped are in-flight too.
     if let Ok(std_listener) = listener.into_std() {
         while let Ok((s, peer)) = std_listener.accept() {
@@ -370,7 +452,7 @@ async fn serve_with(
             summary.accepted += 1;
             let cfg = cfg.clone();
             let sd = shutdown.clone();
-            tasks.spawn(async move { handle(stream, peer, &cfg, sd).await });
+            tasks.spawn(async move { handle(stream, peer, &cfg, sd, None, None).await });
         }
     }
     let deadline = tokio::time::sleep(cfg.drain);
@@ -416,28 +498,45 @@ fn is_memory_pressure(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::ENOBUFS) | Some(libc::ENOMEM))
 }
 
-async fn handle(stream: TcpStream, peer: SocketAddr, cfg: &ProxyConfig, shutdown: Shutdown) {
+async fn handle(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    cfg: &ProxyConfig,
+    shutdown: Shutdown,
+    ticket: Option<Ticket>,
+    upstream: Option<TcpSocket>,
+) {
     // Accepted sockets inherit most options from the listener (tcp(7)); set them anyway.
     if cfg.conn_opts != SockOpts::default() {
         let _ = sockopt::apply_to(&stream, &cfg.conn_opts, peer);
     }
     match &cfg.mode {
-        Mode::Json => forward::serve_conn(stream, peer, cfg, shutdown).await,
+        Mode::Json => forward::serve_conn(&mut stream, peer, cfg, shutdown, ticket.as_ref()).await,
         Mode::Relay {
             to,
             deny_clients,
             splice,
-        } => relay_conn(stream, peer, *to, deny_clients, *splice, cfg).await,
+        } => {
+            // A relay moves bytes the proxy does not see; it is never evicted.
+            if let Some(t) = &ticket {
+                t.set_busy(true);
+            }
+            relay_conn(&stream, peer, *to, deny_clients, *splice, cfg, upstream).await;
+        }
     }
+    // The slot forgets the fd before the socket is closed.
+    drop(ticket);
+    drop(stream);
 }
 
 async fn relay_conn(
-    client: TcpStream,
+    client: &TcpStream,
     peer: SocketAddr,
     to: SocketAddr,
     deny: &[Cidr],
     splice: bool,
     cfg: &ProxyConfig,
+    reserved: Option<TcpSocket>,
 ) {
     let ip: IpAddr = canonical(peer.ip());
     let mut ev = RelayEvent {
@@ -456,7 +555,15 @@ async fn relay_conn(
         cfg.printer.relay(&ev);
         return;
     }
-    let upstream = match forward::connect(to, cfg, cfg.connect_timeout).await {
+    let sock = match reserved {
+        Some(s) => Ok(s),
+        None => forward::new_socket(to),
+    };
+    let connected = match sock {
+        Ok(s) => forward::connect_socket(s, to, cfg, cfg.connect_timeout).await,
+        Err(e) => Err(forward::reason(&e)),
+    };
+    let upstream = match connected {
         Ok(s) => s,
         Err(why) => {
             ev.outcome = "unreachable";
@@ -465,7 +572,7 @@ async fn relay_conn(
             return;
         }
     };
-    match relay::relay(&client, &upstream, cfg.idle_timeout, splice).await {
+    match relay::relay(client, &upstream, cfg.idle_timeout, splice).await {
         Ended::Closed(m) => {
             ev.up = m.up;
             ev.down = m.down;

@@ -23,6 +23,7 @@ mod blocking;
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -30,12 +31,13 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 use tokio::time::timeout;
 
+use super::admission::{self, Admission, Limits, Refused, Ticket};
 use super::diagnose;
-use super::protocol::{Kind, Session};
+use super::protocol::{Kind, Session, py_bytes};
 use super::shutdown::{self, Shutdown};
 use super::status::{Status, StatusLog};
 use crate::cli::run::{Mode, Protocol, ServerArgs};
@@ -56,10 +58,12 @@ pub struct ServeOpts {
     pub idle_timeout: Duration,
     /// Most connections served at once (`threaded`, `async`).
     pub max_conns: usize,
+    /// Connections per client address (`None`: half of `max_conns`); see [`admission`].
+    pub per_client: Option<usize>,
+    /// A new connection's first request must be complete within this (`threaded`, `async`).
+    pub first_request: Duration,
     /// How long in-flight requests get after shutdown is requested.
     pub drain: Duration,
-    /// Quiet period that ends a bare lab message (see [`super::protocol`]).
-    pub quiet: Duration,
     /// Options applied to every accepted socket (the listener already has them).
     pub sock: SockOpts,
     /// Where status lines go.
@@ -74,8 +78,9 @@ impl ServeOpts {
             protocol,
             idle_timeout: Duration::from_secs(60),
             max_conns: 1024,
+            per_client: None,
+            first_request: admission::FIRST_REQUEST_DEFAULT,
             drain: Duration::from_secs(5),
-            quiet: Duration::from_millis(100),
             sock: SockOpts::default(),
             log: StatusLog::silent(),
         }
@@ -88,8 +93,14 @@ pub(crate) enum End {
     Eof,
     Done,
     Idle,
+    /// No complete first request within `--first-request-timeout`.
+    FirstRequest,
+    /// Closed to make room for a newcomer (see [`admission`]).
+    Evicted,
     Shutdown,
     Error(io::Error),
+    /// The peer broke the protocol (a request cut by EOF, bytes after a bare message).
+    Incomplete(String),
 }
 
 impl End {
@@ -98,14 +109,37 @@ impl End {
             End::Eof => ("eof", None),
             End::Done => ("done", None),
             End::Idle => ("idle", None),
+            End::FirstRequest => ("first_request_timeout", None),
+            End::Evicted => ("evicted", None),
             End::Shutdown => ("shutdown", None),
             End::Error(e) => ("error", Some(e.to_string())),
+            End::Incomplete(why) => ("error", Some(why)),
         };
         Status::Closed {
             peer,
             reason,
             error,
         }
+    }
+}
+
+impl ServeOpts {
+    /// The admission bounds of these options.
+    pub fn limits(&self) -> Limits {
+        Limits::new(self.max_conns, self.per_client, self.first_request)
+    }
+}
+
+/// The status line for a newcomer that was closed at once (`None`: shutdown came first).
+pub(crate) fn refused_status(peer: SocketAddr, why: Option<Refused>) -> Status {
+    Status::Closed {
+        peer,
+        reason: match why {
+            Some(Refused::PerClient) => "per_client_limit",
+            Some(Refused::Full) => "at_capacity",
+            None => "shutdown",
+        },
+        error: None,
     }
 }
 
@@ -166,8 +200,7 @@ async fn serve_async(
     listener.set_nonblocking(true)?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
     let opts = Arc::new(opts);
-    let max = opts.max_conns.clamp(1, Semaphore::MAX_PERMITS);
-    let slots = Arc::new(Semaphore::new(max));
+    let adm = Admission::new(opts.limits());
     let mut tasks = JoinSet::new();
     // One oneshot per connection tells it to drain. A shared watch would do, but every
     // connection would then lock the watch's one waiter list on each request (measured with
@@ -181,18 +214,17 @@ async fn serve_async(
             stops.remove(&done.map_or_else(|e| e.id(), |(id, ())| id));
         }
         // One line per episode: logged when the cap is hit, re-armed once a slot stays free.
-        let full = slots.available_permits() == 0;
+        let full = adm.is_full();
         if full && !at_cap {
-            opts.log.emit(&Status::AtCapacity { max_conns: max });
+            opts.log.emit(&Status::AtCapacity {
+                max_conns: adm.limits().max_conns,
+            });
         }
         at_cap = full;
-        let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break, // closed: cannot happen, we never close it
-            },
+        tokio::select! {
+            () = adm.room() => {}
             () = shutdown.requested() => break,
-        };
+        }
         let accepted = tokio::select! {
             r = listener.accept() => r,
             () = shutdown.requested() => break,
@@ -200,23 +232,40 @@ async fn serve_async(
         match accepted {
             Ok((stream, peer)) => {
                 backoff.success(&opts.log);
+                let sd = shutdown.clone();
+                let ticket = match adm
+                    .admit_wait(peer.ip(), stream.as_raw_fd(), async move {
+                        let mut sd = sd;
+                        sd.requested().await;
+                    })
+                    .await
+                {
+                    Ok((t, _)) => t,
+                    Err(why) => {
+                        opts.log.emit(&refused_status(peer, why));
+                        continue;
+                    }
+                };
                 let opts = opts.clone();
                 let (stop_tx, stop_rx) = oneshot::channel();
                 let task = tasks.spawn(async move {
+                    let mut stream = stream;
                     let end = match sockopt::apply_to(&stream, &opts.sock, peer) {
                         Ok(()) => {
                             opts.log.emit(&Status::Accepted { peer });
-                            connection(stream, peer, &opts, stop_rx).await
+                            connection(&mut stream, peer, &opts, stop_rx, &ticket).await
                         }
                         Err(e) => End::Error(e.source),
                     };
+                    let end = if ticket.evicted() { End::Evicted } else { end };
+                    // The slot forgets the fd before the socket is closed.
+                    drop(ticket);
+                    drop(stream);
                     opts.log.emit(&end.status(peer));
-                    drop(permit);
                 });
                 stops.insert(task.id(), stop_tx);
             }
             Err(e) => {
-                drop(permit);
                 if let Some(pause) = backoff.failure(&e, &opts.log) {
                     tokio::select! {
                         () = tokio::time::sleep(pause) => {}
@@ -228,7 +277,7 @@ async fn serve_async(
     }
     drop(listener);
     opts.log.emit(&Status::ShuttingDown {
-        in_flight: max - slots.available_permits(),
+        in_flight: adm.open(),
         drain_s: opts.drain.as_secs_f64(),
     });
     for (_, stop) in stops.drain() {
@@ -239,9 +288,9 @@ async fn serve_async(
     })
     .await
     .is_ok();
-    let cut_off = if drained { 0 } else { tasks.len() };
+    let aborted = if drained { 0 } else { tasks.len() };
     tasks.shutdown().await;
-    opts.log.emit(&Status::Stopped { cut_off });
+    opts.log.emit(&Status::Stopped { aborted });
     Ok(())
 }
 
@@ -252,22 +301,26 @@ async fn serve_async(
 /// armed once and only re-armed when it fires early (it then checks the time of the last
 /// read), instead of a new timer per read.
 async fn connection(
-    mut stream: TcpStream,
+    stream: &mut TcpStream,
     peer: SocketAddr,
     opts: &ServeOpts,
     mut stop: oneshot::Receiver<()>,
+    ticket: &Ticket,
 ) -> End {
     let mut session = Session::new(opts.protocol);
     let mut buf = vec![0u8; 16 * 1024];
     let mut draining = false;
-    let idle = tokio::time::sleep(opts.idle_timeout);
+    // Until the first reply, the first-request deadline applies as well (see `admission`).
+    let first_due = ticket.first_request_due();
+    let mut answered = false;
+    let idle =
+        tokio::time::sleep_until(first_due.min(tokio::time::Instant::now() + opts.idle_timeout));
     tokio::pin!(idle);
     let mut last = tokio::time::Instant::now();
     loop {
         if draining && !session.has_pending() {
             return End::Shutdown;
         }
-        let quiet = session.wants_quiet();
         let read = tokio::select! {
             biased;
             // Sent at shutdown; an error (sender gone) means the server is going away too.
@@ -275,39 +328,83 @@ async fn connection(
                 draining = true;
                 continue;
             }
-            r = stream.read(&mut buf) => Some(r),
-            // An async block, so no timer is even created unless the branch is enabled.
-            () = async { tokio::time::sleep(opts.quiet).await }, if quiet => None,
+            r = stream.read(&mut buf) => r,
             () = &mut idle => {
+                let now = tokio::time::Instant::now();
+                if !answered && now >= first_due {
+                    return End::FirstRequest;
+                }
                 let due = last + opts.idle_timeout;
-                if tokio::time::Instant::now() >= due {
+                if now >= due {
                     return End::Idle;
                 }
-                idle.as_mut().reset(due);
+                idle.as_mut().reset(if answered { due } else { due.min(first_due) });
                 continue;
             }
         };
-        let eof = matches!(read, Some(Ok(0)));
+        let eof = matches!(read, Ok(0));
         let out = match read {
-            None => session.quiet(),
-            Some(Ok(0)) => session.eof(),
-            Some(Ok(n)) => {
+            Ok(0) => session.eof(),
+            Ok(n) => {
                 last = tokio::time::Instant::now();
+                ticket.touch();
                 session.feed(&buf[..n])
             }
-            Some(Err(e)) => return End::Error(e),
+            Err(e) => return End::Error(e),
         };
+        answered |= !out.reply.is_empty();
         for message in out.received {
             opts.log.emit(&Status::Received { peer, message });
         }
-        if let Err(end) = send(&mut stream, &out.reply, opts.idle_timeout).await {
+        if let Err(end) = send(stream, &out.reply, opts.idle_timeout).await {
             return end;
         }
         if out.close {
             let _ = stream.shutdown().await;
+            if let Some(part) = out.incomplete {
+                return End::Incomplete(incomplete(&part));
+            }
+            if out.bare && !eof {
+                // Read (and count) whatever else the client sends until it closes, so a
+                // message written in pieces is reported, not mistaken for a clean exchange.
+                let linger = opts.idle_timeout.min(LINGER);
+                let _ = timeout(linger, async {
+                    while session.trailing() < MAX_TRAILING {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => drop(session.feed(&buf[..n])),
+                        }
+                    }
+                })
+                .await;
+                if session.trailing() > 0 {
+                    return End::Incomplete(trailing(session.trailing()));
+                }
+            }
             return if eof { End::Eof } else { End::Done };
         }
     }
+}
+
+/// After a bare message was answered, how long the server keeps reading the client's
+/// leftover bytes (to report them) before it closes anyway.
+pub(crate) const LINGER: Duration = Duration::from_secs(1);
+/// Leftover bytes read at most after a bare message (then the connection is closed).
+pub(crate) const MAX_TRAILING: usize = 64 * 1024;
+
+/// The `closed` event's error for a request cut by EOF, as the book's server words it.
+pub(crate) fn incomplete(part: &[u8]) -> String {
+    let shown = &part[..part.len().min(200)];
+    let more = if part.len() > shown.len() { "..." } else { "" };
+    format!("received {}{more} then socket closed", py_bytes(shown))
+}
+
+/// The `closed` event's error for bytes sent after a bare message was answered.
+pub(crate) fn trailing(n: usize) -> String {
+    format!(
+        "sent {n} more byte(s) after its bare message was answered; a bare message is what one \
+         read returns: write it in one send, or end messages with a newline"
+    )
 }
 
 /// Writes `reply`: at once when the socket buffer has room (the usual case), otherwise
@@ -426,15 +523,25 @@ pub fn run_cli(a: ServerArgs, format: Format) -> anyhow::Result<i32> {
     let sock = SockOpts::from_args(&a.sock, true);
     let listener = sockopt::listen(addr, &sock, BACKLOG)
         .map_err(|e| diagnose::listen_failure(e, &sock, format))?;
+    if a.mode == Mode::Single {
+        // The book's point, said where the user sees it (a hint: stderr in every format).
+        eprintln!(
+            "note: single mode serves one connection at a time: one client that connects and sends \
+             nothing blocks every other client (they wait in the listen queue) until --idle-timeout \
+             ({} s) closes it; --mode threaded or async evict idle clients instead",
+            a.idle_timeout
+        );
+    }
     let opts = ServeOpts {
         mode: a.mode,
         protocol,
         idle_timeout: Duration::from_secs(a.idle_timeout),
         max_conns: a.max_conns,
+        per_client: a.max_conns_per_client,
+        first_request: Duration::from_secs_f64(a.first_request_timeout),
         drain: Duration::from_secs_f64(a.drain),
-        quiet: Duration::from_millis(a.quiet_ms),
         sock,
-        log: StatusLog::stdout(format),
+        log: StatusLog::stdout(format, "run server"),
     };
     let mut rt = match a.mode {
         Mode::Async => tokio::runtime::Builder::new_multi_thread(),
@@ -453,7 +560,7 @@ pub fn run_cli(a: ServerArgs, format: Format) -> anyhow::Result<i32> {
         serve(listener, opts, sd).await.context("server failed")
     })?;
     rt.shutdown_timeout(Duration::from_millis(100));
-    Ok(crate::commands::FOUND)
+    Ok(crate::exit::FOUND)
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ use super::shutdown;
 use super::status::{Status, StatusLog};
 use crate::cli::run::{UdpClientArgs, UdpServerArgs};
 use crate::cli::sockopts::SockOptArgs;
-use crate::commands::{FOUND, NOTHING};
+use crate::exit::{FOUND, NOTHING};
 use crate::inspect::Proto;
 use crate::output::Format;
 use crate::sockopt::{self, SockOpts};
@@ -82,7 +82,7 @@ pub fn run_server_cli(a: UdpServerArgs, format: Format) -> anyhow::Result<i32> {
         sock.join_multicast_v4(&g, &ifv4)
             .with_context(|| format!("IP_ADD_MEMBERSHIP {g} on interface {ifv4}"))?;
     }
-    let log = StatusLog::stdout(format);
+    let log = StatusLog::stdout(format, "run udp-server");
     log.emit(&Status::Listening {
         proto: "udp",
         addr: sock.local_addr()?,
@@ -117,7 +117,7 @@ pub fn run_server_cli(a: UdpServerArgs, format: Format) -> anyhow::Result<i32> {
                 let _ = sock.send_to(&buf[..n], peer).await;
             }
         }
-        log.emit(&Status::Stopped { cut_off: 0 });
+        log.emit(&Status::Stopped { aborted: 0 });
         Ok(())
     })?;
     Ok(FOUND)
@@ -138,6 +138,11 @@ pub fn run_client_cli(a: UdpClientArgs, format: Format) -> anyhow::Result<i32> {
             .next()
             .with_context(|| format!("--to {:?} has no address", a.to))?
     };
+    if to.port() == 0 {
+        bail!(
+            "--to {to}: port 0 is not a destination (the kernel picks a port only for a local bind); give the peer's port"
+        );
+    }
     if to.port() == a.port && crate::inspect::addrs_overlap(local.ip(), false, to.ip(), false) {
         bail!(
             "--to {to} is this client's own address ({local}): the client would send to and hear itself, never the server; point --to at the peer (the server replies to the client's port, so both may share it)"
@@ -146,7 +151,7 @@ pub fn run_client_cli(a: UdpClientArgs, format: Format) -> anyhow::Result<i32> {
     let sock = sockopt::udp_bind(local, &opts)
         .map_err(|e| diagnose::failure(e, Proto::Udp, None, format))?;
     sock.connect(to).with_context(|| format!("connect {to}"))?;
-    let log = StatusLog::stdout(format);
+    let log = StatusLog::stdout(format, "run udp-client");
     let me = sock.local_addr()?;
     log.emit(&Status::Connected {
         proto: "udp",

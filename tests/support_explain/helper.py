@@ -159,6 +159,45 @@ def main():
         s.close()
         ready(port, pid)
         hold()
+    if mode == "listen_tw":
+        # A live listener that accepted 3 connections and closed them first: 3 server-side
+        # TIME_WAITs next to it (issue 8, defect 2; the README's example).
+        s = make(o)
+        bind(s, o)
+        s.listen(16)
+        port = s.getsockname()[1]
+        caddr = "::1" if ":" in o["addr"] else "127.0.0.1"
+        if o["addr"] not in ("0.0.0.0", "::"):
+            caddr = o["addr"]
+        for _ in range(3):
+            c = socket.create_connection((caddr, port))
+            a, _ = s.accept()
+            a.close()
+            c.recv(1)
+            c.close()
+        time.sleep(0.05)
+        ready(port)
+        hold()
+    if mode == "fork_keep":
+        # The listener is shared with a forked child; both keep their copy (rule 10).
+        s = make(o)
+        bind(s, o)
+        s.listen(16)
+        port = s.getsockname()[1]
+        pid = os.fork()
+        if pid == 0:
+            hold()
+        ready(port, pid)
+        hold()
+    if mode == "spawn_own":
+        # The same program started by itself (an autoreloader): the child opens its OWN
+        # listener; the parent holds no socket (issue 8, defect 3).
+        import subprocess
+        args = [sys.executable, os.path.abspath(__file__), "listen"] + sys.argv[2:]
+        child = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+        line = child.stdout.readline().split()
+        ready(line[1], child.pid)
+        hold()
     raise SystemExit("unknown mode " + mode)
 
 

@@ -269,20 +269,39 @@ pub fn check_args(port: u16, addr: &str, flags: &[&str]) -> Vec<String> {
     v
 }
 
-/// Explains `port` on `addr` with `flags`, then does the same bind for real and asserts the
-/// verdicts agree (the (a) check of every row test).
+/// Explains `port` on `addr` with `flags` and checks that netkit neither lies nor disturbs
+/// (issue 8): a real bind with those options just before, `netkit explain`, a real bind just
+/// after, and `netkit explain` again must all give the same verdict.
 pub fn explain_and_verify(port: u16, addr: &str, flags: &[&str]) -> Explain {
     let p = port.to_string();
     let mut a = vec![p.as_str(), "--addr", addr];
     a.extend_from_slice(flags);
-    let e = explain(&a);
     let ca = check_args(port, addr, flags);
-    let real = real_bind(&ca.iter().map(String::as_str).collect::<Vec<_>>(), false);
+    let ca: Vec<&str> = ca.iter().map(String::as_str).collect();
+    verify_around(&a, &ca, false)
+}
+
+/// The before/after check for any explain arguments: `check` are helper.py `check` flags for
+/// the same bind (run as `nobody` when `as_nobody`). Returns the first explanation.
+pub fn verify_around(explain_args: &[&str], check: &[&str], as_nobody: bool) -> Explain {
+    let before = real_bind(check, as_nobody);
+    let e = explain(explain_args);
+    let after = real_bind(check, as_nobody);
+    let again = explain(explain_args);
     assert_eq!(
         e.verdict(),
-        real,
-        "netkit's verdict vs a real bind; causes: {:#?}",
+        before,
+        "netkit's verdict vs a real bind made just before; causes: {:#?}",
         e.causes
+    );
+    assert_eq!(
+        after, before,
+        "a real bind with the same options changed its result across `netkit explain {explain_args:?}`: netkit disturbed the kernel state it diagnoses"
+    );
+    assert_eq!(
+        again.verdict(),
+        e.verdict(),
+        "a second `netkit explain {explain_args:?}` gave another verdict"
     );
     e
 }

@@ -15,28 +15,60 @@ pub fn netkit() -> &'static str {
     env!("CARGO_BIN_EXE_netkit")
 }
 
-/// One status line (only the fields the tests look at; the rest are ignored).
+/// One status line (only the fields the tests look at; the rest are ignored). Addresses
+/// arrive split (`local_addr` + `local_port`, `peer_addr` + `peer_port`) and are joined here:
+/// `addr` is the listening event's local address.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(from = "RawLine")]
 pub struct Line {
     pub event: String,
-    #[serde(default)]
     pub addr: Option<SocketAddr>,
-    #[serde(default)]
     pub peer: Option<SocketAddr>,
-    #[serde(default)]
     pub message: Option<String>,
-    #[serde(default)]
     pub reason: Option<String>,
-    #[serde(default)]
+    pub error: Option<String>,
     pub errno: Option<i32>,
-    #[serde(default)]
     pub errno_name: Option<String>,
-    #[serde(default)]
     pub options: Option<Options>,
-    #[serde(default)]
     pub failures: Option<u64>,
-    #[serde(default)]
     pub in_flight: Option<usize>,
+    pub aborted: Option<usize>,
+    /// The whole line.
+    pub raw: serde_json::Value,
+}
+
+#[derive(Deserialize)]
+struct RawLine(serde_json::Value);
+
+fn join(v: &serde_json::Value, role: &str) -> Option<SocketAddr> {
+    let ip: std::net::IpAddr = v.get(format!("{role}_addr"))?.as_str()?.parse().ok()?;
+    let port = u16::try_from(v.get(format!("{role}_port"))?.as_u64()?).ok()?;
+    Some(SocketAddr::new(ip, port))
+}
+
+impl From<RawLine> for Line {
+    fn from(RawLine(v): RawLine) -> Line {
+        let s = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
+        let n = |k: &str| v.get(k).and_then(serde_json::Value::as_u64);
+        Line {
+            event: s("event").unwrap_or_default(),
+            // The proxy's events still carry "addr": "IP:PORT".
+            addr: join(&v, "local").or_else(|| s("addr").and_then(|a| a.parse().ok())),
+            peer: join(&v, "peer"),
+            message: s("message"),
+            reason: s("reason"),
+            error: s("error"),
+            errno: n("errno").map(|x| x as i32),
+            errno_name: s("errno_name"),
+            options: v
+                .get("options")
+                .and_then(|o| serde_json::from_value(o.clone()).ok()),
+            failures: n("failures"),
+            in_flight: n("in_flight").map(|x| x as usize),
+            aborted: n("aborted").map(|x| x as usize),
+            raw: v,
+        }
+    }
 }
 
 /// The `options` object (read back from the kernel).

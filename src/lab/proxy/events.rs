@@ -25,6 +25,10 @@ pub enum Outcome {
     BadRequest,
     /// The target could not be reached or did not answer.
     Unreachable,
+    /// Refused: the buffer budget (`--buffer-budget`) is spent.
+    Busy,
+    /// No whole first request within `--first-request-timeout`.
+    FirstRequestTimeout,
 }
 
 /// One JSON-mode request, as printed.
@@ -97,6 +101,43 @@ pub struct StoppedEvent {
     pub accepted: u64,
     /// Connections still open when the drain time ran out (cut).
     pub aborted: u64,
+    /// Connections closed to make room for newcomers (the idlest at the cap, or a client's
+    /// own idlest at its per-client limit).
+    pub evicted: u64,
+    /// Newcomers closed at once (over the per-client limit with every connection busy).
+    pub refused: u64,
+}
+
+/// Logged once each time every connection slot is taken (re-armed when one is free).
+#[derive(Debug, Clone, Serialize)]
+pub struct CapacityEvent {
+    /// Always `at_capacity`.
+    pub event: &'static str,
+    /// `--max-conns`.
+    pub max_conns: usize,
+    /// `--max-conns-per-client`.
+    pub max_conns_per_client: usize,
+    /// `--first-request-timeout`, seconds.
+    pub first_request_timeout_s: f64,
+    /// What happens to newcomers: always `evict_idlest`.
+    pub policy: &'static str,
+    /// Connections evicted so far.
+    pub evicted: u64,
+}
+
+impl CapacityEvent {
+    /// The event for `adm` now.
+    pub fn new(adm: &crate::lab::admission::Admission) -> CapacityEvent {
+        let l = adm.limits();
+        CapacityEvent {
+            event: "at_capacity",
+            max_conns: l.max_conns,
+            max_conns_per_client: l.per_client,
+            first_request_timeout_s: l.first_request.as_secs_f64(),
+            policy: "evict_idlest",
+            evicted: adm.counts().evicted,
+        }
+    }
 }
 
 /// Where events go.
@@ -197,8 +238,20 @@ impl Printer {
         match self.format {
             Format::Json => self.json(e),
             Format::Table => self.write(&format!(
-                "Proxy stopped: {} connection(s) served, {} cut at the drain deadline\n",
-                e.accepted, e.aborted
+                "Proxy stopped: {} connection(s) served, {} cut at the drain deadline, {} evicted for newcomers\n",
+                e.accepted, e.aborted, e.evicted
+            )),
+        }
+    }
+
+    /// Every connection slot is taken (printed even with --quiet: the operator must know).
+    pub fn capacity(&self, e: &CapacityEvent) {
+        match self.format {
+            Format::Json => self.json(e),
+            Format::Table => self.write(&format!(
+                "Proxy at capacity: {} connections open (--max-conns); each newcomer now closes the connection idle longest \
+                 (at most {} per client address, first request within {}s)\n",
+                e.max_conns, e.max_conns_per_client, e.first_request_timeout_s
             )),
         }
     }

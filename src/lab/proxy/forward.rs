@@ -13,7 +13,9 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::{Instant, sleep_until, timeout};
 
 use super::ProxyConfig;
+use super::budget::FREE_PER_CONN;
 use super::events::{Outcome, RequestEvent, shown};
+use crate::lab::admission::Ticket;
 use crate::lab::jsonproto::{FrameScanner, Request, frame_limit, parse_request};
 use crate::lab::policy::{Host, HostAddrs, Policy, Refusal, canonical, parse_host};
 use crate::lab::relay::is_fd_exhaustion;
@@ -27,19 +29,36 @@ pub const NOT_ALLOWED: &str = "Error, not allowed address";
 /// shutdown was asked (its bytes may be in flight); capped by `--drain`.
 const FIRST_REQUEST_GRACE: Duration = Duration::from_millis(500);
 
-/// Serves one client connection until it closes, idles out, errs, or shutdown.
+/// Reply when the request buffer budget is spent.
+pub const BUSY: &str = "Error, busy";
+
+/// Serves one client connection until it closes, idles out, errs, is evicted or shutdown.
+///
+/// Memory: the request buffer starts at 2 KiB, grows only as far as one request may take
+/// ([`frame_limit`]) and only against the shared budget (`Error, busy` past it), and shrinks
+/// back after each request.
 pub async fn serve_conn(
-    mut stream: TcpStream,
+    stream: &mut TcpStream,
     peer: SocketAddr,
     cfg: &ProxyConfig,
     mut shutdown: Shutdown,
+    ticket: Option<&Ticket>,
 ) {
-    let mut buf: Vec<u8> = Vec::with_capacity(2048);
+    const START: usize = 2048;
+    let mut buf: Vec<u8> = Vec::with_capacity(START);
+    let mut lease = cfg.budget.lease();
     let limit = frame_limit(cfg.max_message);
     let mut served = 0u64;
     loop {
         let mut scanner = FrameScanner::default();
         let mut deadline = Instant::now() + cfg.idle_timeout;
+        // The first request has its own, shorter deadline (see `admission`).
+        let first_due = ticket
+            .filter(|_| served == 0)
+            .map(Ticket::first_request_due);
+        if let Some(d) = first_due {
+            deadline = deadline.min(d);
+        }
         let mut shutdown_seen = shutdown.is_requested() && served > 0;
         if shutdown_seen && buf.iter().all(u8::is_ascii_whitespace) {
             return;
@@ -50,37 +69,64 @@ pub async fn serve_conn(
                 Ok(None) => {}
                 Err(e) => {
                     let raw = shown(&buf);
-                    bad_request(&mut stream, peer, cfg, raw, e.to_string(), false).await;
+                    bad_request(stream, peer, cfg, raw, e.to_string(), false).await;
                     return;
                 }
             }
             if buf.len() > limit {
                 let why = format!("request larger than {limit} bytes without ending");
-                bad_request(&mut stream, peer, cfg, shown(&buf), why, false).await;
+                bad_request(stream, peer, cfg, shown(&buf), why, false).await;
                 return;
             }
-            if buf.capacity() - buf.len() < 1024 {
-                buf.reserve(buf.len().clamp(4096, 1 << 20));
+            // Grow by doubling, never past what one request may take (+1 byte to see that
+            // it is over), and only as far as the shared budget allows.
+            let want = (buf.capacity() * 2).clamp(START, limit + 1);
+            if buf.capacity() - buf.len() < 1024 && want > buf.capacity() {
+                if !lease.cover(want) {
+                    let why = format!(
+                        "buffer budget of {} bytes spent (--buffer-budget)",
+                        cfg.budget.limit()
+                    );
+                    refuse(stream, peer, cfg, shown(&buf), BUSY, Outcome::Busy, why).await;
+                    return;
+                }
+                buf.reserve_exact(want - buf.len());
             }
             tokio::select! {
                 r = stream.read_buf(&mut buf) => match r {
                     Ok(0) => {
-                        if scanner.started() {
+                        if scanner.started() && !ticket.is_some_and(Ticket::evicted) {
                             let why = "incomplete JSON: connection closed mid-request".to_string();
-                            bad_request(&mut stream, peer, cfg, shown(&buf), why, false).await;
+                            bad_request(stream, peer, cfg, shown(&buf), why, false).await;
                         }
                         return;
                     }
-                    Ok(_) => {}
+                    Ok(_) => {
+                        if let Some(t) = ticket {
+                            t.touch();
+                        }
+                    }
                     Err(_) => return,
                 },
                 _ = sleep_until(deadline) => {
-                    if scanner.started() {
+                    if ticket.is_some_and(Ticket::evicted) {
+                        return;
+                    }
+                    if !scanner.started() {
+                        // Nothing sent at all: closed without a word, as at the idle timeout.
+                    } else if first_due.is_some_and(|d| Instant::now() >= d) {
+                        let why = format!(
+                            "no whole request within {} (--first-request-timeout)",
+                            secs(cfg.first_request)
+                        );
+                        let reply = format!("Error, bad request: {why}");
+                        refuse(stream, peer, cfg, shown(&buf), &reply, Outcome::FirstRequestTimeout, why).await;
+                    } else {
                         let why = format!(
                             "incomplete JSON: request not finished within {} (--idle-timeout)",
                             secs(cfg.idle_timeout)
                         );
-                        bad_request(&mut stream, peer, cfg, shown(&buf), why, false).await;
+                        bad_request(stream, peer, cfg, shown(&buf), why, false).await;
                     }
                     return;
                 }
@@ -119,18 +165,76 @@ pub async fn serve_conn(
                 ev.server_ip = Some(req.server_ip.clone());
                 ev.server_port = Some(req.server_port);
                 ev.message = Some(req.message.clone());
+                // Waiting for the target and delivering its reply is not idleness: the
+                // connection is not evicted until the reply is sent.
+                if let Some(t) = ticket {
+                    t.set_busy(true);
+                }
                 forward(&req, cfg, &mut ev).await
             }
         };
         buf.drain(..end);
+        if buf.capacity() > FREE_PER_CONN {
+            // Give a large request's buffer back before the next one.
+            let mut small = Vec::with_capacity(buf.len().max(START));
+            small.extend_from_slice(&buf);
+            buf = small;
+            lease.cover(buf.capacity());
+        }
         ev.response = String::from_utf8_lossy(&reply).into_owned();
-        ev.delivered = send_reply(&mut stream, &reply, newline, cfg.idle_timeout).await;
+        ev.delivered = send_reply(stream, &reply, newline, cfg.idle_timeout).await;
+        if let Some(t) = ticket {
+            t.set_busy(false);
+        }
         cfg.printer.request(&ev);
         served += 1;
         if !ev.delivered {
             return;
         }
     }
+}
+
+/// Lingering close (nginx's `lingering_close`): after a refusal the client may still be
+/// sending; closing with unread bytes would send a reset, which can make the client's kernel
+/// drop the reply before it is read. Half-close, then read and discard (through a small
+/// stack buffer, so no memory is held) until the client closes, for at most [`LINGER`].
+async fn linger(stream: &mut TcpStream) {
+    let _ = stream.shutdown().await;
+    let mut sink = [0u8; 4096];
+    let _ = timeout(LINGER, async {
+        while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+    })
+    .await;
+}
+
+/// How long [`linger`] waits for a refused client to stop sending.
+const LINGER: Duration = Duration::from_secs(1);
+
+/// Replies `reply` to a request refused before it was parsed, and logs it.
+async fn refuse(
+    stream: &mut TcpStream,
+    peer: SocketAddr,
+    cfg: &ProxyConfig,
+    received: String,
+    reply: &str,
+    outcome: Outcome,
+    why: String,
+) {
+    let delivered = send_reply(stream, reply.as_bytes(), false, cfg.idle_timeout).await;
+    linger(stream).await;
+    cfg.printer.request(&RequestEvent {
+        event: "request",
+        client: peer,
+        received,
+        server_ip: None,
+        server_port: None,
+        message: None,
+        target: None,
+        outcome,
+        detail: Some(why),
+        response: reply.to_string(),
+        delivered,
+    });
 }
 
 async fn bad_request(
@@ -268,7 +372,11 @@ async fn exchange(
     let mut chunk = [0u8; 4096];
     let mut half_closed = false;
     loop {
-        let until = if half_closed {
+        // A lab server answers and closes at once, so on the default path neither wait
+        // below is ever reached. A server that waits for EOF gets the half-close after
+        // QUIET_BEFORE_HALF_CLOSE of silence; one that has answered but never closes has its
+        // answer relayed after the same quiet time instead of at the idle timeout.
+        let until = if half_closed && reply.is_empty() {
             deadline
         } else {
             deadline.min(Instant::now() + QUIET_BEFORE_HALF_CLOSE)
@@ -333,12 +441,29 @@ pub async fn connect(
     cfg: &ProxyConfig,
     limit: Duration,
 ) -> Result<TcpStream, String> {
-    let sock = if to.is_ipv4() {
+    let sock = new_socket(to).map_err(|e| reason(&e))?;
+    connect_socket(sock, to, cfg, limit).await
+}
+
+/// A TCP socket of `to`'s family.
+///
+/// # Errors
+/// socket(2) failed (EMFILE/ENFILE at the fd limit).
+pub fn new_socket(to: SocketAddr) -> io::Result<TcpSocket> {
+    if to.is_ipv4() {
         TcpSocket::new_v4()
     } else {
         TcpSocket::new_v6()
     }
-    .map_err(|e| reason(&e))?;
+}
+
+/// [`connect`] with a socket made before (by [`new_socket`]).
+pub async fn connect_socket(
+    sock: TcpSocket,
+    to: SocketAddr,
+    cfg: &ProxyConfig,
+    limit: Duration,
+) -> Result<TcpStream, String> {
     if cfg.upstream_opts != sockopt::SockOpts::default() {
         sockopt::apply_to(&sock, &cfg.upstream_opts, to).map_err(|e| reason(&e.source))?;
     }

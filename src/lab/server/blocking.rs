@@ -10,8 +10,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{Backoff, End, ServeOpts};
+use super::{Backoff, End, ServeOpts, refused_status};
 use crate::cli::run::Mode;
+use crate::lab::admission::{Admission, Ticket};
 use crate::lab::protocol::Session;
 use crate::lab::status::Status;
 use crate::sockopt;
@@ -62,19 +63,30 @@ pub(super) fn serve(
     // can still close the listener the moment shutdown is asked for.
     let single = opts.mode == Mode::Single;
     let max = if single { 1 } else { opts.max_conns.max(1) };
+    // `threaded` admits through the shared policy (evict the idlest at the cap, per-client
+    // limit, first-request deadline); `single` keeps the book's behaviour on purpose.
+    let adm = (!single).then(|| Admission::new(opts.limits()));
     let mut backoff = Backoff::default();
     let mut at_cap = false;
     while !stop.load(Ordering::SeqCst) {
-        if active.count() >= max {
-            // Back-pressure: stop accepting; clients wait in the listen queue.
-            if !at_cap && !single {
-                opts.log.emit(&Status::AtCapacity { max_conns: max });
-                at_cap = true;
+        match &adm {
+            None if active.count() >= max => {
+                // Back-pressure: stop accepting; clients wait in the listen queue.
+                active.wait(TICK);
+                continue;
             }
-            active.wait(TICK);
-            continue;
+            None => {}
+            Some(adm) => {
+                let full = adm.is_full();
+                if full && !at_cap {
+                    opts.log.emit(&Status::AtCapacity { max_conns: max });
+                }
+                at_cap = full;
+                if !adm.room_blocking(TICK) {
+                    continue;
+                }
+            }
         }
-        at_cap = false;
         if !readable(&listener, TICK)? {
             continue;
         }
@@ -88,6 +100,16 @@ pub(super) fn serve(
             }
         };
         backoff.success(&opts.log);
+        let ticket = match &adm {
+            None => None,
+            Some(adm) => match adm.admit(peer.ip(), stream.as_raw_fd()) {
+                Ok((t, _)) => Some(t),
+                Err(why) => {
+                    opts.log.emit(&refused_status(peer, Some(why)));
+                    continue;
+                }
+            },
+        };
         if let Err(e) = sockopt::apply_to(&stream, &opts.sock, peer) {
             opts.log.emit(&End::Error(e.source).status(peer));
             continue;
@@ -98,7 +120,15 @@ pub(super) fn serve(
         let spawned = std::thread::Builder::new()
             .name(format!("netkit-conn-{peer}"))
             .spawn(move || {
-                let end = connection(stream, peer, &o, &s, &ab);
+                let mut stream = stream;
+                let end = connection(&mut stream, peer, &o, &s, &ab, ticket.as_ref());
+                let end = match &ticket {
+                    Some(t) if t.evicted() => End::Evicted,
+                    _ => end,
+                };
+                // The slot forgets the fd before the socket is closed.
+                drop(ticket);
+                drop(stream);
                 o.log.emit(&end.status(peer));
                 a.add(-1);
             });
@@ -124,7 +154,7 @@ pub(super) fn serve(
         left = active.wait((deadline - now).min(TICK));
     }
     abort.store(true, Ordering::SeqCst);
-    opts.log.emit(&Status::Stopped { cut_off: left });
+    opts.log.emit(&Status::Stopped { aborted: left });
     Ok(())
 }
 
@@ -160,19 +190,23 @@ fn readable(l: &TcpListener, d: Duration) -> io::Result<bool> {
     Ok(n > 0)
 }
 
-/// One blocking connection, as in the async mode; reads wake every [`TICK`] (or sooner for a
-/// pending lab quiet period) to check idle time and shutdown.
+/// One blocking connection, as in the async mode; reads wake every [`TICK`] to check idle
+/// time and shutdown.
 fn connection(
-    mut stream: TcpStream,
+    stream: &mut TcpStream,
     peer: SocketAddr,
     opts: &ServeOpts,
     stop: &AtomicBool,
     abort: &AtomicBool,
+    ticket: Option<&Ticket>,
 ) -> End {
     let _ = peer;
     let mut session = Session::new(opts.protocol);
     let mut buf = vec![0u8; 16 * 1024];
     let mut last = Instant::now();
+    // Until the first reply, the first-request deadline applies (threaded mode).
+    let first_due = ticket.map(|t| t.first_request_due().into_std());
+    let mut answered = false;
     let mut timeout = None;
     if let Err(e) = stream.set_write_timeout(Some(opts.idle_timeout)) {
         return End::Error(e);
@@ -184,13 +218,7 @@ fn connection(
         if stop.load(Ordering::SeqCst) && !session.has_pending() {
             return End::Shutdown;
         }
-        let want = if session.wants_quiet() {
-            opts.quiet
-                .saturating_sub(last.elapsed())
-                .clamp(Duration::from_millis(1), TICK)
-        } else {
-            TICK.min(opts.idle_timeout)
-        };
+        let want = TICK.min(opts.idle_timeout);
         if timeout != Some(want) {
             if let Err(e) = stream.set_read_timeout(Some(want)) {
                 return End::Error(e);
@@ -205,6 +233,9 @@ fn connection(
             }
             Ok(n) => {
                 last = Instant::now();
+                if let Some(t) = ticket {
+                    t.touch();
+                }
                 session.feed(&buf[..n])
             }
             Err(e)
@@ -213,8 +244,8 @@ fn connection(
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                 ) =>
             {
-                if session.wants_quiet() && last.elapsed() >= opts.quiet {
-                    session.quiet()
+                if !answered && first_due.is_some_and(|d| Instant::now() >= d) {
+                    return End::FirstRequest;
                 } else if last.elapsed() >= opts.idle_timeout {
                     return End::Idle;
                 } else {
@@ -224,6 +255,7 @@ fn connection(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return End::Error(e),
         };
+        answered |= !out.reply.is_empty();
         for message in out.received {
             opts.log.emit(&Status::Received { peer, message });
         }
@@ -239,6 +271,34 @@ fn connection(
         }
         if out.close {
             let _ = stream.shutdown(Half::Write);
+            if let Some(part) = out.incomplete {
+                return End::Incomplete(super::incomplete(&part));
+            }
+            if out.bare && !eof {
+                // As in the async mode: count what the client still sends, then close.
+                let until = Instant::now() + opts.idle_timeout.min(super::LINGER);
+                while session.trailing() < super::MAX_TRAILING && !abort.load(Ordering::SeqCst) {
+                    let left = until.saturating_duration_since(Instant::now());
+                    if left.is_zero() || stream.set_read_timeout(Some(left.min(TICK))).is_err() {
+                        break;
+                    }
+                    match stream.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => drop(session.feed(&buf[..n])),
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                io::ErrorKind::WouldBlock
+                                    | io::ErrorKind::TimedOut
+                                    | io::ErrorKind::Interrupted
+                            ) => {}
+                        Err(_) => break,
+                    }
+                }
+                if session.trailing() > 0 {
+                    return End::Incomplete(super::trailing(session.trailing()));
+                }
+            }
             return if eof { End::Eof } else { End::Done };
         }
     }

@@ -1,0 +1,208 @@
+//! The socket table of several network namespaces at once (`--netns`, `--all-netns`, and
+//! `who-owns`'s look into other namespaces when this one has nothing).
+//!
+//! Each namespace is dumped from a thread that entered it ([`netns::run_in`]) with the same
+//! kernel-side filters as a dump here; owners are then resolved for all namespaces in ONE walk
+//! of `/proc/*/fd` (socket inodes are unique host-wide), so N namespaces cost N dumps and one
+//! walk.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::netns::{self, Netns, NetnsSpec};
+use super::{
+    InspectError, OwnerScope, Query, SocketEntry, diag, name_users, owners_by_inode, procfd, sort,
+    unreadable_note,
+};
+
+/// Which namespaces to look in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// The namespace netkit runs in (no `setns`).
+    Here,
+    /// One namespace the user named.
+    One(NetnsSpec),
+    /// Every namespace on the host.
+    All,
+    /// Every namespace except the current one (the fallback search of `who-owns`).
+    Others,
+}
+
+/// Sockets of one namespace.
+#[derive(Debug, Clone)]
+pub struct NsSockets {
+    /// The namespace (shared by its rows).
+    pub netns: Arc<Netns>,
+    /// Its sockets, sorted, owners resolved as the query asked.
+    pub sockets: Vec<SocketEntry>,
+}
+
+/// The result of [`snapshot`].
+#[derive(Debug, Clone, Default)]
+pub struct MultiSnapshot {
+    /// One entry per namespace that could be read, the current one first.
+    pub parts: Vec<NsSockets>,
+    /// Namespaces that could not be entered, with the reason (EPERM without root).
+    pub skipped: Vec<(Netns, String)>,
+    /// Hints for the user.
+    pub notes: Vec<String>,
+    /// Microseconds spent dumping, per namespace read (for the benchmark).
+    pub dump_us: Vec<u128>,
+}
+
+impl MultiSnapshot {
+    /// Every socket, with its namespace.
+    pub fn rows(&self) -> impl Iterator<Item = (&Arc<Netns>, &SocketEntry)> {
+        self.parts
+            .iter()
+            .flat_map(|p| p.sockets.iter().map(move |s| (&p.netns, s)))
+    }
+
+    /// Number of sockets over all namespaces.
+    pub fn len(&self) -> usize {
+        self.parts.iter().map(|p| p.sockets.len()).sum()
+    }
+
+    /// True when no namespace had a matching socket.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The namespaces `scope` names.
+///
+/// # Errors
+/// A named namespace that does not exist, as a one-line reason.
+pub fn namespaces(scope: &Scope) -> Result<(Vec<Netns>, usize), String> {
+    match scope {
+        Scope::Here => {
+            let inode = netns::current_inode().map_err(|e| e.to_string())?;
+            Ok((
+                vec![Netns {
+                    inode,
+                    name: None,
+                    path: "/proc/self/ns/net".into(),
+                    pids: vec![std::process::id()],
+                    current: true,
+                }],
+                0,
+            ))
+        }
+        Scope::One(spec) => {
+            let inode = netns::inode_of(spec).map_err(|e| e.to_string())?;
+            let (all, _) = netns::list_all();
+            let found = all.into_iter().find(|n| n.inode == inode);
+            let name = match spec {
+                NetnsSpec::Name(n) => Some(n.clone()),
+                _ => found.as_ref().and_then(|n| n.name.clone()),
+            };
+            Ok((
+                vec![Netns {
+                    inode,
+                    name,
+                    path: spec.path(),
+                    pids: found.as_ref().map(|n| n.pids.clone()).unwrap_or_default(),
+                    current: netns::current_inode().ok() == Some(inode),
+                }],
+                0,
+            ))
+        }
+        Scope::All => Ok(netns::list_all()),
+        Scope::Others => {
+            let (all, unreadable) = netns::list_all();
+            Ok((all.into_iter().filter(|n| !n.current).collect(), unreadable))
+        }
+    }
+}
+
+/// Dumps the sockets `q` asks for in every namespace of `scope`, resolves owners in one walk,
+/// names users and sorts each namespace's rows.
+///
+/// # Errors
+/// The dump of the current namespace failing (other namespaces' failures are reported in
+/// [`MultiSnapshot::skipped`]); a named namespace that does not exist.
+pub fn snapshot(q: &Query, scope: &Scope) -> Result<MultiSnapshot, InspectError> {
+    let (list, unreadable) = namespaces(scope).map_err(|e| InspectError::Read {
+        path: e,
+        source: std::io::Error::from(std::io::ErrorKind::NotFound),
+    })?;
+    let mut out = MultiSnapshot::default();
+    for ns in list {
+        let is_current = ns.current;
+        let started = Instant::now();
+        let dumped = if ns.current {
+            super::table(q).map(|(v, n)| {
+                out.notes.extend(n);
+                v
+            })
+        } else {
+            match netns::run_in(&ns.path, || diag::query(q)) {
+                Ok(r) => r,
+                Err(e) => {
+                    out.skipped.push((ns, e.to_string()));
+                    continue;
+                }
+            }
+        };
+        out.dump_us.push(started.elapsed().as_micros());
+        match dumped {
+            Ok(sockets) => out.parts.push(NsSockets {
+                netns: Arc::new(ns),
+                sockets,
+            }),
+            Err(e) if is_current => return Err(e),
+            Err(e) => out.skipped.push((ns, e.to_string())),
+        }
+    }
+    // One walk for every namespace's sockets.
+    let want: HashSet<u64> = out
+        .parts
+        .iter()
+        .flat_map(|p| p.sockets.iter())
+        .filter(|s| {
+            s.inode != 0
+                && match q.owners {
+                    OwnerScope::None => false,
+                    OwnerScope::Binders => s.is_binder(),
+                    OwnerScope::All => true,
+                }
+        })
+        .map(|s| s.inode)
+        .collect();
+    if !want.is_empty() {
+        let (owners, unreadable_fds): (HashMap<u64, _>, usize) =
+            owners_by_inode(&want, procfd::Reach::Shared);
+        for p in &mut out.parts {
+            for s in &mut p.sockets {
+                if let Some(o) = owners.get(&s.inode) {
+                    s.owners = o.clone();
+                }
+            }
+        }
+        if unreadable_fds > 0 && want.len() > owners.len() {
+            out.notes.push(unreadable_note(unreadable_fds));
+        }
+    }
+    for p in &mut out.parts {
+        name_users(&mut p.sockets);
+        sort(&mut p.sockets);
+    }
+    let denied = out
+        .skipped
+        .iter()
+        .filter(|(_, why)| why.contains("needs root"))
+        .count();
+    if denied > 0 || unreadable > 0 {
+        out.notes.push(format!(
+            "{} other network namespace(s) could not be examined: entering a namespace needs root (CAP_SYS_ADMIN){}",
+            denied + unreadable,
+            if unreadable > 0 {
+                format!("; {unreadable} process(es)' namespace is unreadable (/proc/PID/ns/net)")
+            } else {
+                String::new()
+            }
+        ));
+    }
+    Ok(out)
+}
