@@ -16,7 +16,6 @@ use crate::inspect::{
     self, Family, InspectError, Owner, Proto, Query, SockState, diag, procfd, sysctl, users,
 };
 
-
 /// What to collect and how far to go per label.
 #[derive(Debug, Clone)]
 pub struct Options {
