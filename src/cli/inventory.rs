@@ -39,6 +39,8 @@ pub struct WhoOwnsArgs {
     /// Do not ask before --kill.
     #[arg(long, short = 'y', requires = "kill")]
     pub yes: bool,
+    #[command(flatten)]
+    pub view: super::view::View,
 }
 
 /// `netkit listening`.
@@ -55,6 +57,8 @@ pub struct ListeningArgs {
     /// Only sockets of this user (name or uid).
     #[arg(long)]
     pub user: Option<String>,
+    #[command(flatten)]
+    pub view: super::view::View,
 }
 
 /// `netkit timewait`.
@@ -69,6 +73,8 @@ pub struct TimewaitArgs {
     /// Summary rows to print, most entries first (0 = all; --json always has all).
     #[arg(long, default_value_t = 25)]
     pub limit: usize,
+    #[command(flatten)]
+    pub watch: super::view::Watch,
 }
 
 /// `netkit inspect`.
@@ -93,6 +99,8 @@ pub struct InspectArgs {
     /// Only sockets of this user (name or uid).
     #[arg(long)]
     pub user: Option<String>,
+    #[command(flatten)]
+    pub view: super::view::View,
 }
 
 impl WhoOwnsArgs {

@@ -11,6 +11,7 @@ pub mod run;
 pub mod services;
 pub mod sockopts;
 pub mod usage;
+pub mod view;
 
 use clap::{Args, Parser, Subcommand};
 

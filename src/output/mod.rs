@@ -7,6 +7,7 @@
 pub mod json;
 pub mod table;
 pub mod text;
+pub mod watch;
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -245,6 +246,21 @@ pub fn emit_with<R: Report>(
             }
         }
     }
+    out.flush()
+}
+
+/// Prints `pids` one per line, ascending and each once (`--pids`, like `lsof -t`).
+///
+/// # Errors
+/// I/O errors of `out`.
+pub fn write_pids(pids: impl IntoIterator<Item = u32>, mut out: impl Write) -> io::Result<()> {
+    let set: std::collections::BTreeSet<u32> = pids.into_iter().collect();
+    let mut buf = String::new();
+    for p in set {
+        buf.push_str(&p.to_string());
+        buf.push('\n');
+    }
+    out.write_all(buf.as_bytes())?;
     out.flush()
 }
 

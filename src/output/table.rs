@@ -97,9 +97,13 @@ pub fn write_rows(rows: &dyn Rows, limit: Option<usize>, out: &mut impl Write) -
         line.clear();
         for ((c, w), &cut) in cells.iter().zip(&widths).zip(&clipped) {
             let c = one_line(c);
-            let c = if cut { clip(&c, *w) } else { c };
-            line.push_str(&c);
-            line.extend(std::iter::repeat_n(' ', w - width(&c) + GAP));
+            let used = if cut {
+                push_clipped(&mut line, &c, *w)
+            } else {
+                line.push_str(&c);
+                width(&c)
+            };
+            line.extend(std::iter::repeat_n(' ', w - used + GAP));
         }
         let end = line.trim_end().len();
         line.truncate(end);
@@ -206,6 +210,26 @@ pub fn clip(cell: &str, w: usize) -> Cow<'_, str> {
         out.push(ELLIPSIS);
     }
     out.into()
+}
+
+/// Appends `cell` cut to `w` columns (as [`clip`]) to `line` without allocating; returns
+/// the width appended. ASCII cells, nearly all of them, are cut by slicing.
+fn push_clipped(line: &mut String, cell: &str, w: usize) -> usize {
+    if cell.is_ascii() {
+        if cell.len() <= w {
+            line.push_str(cell);
+            return cell.len();
+        }
+        if w == 0 {
+            return 0;
+        }
+        line.push_str(&cell[..w - 1]);
+        line.push(ELLIPSIS);
+        return w;
+    }
+    let c = clip(cell, w);
+    line.push_str(&c);
+    width(&c)
 }
 
 /// Display width; plain ASCII (nearly every cell) is its length.

@@ -100,3 +100,39 @@ fn open_pty(cols: u16, rows: u16) -> (std::fs::File, OwnedFd) {
         )
     }
 }
+
+/// Runs `netkit ARGS` on a pty of `cols` columns and sends SIGINT after `after`.
+pub fn on_tty_interrupted(args: &[&str], cols: u16, after: Duration) -> TtyRun {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_netkit"));
+    cmd.args(args);
+    let (mut master, slave) = open_pty(cols, 50);
+    cmd.env_remove("COLUMNS");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(slave.try_clone().unwrap()))
+        .stderr(Stdio::from(slave))
+        .spawn()
+        .expect("spawn on a pty");
+    drop(cmd);
+    let pid = child.id() as i32;
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(after);
+        // SAFETY: kill(2) on the child this helper started (not yet reaped: wait() below
+        // runs after this thread is joined).
+        unsafe { libc::kill(pid, libc::SIGINT) };
+    });
+    let mut out = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        match master.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    killer.join().unwrap();
+    let status = child.wait().unwrap();
+    TtyRun {
+        code: status.code(),
+        text: String::from_utf8_lossy(&out).replace("\r\n", "\n"),
+    }
+}
