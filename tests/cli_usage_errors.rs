@@ -105,17 +105,19 @@ fn cases(path: &[String], cmd: &clap::Command) -> Vec<(Vec<String>, String)> {
             (None, Some(s)) => format!("-{s}"),
             _ => continue,
         };
-        if takes_value {
+        // An optional value (`--watch [SECS]`) is no error when left out (and would run on).
+        let value_optional = a.get_num_args().is_some_and(|n| n.min_values() == 0);
+        if takes_value && !value_optional {
             out.push((
                 with_required(std::slice::from_ref(&flag)),
                 format!("{flag} without a value"),
             ));
-            if !parser_is_string {
-                out.push((
-                    with_required(&[flag.clone(), BAD.into()]),
-                    format!("bad value for {flag}"),
-                ));
-            }
+        }
+        if takes_value && !parser_is_string {
+            out.push((
+                with_required(&[flag.clone(), BAD.into()]),
+                format!("bad value for {flag}"),
+            ));
         }
         // A flag that needs another one (`--signal` needs `--kill`).
         if a.get_id() == "signal" || a.get_id() == "yes" {

@@ -185,7 +185,20 @@ fn wait_listening(port: u16) {
     }
 }
 
-fn sigint_and_wait(mut child: Child) -> Output {
+/// A child killed on drop, so a failed assertion leaves no server behind.
+struct Guard(Option<Child>);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn sigint_and_wait(mut g: Guard) -> Output {
+    let mut child = g.0.take().expect("child");
     // SAFETY: kill(2) on the child this test started.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let end = Instant::now() + Duration::from_secs(15);
@@ -199,16 +212,18 @@ fn sigint_and_wait(mut child: Child) -> Output {
     child.wait_with_output().unwrap()
 }
 
-fn spawn_closed(args: &[&str]) -> Child {
+fn spawn_closed(args: &[&str]) -> Guard {
     let (reader, writer) = std::io::pipe().expect("pipe");
     drop(reader);
-    netkit_cmd()
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(writer)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+    Guard(Some(
+        netkit_cmd()
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ))
 }
 
 #[test]

@@ -61,6 +61,8 @@ pub struct WhoOwnsArgs {
     /// other namespaces (containers) before saying so.
     #[arg(long, conflicts_with_all = ["netns", "all_netns"])]
     pub here: bool,
+    #[command(flatten)]
+    pub view: super::view::View,
 }
 
 /// `netkit listening`.
@@ -79,6 +81,8 @@ pub struct ListeningArgs {
     pub user: Option<String>,
     #[command(flatten)]
     pub ns: super::netns::NetnsArgs,
+    #[command(flatten)]
+    pub view: super::view::View,
 }
 
 /// `netkit timewait`.
@@ -95,6 +99,8 @@ pub struct TimewaitArgs {
     pub limit: usize,
     #[command(flatten)]
     pub ns: super::netns::OneNetnsArgs,
+    #[command(flatten)]
+    pub watch: super::view::Watch,
 }
 
 /// `netkit inspect`.
@@ -131,6 +137,8 @@ pub struct InspectArgs {
     pub user: Option<String>,
     #[command(flatten)]
     pub ns: super::netns::NetnsArgs,
+    #[command(flatten)]
+    pub view: super::view::View,
 }
 
 impl WhoOwnsArgs {

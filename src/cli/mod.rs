@@ -14,6 +14,7 @@ pub mod signal;
 pub mod sockopts;
 pub mod state;
 pub mod usage;
+pub mod view;
 pub mod wait;
 
 use clap::{Args, Parser, Subcommand};
@@ -36,6 +37,10 @@ pub struct OutputArgs {
     /// Print one JSON object instead of a table (stable field names; see README).
     #[arg(long, global = true)]
     pub json: bool,
+    /// On a terminal, show every table cell in full instead of fitting the table to its
+    /// width (piped output is never cut).
+    #[arg(short = 'w', long, global = true)]
+    pub wide: bool,
 }
 
 /// The subcommands.

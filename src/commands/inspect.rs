@@ -95,6 +95,21 @@ impl InspectReport {
         self.rows.is_empty()
     }
 
+    /// PIDs of the processes holding the listed sockets (repeats allowed).
+    pub fn owner_pids(&self) -> Vec<u32> {
+        self.rows
+            .iter()
+            .filter_map(|r| {
+                let inode = match r {
+                    Row::Diag(_, m) => u64::from(m.inode),
+                    Row::Entry(e) => e.inode,
+                };
+                self.owners.get(&inode)
+            })
+            .flat_map(|o| o.iter().map(|p| p.pid))
+            .collect()
+    }
+
     /// The full entry of row `i`, as every other listing shows it.
     pub fn entry(&self, i: usize) -> SocketEntry {
         let mut s = self.rows[i].bare();

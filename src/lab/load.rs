@@ -623,7 +623,7 @@ pub fn run_cli(a: LoadArgs, format: Format) -> anyhow::Result<i32> {
                 ms(latency.as_ref().map(|l| l.p99_9)),
                 ms(latency.as_ref().map(|l| l.max)),
             ];
-            output::table::write(&header, &[row], &mut stdout)?;
+            output::table::write(&header, &[row], output::Layout::detect().width, &mut stdout)?;
             writeln!(stdout)?;
             let header = vec!["error".to_string(), "count".to_string()];
             let mut rows: Vec<Vec<String>> = ErrorKind::ALL
@@ -631,7 +631,7 @@ pub fn run_cli(a: LoadArgs, format: Format) -> anyhow::Result<i32> {
                 .map(|&k| vec![k.name().to_string(), out.errors[k as usize].to_string()])
                 .collect();
             rows.push(vec!["unfinished".into(), out.unfinished.to_string()]);
-            output::table::write(&header, &rows, &mut stdout)?;
+            output::table::write(&header, &rows, output::Layout::detect().width, &mut stdout)?;
             drop(stdout);
             for n in &notes {
                 eprintln!("note: {n}");

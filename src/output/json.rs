@@ -5,11 +5,20 @@
 //! them to a report that does not carry them itself.
 
 use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Serialize;
 
 /// The version of netkit's JSON vocabulary; bumped only when a field changes meaning or goes.
 pub const SCHEMA_VERSION: u32 = 1;
+
+/// `--watch` in JSON mode: every object carries the time it was taken (`ts`).
+static STAMP: AtomicBool = AtomicBool::new(false);
+
+/// Makes every [`Envelope`] from now on carry `ts` (RFC 3339 UTC, milliseconds).
+pub fn stamp_frames(on: bool) {
+    STAMP.store(on, Ordering::Relaxed);
+}
 
 /// `{"schema_version": 1, "command": ..., <the report's own fields>}`.
 #[derive(Debug, Serialize)]
@@ -18,6 +27,9 @@ pub struct Envelope<'a, R: Serialize> {
     pub schema_version: u32,
     /// The netkit subcommand as typed: `"who-owns"`, `"run server"`.
     pub command: &'a str,
+    /// When the report was taken, in `--watch` mode.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ts: Option<String>,
     /// The report's fields, inlined.
     #[serde(flatten)]
     pub report: &'a R,
@@ -29,6 +41,9 @@ impl<'a, R: Serialize> Envelope<'a, R> {
         Envelope {
             schema_version: SCHEMA_VERSION,
             command,
+            ts: STAMP.load(Ordering::Relaxed).then(|| {
+                humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+            }),
             report,
         }
     }

@@ -6,6 +6,11 @@
 
 pub mod json;
 pub mod table;
+pub mod text;
+pub mod watch;
+
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use std::io::{self, Write};
 
@@ -132,6 +137,56 @@ pub trait Report: Serialize {
     }
 }
 
+/// How wide human output may be: `None` = unlimited (a pipe or a file, or `--wide`), so
+/// nothing is ever cut where a program reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Layout {
+    /// Columns of stdout: tables are fitted and text wrapped to it.
+    pub width: Option<usize>,
+    /// Columns of stderr, for the hints.
+    pub err_width: Option<usize>,
+}
+
+/// `--wide`: never fit or wrap.
+static WIDE: AtomicBool = AtomicBool::new(false);
+
+/// Sets `-w/--wide` for the rest of the run.
+pub fn set_wide(wide: bool) {
+    WIDE.store(wide, Ordering::Relaxed);
+}
+
+impl Layout {
+    /// The layout of netkit's stdout and stderr right now: on a terminal its width (`COLUMNS`
+    /// when set, as `ls` and `ps` honour it), elsewhere or with `--wide` unlimited. Read at
+    /// each call, so `--watch` follows a resized window.
+    pub fn detect() -> Layout {
+        if WIDE.load(Ordering::Relaxed) {
+            return Layout::default();
+        }
+        Layout {
+            width: tty_width(&io::stdout()),
+            err_width: tty_width(&io::stderr()),
+        }
+    }
+}
+
+/// Width of a terminal stream; `None` when it is not a terminal.
+fn tty_width<S: IsTerminal + std::os::fd::AsFd>(s: &S) -> Option<usize> {
+    if !s.is_terminal() {
+        return None;
+    }
+    let columns = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.trim().parse::<usize>().ok())
+        .filter(|&c| c > 0);
+    Some(
+        columns
+            .or_else(|| terminal_size::terminal_size_of(s.as_fd()).map(|(w, _)| usize::from(w.0)))
+            .filter(|&c| c > 0)
+            .unwrap_or(80),
+    )
+}
+
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -141,13 +196,28 @@ pub enum Format {
     Json,
 }
 
-/// Writes `report` to `out` in `format`; hints go to `err` in table mode.
+/// Writes `report` to `out` in `format`, laid out for netkit's stdout and stderr as they
+/// are now ([`Layout::detect`]); hints go to `err` in table mode.
 ///
 /// # Errors
 /// I/O errors of the writers (a broken pipe among them, which `main` treats as success).
 pub fn emit<R: Report>(
     report: &R,
     format: Format,
+    out: impl Write,
+    err: impl Write,
+) -> io::Result<()> {
+    emit_with(report, format, Layout::detect(), out, err)
+}
+
+/// [`emit`] with an explicit layout.
+///
+/// # Errors
+/// I/O errors of the writers.
+pub fn emit_with<R: Report>(
+    report: &R,
+    format: Format,
+    layout: Layout,
     out: impl Write,
     mut err: impl Write,
 ) -> io::Result<()> {
@@ -160,20 +230,37 @@ pub fn emit<R: Report>(
         },
         Format::Table => {
             if let Some(rows) = report.rows() {
-                table::write_rows(rows, &mut out)?;
+                table::write_rows(rows, layout.width, &mut out)?;
             }
             for block in report.human() {
                 match block {
-                    Block::Table { header, rows } => table::write(&header, &rows, &mut out)?,
-                    Block::Line(l) => writeln!(out, "{l}")?,
+                    Block::Table { header, rows } => {
+                        table::write(&header, &rows, layout.width, &mut out)?
+                    }
+                    Block::Line(l) => text::write_wrapped(&l, layout.width, &mut out)?,
                 }
             }
             out.flush()?;
             for n in report.notes() {
-                writeln!(err, "hint: {n}")?;
+                text::write_wrapped(&format!("hint: {n}"), layout.err_width, &mut err)?;
             }
         }
     }
+    out.flush()
+}
+
+/// Prints `pids` one per line, ascending and each once (`--pids`, like `lsof -t`).
+///
+/// # Errors
+/// I/O errors of `out`.
+pub fn write_pids(pids: impl IntoIterator<Item = u32>, mut out: impl Write) -> io::Result<()> {
+    let set: std::collections::BTreeSet<u32> = pids.into_iter().collect();
+    let mut buf = String::new();
+    for p in set {
+        buf.push_str(&p.to_string());
+        buf.push('\n');
+    }
+    out.write_all(buf.as_bytes())?;
     out.flush()
 }
 
