@@ -122,7 +122,19 @@ fn inventory_tables_fit_80_columns() {
 fn words(text: &str) -> HashSet<String> {
     text.split_whitespace()
         .filter(|w| !w.contains('…'))
-        .map(|w| w.replace(|c: char| c.is_ascii_digit(), "#"))
+        .map(|w| {
+            // A run of digits becomes one `#`: the suggested free port may have 4 digits in
+            // one run and 5 in the next.
+            let mut out = String::new();
+            for c in w.chars() {
+                if !c.is_ascii_digit() {
+                    out.push(c);
+                } else if !out.ends_with('#') {
+                    out.push('#');
+                }
+            }
+            out
+        })
         .collect()
 }
 
