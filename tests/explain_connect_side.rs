@@ -240,3 +240,69 @@ print(r.returncode); print(r.stdout.strip())
         "{c:#}"
     );
 }
+
+/// "No answer": in a namespace of its own, a destination on a veth whose far end (in a second
+/// namespace) has no address; a permanent neighbour entry sends the SYNs there, where they are
+/// dropped silently. The trial connect times out and explain says what it cannot see. (This
+/// kernel has no netem qdisc, so loss cannot be simulated on lo.)
+#[test]
+fn a_silently_dropped_syn_times_out_and_says_what_netkit_cannot_see() {
+    if !is_root() {
+        eprintln!("skipped: needs root to create network namespaces");
+        return;
+    }
+    let (Some(a), Some(b)) = (Netns::new("to-a"), Netns::new("to-b")) else {
+        eprintln!("skipped: cannot create network namespaces here");
+        return;
+    };
+    let made = ip(&[
+        "-n", &a.0, "link", "add", "v0", "type", "veth", "peer", "name", "v1", "netns", &b.0,
+    ]) && ip(&["-n", &a.0, "addr", "add", "10.99.0.1/24", "dev", "v0"])
+        && ip(&["-n", &a.0, "link", "set", "v0", "up"])
+        && ip(&["-n", &b.0, "link", "set", "v1", "up"]);
+    if !made {
+        eprintln!("skipped: cannot make a veth pair here");
+        return;
+    }
+    let link = Command::new("ip")
+        .args(["-n", &b.0, "-o", "link", "show", "v1"])
+        .output()
+        .expect("ip link show");
+    let text = String::from_utf8_lossy(&link.stdout);
+    let mac = text
+        .split_whitespace()
+        .skip_while(|w| *w != "link/ether")
+        .nth(1)
+        .expect("v1's MAC")
+        .to_string();
+    assert!(ip(&[
+        "-n",
+        &a.0,
+        "neigh",
+        "add",
+        "10.99.0.2",
+        "lladdr",
+        &mac,
+        "dev",
+        "v0",
+        "nud",
+        "permanent"
+    ]));
+    let (code, out, err) = netkit(&[
+        "explain",
+        "--json",
+        "--connect",
+        "10.99.0.2:80",
+        "--timeout",
+        "1",
+        "--netns",
+        &a.0,
+    ]);
+    let v: Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("bad JSON ({e}): {out}\n{err}"));
+    assert_eq!(code, 1, "{v:#}");
+    assert_eq!(v["errno"], "ETIMEDOUT", "{v:#}");
+    let c = cause(&v, "timed_out");
+    let msg = c["message"].as_str().unwrap_or_default();
+    assert!(msg.contains("cannot see"), "{c:#}");
+}
