@@ -16,7 +16,7 @@ use support_schema::{schema_path, validate, validate_lines, validate_stdout, voc
 /// Commands in `netkit --help` whose `--json` has no schema yet: each owner removes their
 /// line when adding `docs/schema/<command>.schema.json` (the test fails while a listed
 /// command has a file, so this list only shrinks).
-const NOT_YET: &[&str] = &["run proxy"];
+const NOT_YET: &[&str] = &[];
 
 /// Commands without JSON output at all, and why.
 const NO_JSON: &[(&str, &str)] = &[
@@ -375,6 +375,54 @@ fn lab_server_and_client_events_validate() {
         assert_eq!(out.status.code(), Some(0));
         let lines = validate_lines("run client", &out.stdout);
         assert_eq!(lines.len(), 3, "connected + 2 replies");
+    });
+    validate_lines("run server", &srv);
+}
+
+#[test]
+fn proxy_events_validate_in_json_and_relay_mode() {
+    use std::io::{Read, Write};
+    let talk = |port: u16, req: &[u8]| {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.write_all(req).unwrap();
+        let mut reply = Vec::new();
+        let _ = s.read_to_end(&mut reply);
+        String::from_utf8_lossy(&reply).into_owned()
+    };
+    let srv = lab_events(&["run", "server", "127.0.0.1", "-p", "0"], |sp| {
+        let px = lab_events(&["run", "proxy", "--listen", "127.0.0.1:0"], |pp| {
+            let ok = format!(r#"{{"server_ip":"127.0.0.1","server_port":{sp},"message":"hi"}}"#);
+            assert_eq!(talk(pp, ok.as_bytes()), "DONE");
+            assert!(talk(pp, b"garbage").starts_with("Error, bad request"));
+            let blocked = r#"{"server_ip":"127.0.0.1","server_port":7777,"message":"hi"}"#;
+            assert_eq!(talk(pp, blocked.as_bytes()), "Error, not allowed address");
+        });
+        let events = validate_lines("run proxy", &px);
+        let outcomes: Vec<&str> = events
+            .iter()
+            .filter(|e| e["event"] == "request")
+            .map(|e| e["outcome"].as_str().unwrap())
+            .collect();
+        assert_eq!(outcomes, ["forwarded", "bad_request", "blocked"]);
+        let fwd = events.iter().find(|e| e["outcome"] == "forwarded").unwrap();
+        assert_eq!(fwd["target_port"], sp);
+        assert_eq!(fwd["client_addr"], "127.0.0.1");
+
+        let relay_to = format!("127.0.0.1:{sp}");
+        let rl = lab_events(
+            &[
+                "run",
+                "proxy",
+                "--listen",
+                "127.0.0.1:0",
+                "--relay",
+                &relay_to,
+            ],
+            |pp| assert_eq!(talk(pp, b"ping"), "DONE"),
+        );
+        let events = validate_lines("run proxy", &rl);
+        assert_eq!(events[0]["relay_to_port"], sp);
+        assert!(events.iter().any(|e| e["event"] == "relay" && e["up"] == 4));
     });
     validate_lines("run server", &srv);
 }

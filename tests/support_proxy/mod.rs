@@ -96,7 +96,8 @@ impl Drop for DoneServer {
 #[derive(Debug, Deserialize)]
 struct Listening {
     event: String,
-    addr: SocketAddr,
+    local_addr: std::net::IpAddr,
+    local_port: u16,
 }
 
 /// `netkit run proxy` under a guard that kills it on drop; stdout lines are collected.
@@ -150,7 +151,7 @@ impl ProxyProc {
                 )
             });
             assert_eq!(l.event, "listening");
-            l.addr
+            SocketAddr::new(l.local_addr, l.local_port)
         } else {
             first
                 .trim()

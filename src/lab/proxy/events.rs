@@ -140,6 +140,46 @@ impl CapacityEvent {
     }
 }
 
+/// The address fields of the proxy's events and the role each is named by in JSON
+/// (`client` → `client_addr`/`client_port`; the listening address is `local_*`).
+const ADDRESS_FIELDS: &[(&str, &str)] = &[
+    ("client", "client"),
+    ("target", "target"),
+    ("addr", "local"),
+    ("relay_to", "relay_to"),
+];
+
+/// One event as the project's JSON vocabulary has it: `schema_version`, `command`
+/// (`"run proxy"`), `ts`, then the event's fields with every socket address split into
+/// `<role>_addr` + `<role>_port` (null when there is none).
+pub fn envelope(event: serde_json::Value, ts: &str) -> serde_json::Value {
+    use serde_json::{Value, json};
+    let mut out = serde_json::Map::new();
+    out.insert("schema_version".into(), json!(1));
+    out.insert("command".into(), json!("run proxy"));
+    out.insert("ts".into(), json!(ts));
+    let Value::Object(fields) = event else {
+        return Value::Object(out);
+    };
+    for (k, v) in fields {
+        match ADDRESS_FIELDS.iter().find(|(name, _)| *name == k) {
+            Some((_, role)) => {
+                let parsed = v.as_str().and_then(|s| s.parse::<SocketAddr>().ok());
+                let (addr, port) = match parsed {
+                    Some(a) => (json!(a.ip().to_string()), json!(a.port())),
+                    None => (Value::Null, Value::Null),
+                };
+                out.insert(format!("{role}_addr"), addr);
+                out.insert(format!("{role}_port"), port);
+            }
+            None => {
+                out.insert(k, v);
+            }
+        }
+    }
+    Value::Object(out)
+}
+
 /// Where events go.
 #[derive(Debug, Clone, Copy)]
 pub struct Printer {
@@ -158,8 +198,12 @@ impl Printer {
     }
 
     fn json<T: Serialize>(&self, v: &T) {
+        let Ok(value) = serde_json::to_value(v) else {
+            return;
+        };
+        let ts = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
         let mut buf = Vec::new();
-        if output::json::write(v, &mut buf).is_ok() {
+        if output::json::line(&envelope(value, &ts), &mut buf).is_ok() {
             self.write(&String::from_utf8_lossy(&buf));
         }
     }
