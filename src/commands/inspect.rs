@@ -324,8 +324,8 @@ pub fn report(args: &InspectArgs) -> anyhow::Result<InspectReport> {
         .collect();
     let want: std::collections::HashSet<u64> = inodes.into_iter().collect();
     let (owners, unreadable) = inspect::owner_map(&want, procfd::Reach::Shared);
-    if unreadable > 0 && want.len() > owners.len() {
-        notes.push(inspect::unreadable_note(unreadable));
+    if unreadable.count > 0 && want.len() > owners.len() {
+        notes.push(inspect::unreadable_note(&unreadable));
     }
     for l in listeners.iter_mut() {
         if let Some(o) = owners.get(&l.inode) {

@@ -330,7 +330,7 @@ impl OwnerSource for ProcOwners {
             .into_iter()
             .filter_map(|(i, v)| v.into_iter().next().map(|o| (i, o)))
             .collect();
-        (firsts, unreadable)
+        (firsts, unreadable.count)
     }
 
     fn placement(&self, pid: u32) -> (String, String) {

@@ -616,8 +616,8 @@ pub fn resolve_owners_within<F: Fn(&SocketEntry) -> bool>(
             s.owners = o.clone();
         }
     }
-    if unreadable > 0 && want.len() > owners.len() {
-        notes.push(unreadable_note(unreadable));
+    if unreadable.count > 0 && want.len() > owners.len() {
+        notes.push(unreadable_note(&unreadable));
     }
     notes
 }
@@ -628,7 +628,7 @@ pub fn resolve_owners_within<F: Fn(&SocketEntry) -> bool>(
 pub fn owners_by_inode(
     want: &HashSet<u64>,
     reach: procfd::Reach,
-) -> (HashMap<u64, Vec<Arc<Owner>>>, usize) {
+) -> (HashMap<u64, Vec<Arc<Owner>>>, Unreadable) {
     let (map, unreadable) = owner_map(want, reach);
     let out = map
         .index
@@ -664,10 +664,10 @@ impl OwnerMap {
 }
 
 /// Like [`owners_by_inode`], as a compact [`OwnerMap`].
-pub fn owner_map(want: &HashSet<u64>, reach: procfd::Reach) -> (OwnerMap, usize) {
+pub fn owner_map(want: &HashSet<u64>, reach: procfd::Reach) -> (OwnerMap, Unreadable) {
     let mut out = OwnerMap::default();
     if want.is_empty() {
-        return (out, 0);
+        return (out, Unreadable::default());
     }
     let scan = procfd::owners(want, reach);
     let pids = scan.all_pids();
@@ -692,14 +692,45 @@ pub fn owner_map(want: &HashSet<u64>, reach: procfd::Reach) -> (OwnerMap, usize)
         });
         out.index.insert(inode, i);
     }
-    (out, scan.unreadable)
+    (
+        out,
+        Unreadable {
+            count: scan.unreadable,
+            pids: scan.denied,
+        },
+    )
 }
 
-/// The hint for sockets whose owner could not be seen: `unreadable` processes were skipped.
-pub fn unreadable_note(unreadable: usize) -> String {
+/// Processes an owner walk could not read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Unreadable {
+    /// How many (as an ordinary user: every other user's process).
+    pub count: usize,
+    /// Those refused although netkit may look (root refused by the kernel's ptrace access
+    /// check or a sandbox): named in the hint.
+    pub pids: Vec<u32>,
+}
+
+/// The hint for sockets whose owner could not be seen: which processes were skipped.
+pub fn unreadable_note(unreadable: &Unreadable) -> String {
     if procfd::is_root() {
+        const SHOWN: usize = 8;
+        let mut names: Vec<String> = unreadable
+            .pids
+            .iter()
+            .take(SHOWN)
+            .map(|p| format!("PID {p}"))
+            .collect();
+        if unreadable.pids.len() > SHOWN {
+            names.push(format!("{} more", unreadable.pids.len() - SHOWN));
+        }
+        let which = if names.is_empty() {
+            format!("{} process(es)", unreadable.count)
+        } else {
+            names.join(", ")
+        };
         format!(
-            "{unreadable} process(es) could not be examined (their /proc/<pid>/fd is unreadable even for root); some owners may be missing"
+            "{which} could not be examined (/proc/<pid>/fd is unreadable even for root); sockets only they hold show no owner"
         )
     } else {
         "some sockets belong to other users' processes: run as root (sudo) to see their PIDs"
@@ -844,6 +875,30 @@ pub fn unspecified(family: Family) -> IpAddr {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_unreadable_hint_names_the_refused_pids_for_root() {
+        let u = Unreadable {
+            count: 2,
+            pids: vec![1, 42],
+        };
+        let note = unreadable_note(&u);
+        if procfd::is_root() {
+            assert!(
+                note.starts_with("PID 1, PID 42 could not be examined"),
+                "{note}"
+            );
+        } else {
+            assert!(note.contains("run as root"), "{note}");
+        }
+        let many = Unreadable {
+            count: 10,
+            pids: (1..=10).collect(),
+        };
+        if procfd::is_root() {
+            assert!(unreadable_note(&many).contains("PID 8, 2 more"));
+        }
+    }
+
     use super::*;
 
     fn ip(s: &str) -> IpAddr {

@@ -171,7 +171,7 @@ pub fn snapshot(q: &Query, scope: &Scope) -> Result<MultiSnapshot, InspectError>
         .map(|s| s.inode)
         .collect();
     if !want.is_empty() {
-        let (owners, unreadable_fds): (HashMap<u64, _>, usize) =
+        let (owners, unreadable_fds): (HashMap<u64, _>, _) =
             owners_by_inode(&want, procfd::Reach::Shared);
         for p in &mut out.parts {
             for s in &mut p.sockets {
@@ -180,8 +180,8 @@ pub fn snapshot(q: &Query, scope: &Scope) -> Result<MultiSnapshot, InspectError>
                 }
             }
         }
-        if unreadable_fds > 0 && want.len() > owners.len() {
-            out.notes.push(unreadable_note(unreadable_fds));
+        if unreadable_fds.count > 0 && want.len() > owners.len() {
+            out.notes.push(unreadable_note(&unreadable_fds));
         }
     }
     for p in &mut out.parts {

@@ -23,6 +23,9 @@ pub struct Scan {
     pids: Vec<u32>,
     /// Processes whose fd directory or fd links could not be read (permission).
     pub unreadable: usize,
+    /// Of those, the ones refused although netkit may look (root refused by a sandbox or
+    /// the ptrace access check, as for this host's PID 1): named in the hint.
+    pub denied: Vec<u32>,
 }
 
 impl Scan {
@@ -134,6 +137,7 @@ struct Found {
     /// (inode, pid, fd).
     pairs: Vec<(u64, u32, u32)>,
     unreadable: usize,
+    denied: Vec<u32>,
     visited: Vec<u32>,
 }
 
@@ -215,6 +219,7 @@ pub fn owners(want: &HashSet<u64>, reach: Reach) -> Scan {
     }
     let mut pairs = std::mem::take(&mut found.pairs);
     unreadable += found.unreadable;
+    let mut denied = std::mem::take(&mut found.denied);
 
     if reach == Reach::Shared && found_all(&pairs, want) {
         let visited: HashSet<u32> = found.visited.iter().copied().collect();
@@ -235,7 +240,10 @@ pub fn owners(want: &HashSet<u64>, reach: Reach) -> Scan {
         }
         pairs.append(&mut more.pairs);
         unreadable += more.unreadable;
+        denied.append(&mut more.denied);
     }
+    denied.sort_unstable();
+    denied.dedup();
     let mut pairs: Vec<(u64, u32)> = pairs.into_iter().map(|(i, p, _)| (i, p)).collect();
     pairs.sort_unstable();
     pairs.dedup();
@@ -243,6 +251,7 @@ pub fn owners(want: &HashSet<u64>, reach: Reach) -> Scan {
         inodes: pairs.iter().map(|p| p.0).collect(),
         pids: pairs.iter().map(|p| p.1).collect(),
         unreadable,
+        denied,
     }
 }
 
@@ -335,6 +344,7 @@ fn walk_parallel(order: &[u32], want: &HashSet<u64>, early: bool) -> Found {
     for mut p in parts {
         all.links += p.links;
         all.unreadable += p.unreadable;
+        all.denied.append(&mut p.denied);
         all.pairs.append(&mut p.pairs);
         all.visited.append(&mut p.visited);
     }
@@ -423,6 +433,7 @@ impl FdDir {
             let err = std::io::Error::last_os_error();
             if matches!(err.raw_os_error(), Some(libc::EACCES) | Some(libc::EPERM)) {
                 found.unreadable += 1;
+                found.denied.push(pid);
             }
             return None;
         }
@@ -474,6 +485,7 @@ impl FdDir {
                 if !denied && std::io::Error::last_os_error().raw_os_error() == Some(libc::EACCES) {
                     denied = true;
                     found.unreadable += 1;
+                    found.denied.push(pid);
                 }
                 continue;
             }
