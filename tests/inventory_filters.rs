@@ -338,3 +338,43 @@ fn timewait_table_is_capped_by_limit_but_json_keeps_every_pair() {
         "{all}"
     );
 }
+
+#[test]
+fn timewait_port_takes_lists_ranges_and_hosts() {
+    let a = TcpListener::bind("127.0.0.1:0").unwrap();
+    let b = TcpListener::bind("127.0.0.1:0").unwrap();
+    let (pa, pb) = (
+        a.local_addr().unwrap().port(),
+        b.local_addr().unwrap().port(),
+    );
+    make_time_wait(&a);
+    make_time_wait(&b);
+    make_time_wait(&b);
+    let count = |r: &TimewaitJson, port: u16| {
+        r.ports
+            .iter()
+            .filter(|e| e.local_addr == "127.0.0.1" && e.local_port == port)
+            .map(|e| e.count)
+            .sum::<usize>()
+    };
+    let list = format!("{pa},{pb}");
+    let (r, code) = poll(Duration::from_secs(3), || {
+        let (r, code) = netkit_json::<TimewaitJson>(&["timewait", "--port", &list]);
+        (count(&r, pa) == 1 && count(&r, pb) == 2).then_some((r, code))
+    })
+    .expect("both ports' TIME_WAITs within 3 s");
+    assert_eq!(code, 0);
+    assert!(
+        r.ports
+            .iter()
+            .all(|e| e.local_port == pa || e.local_port == pb),
+        "{r:?}"
+    );
+    // A host narrows the address: nothing of ours is on 127.0.0.2.
+    let (r, _) = netkit_json::<TimewaitJson>(&["timewait", "--port", &format!("127.0.0.2:{pb}")]);
+    assert_eq!(count(&r, pb), 0, "{r:?}");
+    // --all with two ports lists three sockets of ours.
+    let (all, code) = netkit_json::<SocketsJson>(&["timewait", "--all", "--port", &list]);
+    assert_eq!(code, 0);
+    assert_eq!(all.only("127.0.0.1").sockets.len(), 3);
+}

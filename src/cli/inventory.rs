@@ -2,7 +2,7 @@
 
 use clap::{Args, ValueHint};
 
-use super::port::{PortSet, PortSpec, one_port, parse_port_spec};
+use super::port::{PortSet, PortSpec, parse_port_spec};
 use super::signal::{Signal, SignalParser};
 use super::state::StateFilter;
 
@@ -91,9 +91,9 @@ pub struct TimewaitArgs {
     /// List every TIME_WAIT socket instead of the per-port summary.
     #[arg(long)]
     pub all: bool,
-    /// Only this LOCAL port (6000, :6000 or a service name).
-    #[arg(long, short = 'p', value_name = "PORT", value_hint = ValueHint::Other, value_parser = one_port)]
-    pub port: Option<u16>,
+    /// Only these LOCAL ports (6000, :6000, 127.0.0.1:6000, http, 6000-6010, 6000,6001).
+    #[arg(long, short = 'p', value_name = "PORT", value_delimiter = ',', value_hint = ValueHint::Other, value_parser = parse_port_spec)]
+    pub port: Vec<PortSpec>,
     /// Summary rows to print, most entries first (0 = all; --json always has all).
     #[arg(long, default_value_t = 25)]
     pub limit: usize,
@@ -139,6 +139,13 @@ pub struct InspectArgs {
     pub ns: super::netns::NetnsArgs,
     #[command(flatten)]
     pub view: super::view::View,
+}
+
+impl TimewaitArgs {
+    /// The --port arguments (empty: every port).
+    pub fn port_set(&self) -> PortSet {
+        PortSet(self.port.clone())
+    }
 }
 
 impl WhoOwnsArgs {

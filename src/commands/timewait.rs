@@ -207,13 +207,18 @@ pub enum Timewait {
 /// # Errors
 /// When the socket table cannot be read.
 pub fn report(args: &TimewaitArgs) -> anyhow::Result<Timewait> {
-    let q = Query {
+    let asked = args.port_set();
+    let mut q = Query {
         udp: false,
         tcp_states: vec![SockState::TimeWait, SockState::Listen, SockState::FinWait2],
-        local_port: args.port,
         owners: inspect::OwnerScope::None,
         ..Query::default()
     };
+    // One port: the kernel filters; several, a range or a host: filtered as they arrive.
+    super::filters::apply_ports(&mut q, &asked);
+    q.udp = false;
+    let wanted =
+        |addr: IpAddr, port: u16| asked.is_empty() || asked.matches(Proto::Tcp, addr, false, port);
     if args.all {
         return list_all(args, &q);
     }
@@ -221,10 +226,16 @@ pub fn report(args: &TimewaitArgs) -> anyhow::Result<Timewait> {
     // Fold TIME_WAIT entries into per-address:port counters as the kernel sends them: a
     // summary of 100,000 entries never holds 100,000 rows.
     let folded = diag::for_each_job(&q, |_, acc: &mut Fold, m| {
-        if args.port.is_some_and(|p| p != m.sport) {
+        let state = diag::to_state(Proto::Tcp, m);
+        // Listeners are kept whatever their address: a TIME_WAIT on 127.0.0.1:P belongs to
+        // the wildcard listener of P.
+        if state != SockState::Listen && !wanted(m.src, m.sport) {
             return;
         }
-        match diag::to_state(Proto::Tcp, m) {
+        if state == SockState::Listen && !asked.is_empty() && !asked.has_port(m.sport) {
+            return;
+        }
+        match state {
             SockState::TimeWait => acc.add_time_wait(m.src, m.sport, u64::from(m.expires)),
             SockState::Listen => acc.listeners.push(diag::to_entry(Proto::Tcp, m)),
             SockState::FinWait2 if m.inode == 0 => acc.orphans += 1,
@@ -314,9 +325,13 @@ pub fn report(args: &TimewaitArgs) -> anyhow::Result<Timewait> {
             .then(a.local_addr.cmp(&b.local_addr))
     });
     if total == 0 {
-        notes.push(match args.port {
-            Some(p) => format!("no TIME_WAIT socket on local port {p}"),
-            None => "no TIME_WAIT sockets".to_string(),
+        notes.push(if asked.is_empty() {
+            "no TIME_WAIT sockets".to_string()
+        } else {
+            format!(
+                "no TIME_WAIT socket on {}",
+                super::who_owns::port_words(&asked)
+            )
         });
     }
     if total > 0 {
@@ -327,7 +342,7 @@ pub fn report(args: &TimewaitArgs) -> anyhow::Result<Timewait> {
     }
     Ok(Timewait::Summary(TimewaitReport {
         command: "timewait",
-        port: args.port,
+        port: asked.single(),
         total,
         expiry_buckets: expiry_buckets(&buckets),
         ports,
@@ -381,7 +396,13 @@ fn orphan_note(orphans: usize, notes: &mut Vec<String>) {
 
 /// `timewait --all`: every TIME_WAIT socket with its port's listener.
 fn list_all(args: &TimewaitArgs, q: &Query) -> anyhow::Result<Timewait> {
+    let ports = args.port_set();
     let (mut sockets, mut notes) = inspect::table(q).context("reading the socket table")?;
+    sockets.retain(|s| {
+        ports.is_empty()
+            || (s.state == SockState::Listen && ports.has_port(s.local_port))
+            || ports.matches(s.proto, s.local_addr, false, s.local_port)
+    });
     let orphans = sockets
         .iter()
         .filter(|s| s.state == SockState::FinWait2 && s.inode == 0)
@@ -402,7 +423,7 @@ fn list_all(args: &TimewaitArgs, q: &Query) -> anyhow::Result<Timewait> {
     inspect::sort(&mut sockets);
     Ok(Timewait::All(SocketsReport {
         command: "timewait",
-        port: args.port,
+        port: ports.single(),
         sockets,
         notes,
         cmdline_column: false,
