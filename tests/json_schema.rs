@@ -428,6 +428,53 @@ fn proxy_events_validate_in_json_and_relay_mode() {
 }
 
 #[test]
+fn a_bind_failure_event_carries_the_envelope() {
+    // A taken port: the server's listen fails with EADDRINUSE and says why as one JSON line.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let p = taken.local_addr().unwrap().port().to_string();
+    for (cmd, args) in [
+        (
+            "run server",
+            vec![
+                "run",
+                "server",
+                "127.0.0.1",
+                "-p",
+                p.as_str(),
+                "--no-reuseaddr",
+            ],
+        ),
+        ("run proxy", vec!["run", "proxy", "--listen", "127.0.0.1:0"]),
+    ] {
+        let args: Vec<String> = args
+            .into_iter()
+            .map(|a| {
+                if a == "127.0.0.1:0" {
+                    format!("127.0.0.1:{p}")
+                } else {
+                    a.to_string()
+                }
+            })
+            .collect();
+        let a: Vec<&str> = std::iter::once("--json")
+            .chain(args.iter().map(String::as_str))
+            .collect();
+        let out = netkit(&a);
+        assert_eq!(out.status.code(), Some(2), "{cmd}: {out:?}");
+        let events = validate_lines(cmd, &out.stdout);
+        let e = events
+            .iter()
+            .find(|e| e["event"] == "error")
+            .expect("an error event");
+        assert_eq!(e["errno_name"], "EADDRINUSE", "{e}");
+        assert_eq!(
+            e["local_port"].as_u64(),
+            Some(u64::from(taken.local_addr().unwrap().port()))
+        );
+    }
+}
+
+#[test]
 fn udp_pair_events_validate() {
     let port = UdpSocket::bind("127.0.0.1:0")
         .unwrap()

@@ -204,7 +204,7 @@ pub fn run_cli(a: ClientArgs, format: Format) -> anyhow::Result<i32> {
     let log = StatusLog::stdout(format, "run client");
     let connect = |first: bool| -> anyhow::Result<TcpStream> {
         let s = sockopt::connect(target, &opts, bind, Some(timeout))
-            .map_err(|e| diagnose::client_failure(e, bind, target, &opts, format))?;
+            .map_err(|e| diagnose::client_failure(e, bind, target, &opts, format, "run client"))?;
         if first {
             log.emit(&Status::Connected {
                 proto: "tcp",

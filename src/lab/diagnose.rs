@@ -105,9 +105,10 @@ pub fn failure(
     proto: Proto,
     local: Option<SocketAddr>,
     format: Format,
+    command: &'static str,
 ) -> anyhow::Error {
     let lines = explain(&e, proto, local);
-    report(&e, &lines, format);
+    report(&e, &lines, format, command);
     // SocketError's message already ends with its source; a chained source would repeat it.
     anyhow::anyhow!("{e}")
 }
@@ -121,6 +122,7 @@ pub fn client_failure(
     remote: SocketAddr,
     opts: &crate::sockopt::SockOpts,
     format: Format,
+    command: &'static str,
 ) -> anyhow::Error {
     let engine = matches!(
         (e.stage, e.errno()),
@@ -130,8 +132,8 @@ pub fn client_failure(
         .then(|| crate::explain::port::connect_failure(local, remote, opts, &e).ok())
         .flatten();
     match report {
-        Some(r) => engine_report(e, &r, format),
-        None => failure(e, Proto::Tcp, local, format),
+        Some(r) => engine_report(e, &r, format, command),
+        None => failure(e, Proto::Tcp, local, format, command),
     }
 }
 
@@ -141,13 +143,14 @@ pub fn listen_failure(
     e: SocketError,
     opts: &crate::sockopt::SockOpts,
     format: Format,
+    command: &'static str,
 ) -> anyhow::Error {
     let report = (e.errno() == Some(libc::EADDRINUSE))
         .then(|| crate::explain::port::listen(e.addr, opts).ok())
         .flatten();
     match report {
-        Some(r) => engine_report(e, &r, format),
-        None => failure(e, Proto::Tcp, None, format),
+        Some(r) => engine_report(e, &r, format, command),
+        None => failure(e, Proto::Tcp, None, format, command),
     }
 }
 
@@ -157,6 +160,7 @@ fn engine_report(
     e: SocketError,
     report: &crate::explain::ExplainReport,
     format: Format,
+    command: &'static str,
 ) -> anyhow::Error {
     let errno = e.errno().unwrap_or(0);
     let head = format!(
@@ -183,23 +187,29 @@ fn engine_report(
                     .iter()
                     .map(|c| format!("[{}] {} Fix: {}", c.kind, c.message, c.fix)),
             );
-            report_lines(&e, &lines, format);
+            report_lines(&e, &lines, format, command);
         }
     }
     anyhow::anyhow!("{e}")
 }
 
 /// Prints `lines` about `e` as [`failure`] does.
-pub fn report(e: &SocketError, lines: &[String], format: Format) {
-    report_lines(e, lines, format)
+pub fn report(e: &SocketError, lines: &[String], format: Format, command: &'static str) {
+    report_lines(e, lines, format, command)
 }
 
-fn report_lines(e: &SocketError, lines: &[String], format: Format) {
+/// The JSON error event carries the component's envelope (`schema_version`, `command`,
+/// `ts`) and the failed address split, like every other lab event.
+fn report_lines(e: &SocketError, lines: &[String], format: Format, command: &'static str) {
     #[derive(serde::Serialize)]
     struct ErrorLine<'a> {
+        schema_version: u32,
+        command: &'static str,
+        ts: String,
         event: &'static str,
         stage: &'static str,
-        addr: SocketAddr,
+        local_addr: std::net::IpAddr,
+        local_port: u16,
         errno: Option<i32>,
         errno_name: Option<&'static str>,
         error: String,
@@ -208,9 +218,13 @@ fn report_lines(e: &SocketError, lines: &[String], format: Format) {
     match format {
         Format::Json => {
             let line = ErrorLine {
+                schema_version: 1,
+                command,
+                ts: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
                 event: "error",
                 stage: e.stage,
-                addr: e.addr,
+                local_addr: e.addr.ip(),
+                local_port: e.addr.port(),
                 errno: e.errno(),
                 errno_name: e.errno().and_then(errno_name),
                 error: e.source.to_string(),

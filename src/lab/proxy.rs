@@ -234,7 +234,7 @@ pub fn run_cli(a: ProxyArgs, format: Format) -> anyhow::Result<i32> {
     let listen = socket_addr("--listen", &a.listen)?;
     let listen_opts = SockOpts::from_args(&a.sock, true);
     let std_listener = sockopt::listen(listen, &listen_opts, 1024)
-        .map_err(|e| crate::lab::diagnose::listen_failure(e, &listen_opts, format))?;
+        .map_err(|e| crate::lab::diagnose::listen_failure(e, &listen_opts, format, "run proxy"))?;
     std_listener
         .set_nonblocking(true)
         .context("setting the listener non-blocking")?;

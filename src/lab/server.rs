@@ -522,7 +522,7 @@ pub fn run_cli(a: ServerArgs, format: Format) -> anyhow::Result<i32> {
     let addr = resolve_host(&a.host, port)?;
     let sock = SockOpts::from_args(&a.sock, true);
     let listener = sockopt::listen(addr, &sock, BACKLOG)
-        .map_err(|e| diagnose::listen_failure(e, &sock, format))?;
+        .map_err(|e| diagnose::listen_failure(e, &sock, format, "run server"))?;
     if a.mode == Mode::Single {
         // The book's point, said where the user sees it (a hint: stderr in every format).
         eprintln!(

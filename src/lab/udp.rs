@@ -74,7 +74,7 @@ pub fn run_server_cli(a: UdpServerArgs, format: Format) -> anyhow::Result<i32> {
     let bind_ip = group.map_or(iface, IpAddr::V4);
     let addr = SocketAddr::new(bind_ip, a.port);
     let sock = sockopt::udp_bind(addr, &opts)
-        .map_err(|e| diagnose::failure(e, Proto::Udp, None, format))?;
+        .map_err(|e| diagnose::failure(e, Proto::Udp, None, format, "run udp-server"))?;
     if let Some(g) = group {
         let IpAddr::V4(ifv4) = iface else {
             bail!("--multicast needs an IPv4 --addr for the interface");
@@ -149,7 +149,7 @@ pub fn run_client_cli(a: UdpClientArgs, format: Format) -> anyhow::Result<i32> {
         );
     }
     let sock = sockopt::udp_bind(local, &opts)
-        .map_err(|e| diagnose::failure(e, Proto::Udp, None, format))?;
+        .map_err(|e| diagnose::failure(e, Proto::Udp, None, format, "run udp-client"))?;
     sock.connect(to).with_context(|| format!("connect {to}"))?;
     let log = StatusLog::stdout(format, "run udp-client");
     let me = sock.local_addr()?;
