@@ -383,11 +383,15 @@ fn lab_server_and_client_events_validate() {
 fn proxy_events_validate_in_json_and_relay_mode() {
     use std::io::{Read, Write};
     let talk = |port: u16, req: &[u8]| {
+        // One read: the reply comes in one piece, and the proxy may keep the connection
+        // open for another request (JSON framing needs no EOF).
         let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
         s.write_all(req).unwrap();
-        let mut reply = Vec::new();
-        let _ = s.read_to_end(&mut reply);
-        String::from_utf8_lossy(&reply).into_owned()
+        let mut reply = [0u8; 512];
+        let n = s.read(&mut reply).unwrap_or(0);
+        String::from_utf8_lossy(&reply[..n]).into_owned()
     };
     let srv = lab_events(&["run", "server", "127.0.0.1", "-p", "0"], |sp| {
         let px = lab_events(&["run", "proxy", "--listen", "127.0.0.1:0"], |pp| {

@@ -283,3 +283,28 @@ fn an_owner_in_a_docker_named_cgroup_is_named_as_the_container() {
     assert!(t.contains("UNIT/CONTAINER"), "{t}");
     assert!(t.contains(&format!("docker:{}", &id[..12])), "{t}");
 }
+
+#[test]
+fn wait_listen_and_free_port_work_inside_a_namespace() {
+    let Some(h) = unshared() else { return };
+    let port = h.port.to_string();
+    let spec = format!("pid:{}", h.pid());
+    let target = format!("127.0.0.1:{port}");
+    let out = netkit(&["wait-listen", &target, "--timeout", "2", "--netns", &spec]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    // Here nothing listens on that port (unless by chance): one check, exit 1.
+    if TcpListener::bind(("127.0.0.1", h.port)).is_ok() {
+        let out = netkit(&["wait-listen", &target, "--timeout", "0"]);
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+    }
+    // free-port inside the namespace never offers the port its listener holds there.
+    let out = netkit(&["free-port", "--prefer", &port, "--netns", &spec, "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let v = json(&out);
+    let offered = v["ports"].as_array().expect("ports");
+    assert_eq!(offered.len(), 1, "{v}");
+    assert_ne!(
+        offered[0], h.port,
+        "the namespace's listener holds it there: {v}"
+    );
+}

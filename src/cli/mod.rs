@@ -92,6 +92,7 @@ impl Command {
             Command::Explain(a) => a.ns.netns.as_ref(),
             Command::WaitFree(a) => a.ns.netns.as_ref(),
             Command::FreePort(a) => a.ns.netns.as_ref(),
+            Command::WaitListen(a) => a.ns.netns.as_ref(),
             _ => None,
         }
     }

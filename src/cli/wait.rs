@@ -31,6 +31,9 @@ pub struct WaitListenArgs {
     /// Command to run once every port accepts (after `--`).
     #[arg(last = true, value_name = "CMD", value_hint = ValueHint::CommandWithArguments)]
     pub cmd: Vec<std::ffi::OsString>,
+    /// Wait inside this network namespace (the checks connect there, and CMD runs there).
+    #[command(flatten)]
+    pub ns: super::netns::OneNetnsArgs,
 }
 
 impl WaitListenArgs {
