@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use super::sockets_report::SocketsReport;
 use crate::cli::inventory::TimewaitArgs;
+use crate::cli::port::PortSet;
 use crate::inspect::{
     self, InspectError, ListenerIndex, ListenerRef, Proto, Query, SockState, SocketEntry, diag,
     fmt_endpoint,
@@ -202,6 +203,13 @@ pub enum Timewait {
     All(SocketsReport),
 }
 
+/// How many fd links the owner walk of a plain `timewait` (no `--port`) may read: the
+/// summary names the listeners' owners in passing, so it looks for them in the oldest
+/// processes first and gives up after this many links instead of reading the whole host
+/// (a young server with TIME_WAITs next to thousands of long-lived fds). `--port` looks
+/// until it finds them.
+pub const QUICK_WALK_LINKS: usize = 4096;
+
 /// Reads TIME_WAIT sockets (and the listeners of their ports).
 ///
 /// # Errors
@@ -217,54 +225,11 @@ pub fn report(args: &TimewaitArgs) -> anyhow::Result<Timewait> {
     // One port: the kernel filters; several, a range or a host: filtered as they arrive.
     super::filters::apply_ports(&mut q, &asked);
     q.udp = false;
-    let wanted =
-        |addr: IpAddr, port: u16| asked.is_empty() || asked.matches(Proto::Tcp, addr, false, port);
     if args.all {
         return list_all(args, &q);
     }
-    inspect::trace::note("timewait: dump starts");
-    // Fold TIME_WAIT entries into per-address:port counters as the kernel sends them: a
-    // summary of 100,000 entries never holds 100,000 rows.
-    let folded = diag::for_each_job(&q, |_, acc: &mut Fold, m| {
-        let state = diag::to_state(Proto::Tcp, m);
-        // Listeners are kept whatever their address: a TIME_WAIT on 127.0.0.1:P belongs to
-        // the wildcard listener of P.
-        if state != SockState::Listen && !wanted(m.src, m.sport) {
-            return;
-        }
-        if state == SockState::Listen && !asked.is_empty() && !asked.has_port(m.sport) {
-            return;
-        }
-        match state {
-            SockState::TimeWait => acc.add_time_wait(m.src, m.sport, u64::from(m.expires)),
-            SockState::Listen => acc.listeners.push(diag::to_entry(Proto::Tcp, m)),
-            SockState::FinWait2 if m.inode == 0 => acc.orphans += 1,
-            _ => {}
-        }
-    });
-    let (parts, mut notes) = match folded {
-        Ok(parts) => (parts, Vec::new()),
-        // Without sock_diag, fold the /proc/net fallback's rows the same way.
-        Err(InspectError::Netlink { .. }) => {
-            let (rows, notes) = inspect::table(&q).context("reading the socket table")?;
-            let mut acc = Fold::default();
-            for s in rows {
-                match s.state {
-                    SockState::TimeWait => {
-                        acc.add_time_wait(s.local_addr, s.local_port, s.expires_ms.unwrap_or(0))
-                    }
-                    SockState::Listen => acc.listeners.push(s),
-                    SockState::FinWait2 if s.inode == 0 => acc.orphans += 1,
-                    _ => {}
-                }
-            }
-            (vec![acc], notes)
-        }
-        Err(e) => return Err(anyhow::Error::new(e).context("reading the socket table")),
-    };
-    inspect::trace::note("timewait: dump and fold done");
+    let (parts, mut listeners, mut notes) = collect(&q, &asked)?;
     let mut groups: HashMap<(IpAddr, u16), Agg> = HashMap::new();
-    let mut listeners = Vec::new();
     let mut orphans = 0;
     let mut buckets = [0usize; BUCKETS];
     for p in parts {
@@ -272,7 +237,6 @@ pub fn report(args: &TimewaitArgs) -> anyhow::Result<Timewait> {
         for (b, n) in buckets.iter_mut().zip(p.buckets) {
             *b += n;
         }
-        listeners.extend(p.listeners);
         for (k, v) in p.groups {
             let g = groups.entry(k).or_insert(Agg::EMPTY);
             g.count += v.count;
@@ -281,13 +245,14 @@ pub fn report(args: &TimewaitArgs) -> anyhow::Result<Timewait> {
         }
     }
     // Owners only for the listeners some TIME_WAIT group actually belongs to (same port and
-    // an overlapping address): one /proc walk that can stop early.
+    // an overlapping address): one /proc walk that stops once each has an owner.
     let matched: HashSet<u64> = {
         let index = ListenerIndex::new(&listeners);
         groups
             .keys()
             .filter_map(|(addr, port)| index.find(Proto::Tcp, *addr, *port))
             .map(|l| l.inode)
+            .filter(|&i| i != 0)
             .collect()
     };
     inspect::trace::note(&format!(
@@ -296,13 +261,32 @@ pub fn report(args: &TimewaitArgs) -> anyhow::Result<Timewait> {
         listeners.len(),
         matched.len()
     ));
-    // The summary names one listener per port, so the first owner found is enough.
-    notes.extend(inspect::resolve_owners_within(
-        &mut listeners,
-        |s| matched.contains(&s.inode),
-        inspect::procfd::Reach::First,
-    ));
+    // The summary names one listener per port, so the first owner found is enough; without
+    // --port it is a side note, looked for within a budget.
+    let reach = if asked.is_empty() {
+        inspect::procfd::Reach::Within(QUICK_WALK_LINKS)
+    } else {
+        inspect::procfd::Reach::First
+    };
+    let (owners, unreadable, cut_short) = inspect::owner_map_within(&matched, reach);
+    for l in listeners.iter_mut() {
+        if let Some(o) = owners.get(&l.inode) {
+            l.owners = o.clone();
+        }
+    }
     inspect::trace::note("timewait: owners done");
+    if cut_short {
+        let mut missing: Vec<u16> = listeners
+            .iter()
+            .filter(|l| matched.contains(&l.inode) && l.owners.is_empty())
+            .map(|l| l.local_port)
+            .collect();
+        missing.sort_unstable();
+        missing.dedup();
+        notes.push(unresolved_note(&missing));
+    } else if unreadable.count > 0 && matched.len() > owners.len() {
+        notes.push(inspect::unreadable_note(&unreadable));
+    }
     inspect::name_users(&mut listeners);
     orphan_note(orphans, &mut notes);
     let index = ListenerIndex::new(&listeners);
@@ -351,6 +335,110 @@ pub fn report(args: &TimewaitArgs) -> anyhow::Result<Timewait> {
     }))
 }
 
+/// The hint for listeners whose owner the budgeted walk did not reach.
+fn unresolved_note(ports: &[u16]) -> String {
+    const SHOWN: usize = 8;
+    let mut list: Vec<String> = ports.iter().take(SHOWN).map(|p| p.to_string()).collect();
+    if ports.len() > SHOWN {
+        list.push(format!("{} more", ports.len() - SHOWN));
+    }
+    let example = ports.first().copied().unwrap_or(0);
+    format!(
+        "the owner of the listener on port(s) {} was not looked for past the first {QUICK_WALK_LINKS} fd links of /proc (oldest processes first): `netkit timewait --port {example}` or `netkit who-owns {example}` finds it",
+        list.join(", ")
+    )
+}
+
+/// The kernel side of the summary: the TIME_WAIT (and orphan FIN_WAIT2) entries folded per
+/// local address:port as they arrive — a summary of 100,000 entries never holds 100,000
+/// rows — then the listeners of the ports that have entries, asked of the kernel by port
+/// (a bytecode filter), never the host's whole listen table. Falls back to `/proc/net`
+/// when sock_diag cannot be used.
+fn collect(
+    q: &Query,
+    asked: &PortSet,
+) -> anyhow::Result<(Vec<Fold>, Vec<SocketEntry>, Vec<String>)> {
+    let wanted =
+        |addr: IpAddr, port: u16| asked.is_empty() || asked.matches(Proto::Tcp, addr, false, port);
+    let tw_q = Query {
+        tcp_states: vec![SockState::TimeWait, SockState::FinWait2],
+        ..q.clone()
+    };
+    inspect::trace::note("timewait: dump starts");
+    let folded = diag::for_each_job(&tw_q, |_, acc: &mut Fold, m| {
+        if !wanted(m.src, m.sport) {
+            return;
+        }
+        match diag::to_state(Proto::Tcp, m) {
+            SockState::TimeWait => acc.add_time_wait(m.src, m.sport, u64::from(m.expires)),
+            SockState::FinWait2 if m.inode == 0 => acc.orphans += 1,
+            _ => {}
+        }
+    });
+    let netlink_failed = |e: &InspectError| matches!(e, InspectError::Netlink { .. });
+    let parts = match folded {
+        Ok(parts) => parts,
+        Err(e) if netlink_failed(&e) => return collect_from_table(q, asked),
+        Err(e) => return Err(anyhow::Error::new(e).context("reading the socket table")),
+    };
+    inspect::trace::note("timewait: TIME_WAIT dump and fold done");
+    // Listeners are kept whatever their address: a TIME_WAIT on 127.0.0.1:P belongs to the
+    // wildcard listener of P.
+    let ports: Vec<u16> = parts
+        .iter()
+        .flat_map(|p| p.groups.keys().map(|k| k.1))
+        .collect();
+    let mut listeners = Vec::new();
+    let listen_mask = diag::tcp_state_mask(&[SockState::Listen]);
+    match diag::dump_tcp_ports(listen_mask, &ports, |m| {
+        let family_ok = if m.family == netlink_packet_sock_diag::constants::AF_INET6 {
+            q.v6
+        } else {
+            q.v4
+        };
+        if family_ok {
+            listeners.push(diag::to_entry(Proto::Tcp, m));
+        }
+    }) {
+        Ok(()) => {}
+        Err(e) if netlink_failed(&e) => return collect_from_table(q, asked),
+        Err(e) => return Err(anyhow::Error::new(e).context("reading the listeners")),
+    }
+    inspect::trace::note(&format!(
+        "timewait: listeners of {} port(s) read",
+        ports.len()
+    ));
+    Ok((parts, listeners, Vec::new()))
+}
+
+/// Without sock_diag: the /proc/net fallback's rows, folded the same way.
+fn collect_from_table(
+    q: &Query,
+    asked: &PortSet,
+) -> anyhow::Result<(Vec<Fold>, Vec<SocketEntry>, Vec<String>)> {
+    let (rows, notes) = inspect::table(q).context("reading the socket table")?;
+    let mut acc = Fold::default();
+    let mut listeners = Vec::new();
+    for s in rows {
+        if s.state != SockState::Listen
+            && !(asked.is_empty() || asked.matches(Proto::Tcp, s.local_addr, false, s.local_port))
+        {
+            continue;
+        }
+        match s.state {
+            SockState::TimeWait => {
+                acc.add_time_wait(s.local_addr, s.local_port, s.expires_ms.unwrap_or(0))
+            }
+            SockState::Listen => listeners.push(s),
+            SockState::FinWait2 if s.inode == 0 => acc.orphans += 1,
+            _ => {}
+        }
+    }
+    let tw_ports: HashSet<u16> = acc.groups.keys().map(|k| k.1).collect();
+    listeners.retain(|l| tw_ports.contains(&l.local_port));
+    Ok((vec![acc], listeners, notes))
+}
+
 /// Counters of one local address:port.
 #[derive(Debug, Clone, Copy)]
 struct Agg {
@@ -371,7 +459,6 @@ impl Agg {
 #[derive(Debug, Default)]
 struct Fold {
     groups: HashMap<(IpAddr, u16), Agg>,
-    listeners: Vec<SocketEntry>,
     orphans: usize,
     buckets: [usize; BUCKETS],
 }

@@ -209,12 +209,6 @@ fn dump_dyn(
     sport: Option<u16>,
     f: &mut dyn FnMut(&DiagMsg),
 ) -> Result<(), InspectError> {
-    let nl = |what: &'static str| move |source| InspectError::Netlink { what, source };
-    let mut socket = Socket::new(NETLINK_SOCK_DIAG).map_err(nl("opening the socket"))?;
-    socket.bind_auto().map_err(nl("binding the socket"))?;
-    socket
-        .connect(&SocketAddr::new(0, 0))
-        .map_err(nl("connecting to the kernel"))?;
     let req = match (proto, family) {
         (Proto::Tcp, None) => compat_tcp_request(states, sport),
         (_, Some(fam)) => by_family_request(proto, fam, states, sport),
@@ -223,7 +217,109 @@ fn dump_dyn(
             return dump_dyn(proto, Some(Family::Inet6), states, sport, f);
         }
     };
-    socket.send(&req, 0).map_err(nl("sending the request"))?;
+    send_and_read(&req, f)
+}
+
+/// At most this many ports go into one bytecode filter ([`port_bytecode`]): 12 bytes and
+/// up to one comparison per port and socket in the kernel. More are asked without a filter
+/// and sorted out here.
+pub const BYTECODE_PORTS: usize = 128;
+
+/// One TCP dump (IPv4 and IPv6, [`compat_tcp_request`]) of the sockets in `states` whose
+/// local port is one of `ports`, filtered in the kernel by an `INET_DIAG_REQ_BYTECODE`
+/// program as `ss 'sport = :A or sport = :B'` sends it. With more than [`BYTECODE_PORTS`]
+/// ports the kernel sends every socket in `states` and `f` sees only those on `ports`.
+///
+/// # Errors
+/// As [`dump`].
+pub fn dump_tcp_ports(
+    states: u32,
+    ports: &[u16],
+    mut f: impl FnMut(&DiagMsg),
+) -> Result<(), InspectError> {
+    let mut ports = ports.to_vec();
+    ports.sort_unstable();
+    ports.dedup();
+    if ports.is_empty() {
+        return Ok(());
+    }
+    if ports.len() > BYTECODE_PORTS {
+        let req = compat_tcp_request(states, None);
+        return send_and_read(&req, &mut |m: &DiagMsg| {
+            if ports.binary_search(&m.sport).is_ok() {
+                f(m)
+            }
+        });
+    }
+    let req = with_bytecode(compat_tcp_request(states, None), &port_bytecode(&ports));
+    send_and_read(&req, &mut f)
+}
+
+/// `INET_DIAG_BC_JMP`, `INET_DIAG_BC_S_EQ` (include/uapi/linux/inet_diag.h).
+const BC_JMP: u8 = 1;
+const BC_S_EQ: u8 = 11;
+/// `INET_DIAG_REQ_BYTECODE`, the request attribute that carries the filter.
+const INET_DIAG_REQ_BYTECODE: u16 = 1;
+
+/// An inet_diag bytecode program that accepts a socket whose local port is one of `ports`
+/// (at least one), laid out as iproute2's ss lays out `sport = :A or sport = :B` (ss uses
+/// the heavier `S_COND` host condition per port; `S_EQ` compares the port alone): per port
+/// an `S_EQ` op `{code, yes: 8, no: 12}` followed by the port in the `no` field of a second
+/// op, and between two ports a `JMP` `{code, yes: 4, no: to the end}`. A match falls
+/// through to the `JMP`, which skips to the end (accept: the program ends exactly at its
+/// length); a miss jumps over the `JMP` to the next port, and past the end (reject) after
+/// the last one. The kernel audits the program before the dump (net/ipv4/inet_diag.c,
+/// `inet_diag_bc_audit`): every `yes` chain must end exactly at the end and every `no`
+/// target must lie on it, which this layout satisfies.
+///
+/// ```
+/// let bc = netkit::inspect::diag::port_bytecode(&[6000]);
+/// assert_eq!(bc, [11, 8, 12, 0, 0, 0, 0x70, 0x17]); // 6000 = 0x1770, host order
+/// ```
+pub fn port_bytecode(ports: &[u16]) -> Vec<u8> {
+    let total = ports.len() * 12 - 4;
+    let mut bc = Vec::with_capacity(total);
+    let op = |bc: &mut Vec<u8>, code: u8, yes: u8, no: u16| {
+        bc.push(code);
+        bc.push(yes);
+        bc.extend_from_slice(&no.to_ne_bytes());
+    };
+    for (i, &port) in ports.iter().enumerate() {
+        op(&mut bc, BC_S_EQ, 8, 12);
+        op(&mut bc, 0, 0, port);
+        if i + 1 < ports.len() {
+            let left = total - bc.len();
+            op(&mut bc, BC_JMP, 4, left as u16);
+        }
+    }
+    bc
+}
+
+/// Appends an `INET_DIAG_REQ_BYTECODE` attribute holding `bc` to a request and fixes its
+/// `nlmsg_len`.
+fn with_bytecode(mut req: Vec<u8>, bc: &[u8]) -> Vec<u8> {
+    // The request structs are multiples of 4 bytes, so the attribute starts right here.
+    debug_assert!(req.len().is_multiple_of(4));
+    req.extend_from_slice(&((4 + bc.len()) as u16).to_ne_bytes());
+    req.extend_from_slice(&INET_DIAG_REQ_BYTECODE.to_ne_bytes());
+    req.extend_from_slice(bc);
+    while !req.len().is_multiple_of(4) {
+        req.push(0);
+    }
+    let len = req.len() as u32;
+    req[..4].copy_from_slice(&len.to_ne_bytes());
+    req
+}
+
+/// Sends one dump request on a fresh sock_diag socket and hands each reply message to `f`.
+fn send_and_read(req: &[u8], f: &mut dyn FnMut(&DiagMsg)) -> Result<(), InspectError> {
+    let nl = |what: &'static str| move |source| InspectError::Netlink { what, source };
+    let mut socket = Socket::new(NETLINK_SOCK_DIAG).map_err(nl("opening the socket"))?;
+    socket.bind_auto().map_err(nl("binding the socket"))?;
+    socket
+        .connect(&SocketAddr::new(0, 0))
+        .map_err(nl("connecting to the kernel"))?;
+    socket.send(req, 0).map_err(nl("sending the request"))?;
 
     // The kernel fills at most ~32 KiB per recvmsg for a dump (net/netlink/af_netlink.c,
     // netlink_dump caps max_recvmsg_len), so a 64 KiB buffer never truncates.
@@ -445,6 +541,36 @@ mod tests {
         assert_eq!(
             tcp_state_mask(&[SockState::Listen, SockState::TimeWait]),
             (1 << 10) | (1 << 6)
+        );
+    }
+
+    #[test]
+    fn port_bytecode_chains_ports_as_ss_does() {
+        // Ports 1, 2, 3: a JMP's `no` counts from the JMP itself to the end (32 bytes).
+        let bc = port_bytecode(&[1, 2, 3]);
+        assert_eq!(bc.len(), 32);
+        let ops: Vec<(u8, u8, u16)> = bc
+            .chunks(4)
+            .map(|o| (o[0], o[1], u16::from_ne_bytes([o[2], o[3]])))
+            .collect();
+        assert_eq!(
+            ops,
+            [
+                (BC_S_EQ, 8, 12),
+                (0, 0, 1),
+                (BC_JMP, 4, 24),
+                (BC_S_EQ, 8, 12),
+                (0, 0, 2),
+                (BC_JMP, 4, 12),
+                (BC_S_EQ, 8, 12),
+                (0, 0, 3),
+            ]
+        );
+        let req = with_bytecode(compat_tcp_request(1 << 10, None), &bc);
+        assert_eq!(req.len(), NLMSG_HDRLEN + 60 + 4 + 32);
+        assert_eq!(
+            u32::from_ne_bytes([req[0], req[1], req[2], req[3]]) as usize,
+            req.len()
         );
     }
 

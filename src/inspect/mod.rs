@@ -665,9 +665,16 @@ impl OwnerMap {
 
 /// Like [`owners_by_inode`], as a compact [`OwnerMap`].
 pub fn owner_map(want: &HashSet<u64>, reach: procfd::Reach) -> (OwnerMap, Unreadable) {
+    let (map, unreadable, _) = owner_map_within(want, reach);
+    (map, unreadable)
+}
+
+/// Like [`owner_map`], plus whether a [`procfd::Reach::Within`] walk ran out of budget
+/// before it saw every socket in `want` ([`procfd::Scan::cut_short`]).
+pub fn owner_map_within(want: &HashSet<u64>, reach: procfd::Reach) -> (OwnerMap, Unreadable, bool) {
     let mut out = OwnerMap::default();
     if want.is_empty() {
-        return (out, Unreadable::default());
+        return (out, Unreadable::default(), false);
     }
     let scan = procfd::owners(want, reach);
     let pids = scan.all_pids();
@@ -698,6 +705,7 @@ pub fn owner_map(want: &HashSet<u64>, reach: procfd::Reach) -> (OwnerMap, Unread
             count: scan.unreadable,
             pids: scan.denied,
         },
+        scan.cut_short,
     )
 }
 

@@ -26,6 +26,9 @@ pub struct Scan {
     /// Of those, the ones refused although netkit may look (root refused by a sandbox or
     /// the ptrace access check, as for this host's PID 1): named in the hint.
     pub denied: Vec<u32>,
+    /// True when a [`Reach::Within`] walk spent its fd-link budget before every wanted
+    /// socket was seen: the ones missing may well have an owner nobody looked for.
+    pub cut_short: bool,
 }
 
 impl Scan {
@@ -127,6 +130,10 @@ struct Shared<'a> {
     stop: AtomicBool,
     /// Whether to stop early at all.
     early: bool,
+    /// Fd links read so far, by every thread (for the budget).
+    links: AtomicUsize,
+    /// Stop once this many fd links were read (usize::MAX: no budget).
+    budget: usize,
 }
 
 /// What one walker thread found.
@@ -151,6 +158,17 @@ pub enum Reach {
     Shared,
     /// Read every process.
     All,
+    /// Like [`Reach::First`], but read at most this many fd links: a summary that only
+    /// names owners in passing (`timewait`) stays cheap next to a young process with a
+    /// large fd table. [`Scan::cut_short`] says when the budget ran out.
+    Within(usize),
+}
+
+impl Reach {
+    /// One owner per socket is enough.
+    fn first_only(self) -> bool {
+        matches!(self, Reach::First | Reach::Within(_))
+    }
 }
 
 /// A process whose fd table is at most this big is read whole when it is a relative of a
@@ -186,7 +204,7 @@ pub fn owners(want: &HashSet<u64>, reach: Reach) -> Scan {
         procs.retain(|p| p.uid == me);
         unreadable += before - procs.len();
     }
-    if reach == Reach::First {
+    if reach.first_only() {
         // One owner per socket, asked for listeners (`timewait` names each port's listener):
         // oldest processes first. A listener is opened by a server at start-up, servers are
         // long-lived, and their forked workers are younger than the master that also holds
@@ -205,7 +223,12 @@ pub fn owners(want: &HashSet<u64>, reach: Reach) -> Scan {
         procs.sort_by_key(|p| (p.nfds, std::cmp::Reverse(p.pid)));
     }
     let order: Vec<u32> = procs.iter().map(|p| p.pid).collect();
-    let mut found = walk_parallel(&order, want, reach != Reach::All);
+    let budget = match reach {
+        Reach::Within(n) => n,
+        _ => usize::MAX,
+    };
+    let mut found = walk_parallel(&order, want, reach != Reach::All, budget);
+    let cut_short = budget != usize::MAX && found.links >= budget && !found_all(&found.pairs, want);
     if super::trace::on() {
         let seen: HashSet<u64> = found.pairs.iter().map(|p| p.0).collect();
         super::trace::note(&format!(
@@ -232,7 +255,7 @@ pub fn owners(want: &HashSet<u64>, reach: Reach) -> Scan {
             .into_iter()
             .filter(|p| !visited.contains(p) && nfds.contains_key(p))
             .partition(|p| nfds.get(p).is_some_and(|&n| n <= SMALL_RELATIVE));
-        let mut more = walk_parallel(&small, want, false);
+        let mut more = walk_parallel(&small, want, false, usize::MAX);
         for pid in large {
             if let Some(dir) = FdDir::open(pid, &mut more) {
                 dir.match_links(pid, &fd_numbers, want, &mut more);
@@ -252,6 +275,7 @@ pub fn owners(want: &HashSet<u64>, reach: Reach) -> Scan {
         pids: pairs.iter().map(|p| p.1).collect(),
         unreadable,
         denied,
+        cut_short,
     }
 }
 
@@ -317,7 +341,7 @@ fn children_of(pid: u32) -> Vec<u32> {
     out
 }
 
-fn walk_parallel(order: &[u32], want: &HashSet<u64>, early: bool) -> Found {
+fn walk_parallel(order: &[u32], want: &HashSet<u64>, early: bool, budget: usize) -> Found {
     if order.is_empty() {
         return Found::default();
     }
@@ -333,6 +357,8 @@ fn walk_parallel(order: &[u32], want: &HashSet<u64>, early: bool) -> Found {
         seen: Mutex::new(HashSet::new()),
         stop: AtomicBool::new(want.is_empty()),
         early,
+        links: AtomicUsize::new(0),
+        budget,
     };
     let parts: Vec<Found> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
@@ -355,9 +381,24 @@ fn walk(shared: &Shared<'_>) -> Found {
     let mut found = Found::default();
     let mut fds: Vec<u32> = Vec::new();
     while !shared.stop.load(Ordering::Relaxed) {
+        // The second halves of large fd tables come first: they belong to processes earlier
+        // in the order than any PID not taken yet. (Taking them last read every other
+        // process before the rest of an early one: a `timewait` whose listeners sat above
+        // fd 512 in the benchmark's parent read all 30,000 fd links of the host.)
+        let job = shared.overflow.lock().ok().and_then(|mut q| q.pop());
+        if let Some((pid, rest)) = job {
+            if let Some(dir) = FdDir::open(pid, &mut found) {
+                read_chunks(shared, &dir, pid, &rest, &mut found);
+            }
+            continue;
+        }
         let i = shared.next.fetch_add(1, Ordering::Relaxed);
         let Some(&pid) = shared.pids.get(i) else {
-            break;
+            // Nothing left to take: a large table another thread split may still come.
+            if shared.overflow.lock().map(|q| q.is_empty()).unwrap_or(true) {
+                break;
+            }
+            continue;
         };
         found.visited.push(pid);
         let Some(dir) = FdDir::open(pid, &mut found) else {
@@ -365,46 +406,33 @@ fn walk(shared: &Shared<'_>) -> Found {
         };
         fds.clear();
         dir.list(&mut fds);
-        let mine = if fds.len() > SPLIT_AT {
+        if fds.len() > SPLIT_AT {
             let rest = fds.split_off(fds.len() / 2);
             if let Ok(mut q) = shared.overflow.lock() {
                 q.push((pid, rest));
             }
-            &fds[..]
-        } else {
-            &fds[..]
-        };
-        // In chunks, so that a stop raised by a find (here or in another thread) ends the
-        // reading of a large fd table too, not only the walk to the next process.
-        for chunk in mine.chunks(CHUNK) {
-            let before = found.pairs.len();
-            dir.match_links(pid, chunk, shared.want, &mut found);
-            note_seen(shared, &found.pairs[before..]);
-            if shared.early && shared.stop.load(Ordering::Relaxed) {
-                break;
-            }
         }
+        read_chunks(shared, &dir, pid, &fds, &mut found);
     }
-    loop {
-        let job = shared.overflow.lock().ok().and_then(|mut q| q.pop());
-        let Some((pid, rest)) = job else {
-            break;
-        };
+    found
+}
+
+/// Reads `fds` of one process in chunks, so that a stop raised by a find (here or in
+/// another thread) or a spent budget ends the reading of a large fd table too, not only
+/// the walk to the next process.
+fn read_chunks(shared: &Shared<'_>, dir: &FdDir, pid: u32, fds: &[u32], found: &mut Found) {
+    for chunk in fds.chunks(CHUNK) {
+        let before = found.pairs.len();
+        dir.match_links(pid, chunk, shared.want, found);
+        note_seen(shared, &found.pairs[before..]);
+        let total = shared.links.fetch_add(chunk.len(), Ordering::Relaxed) + chunk.len();
+        if total >= shared.budget {
+            shared.stop.store(true, Ordering::Relaxed);
+        }
         if shared.early && shared.stop.load(Ordering::Relaxed) {
             break;
         }
-        if let Some(dir) = FdDir::open(pid, &mut found) {
-            for chunk in rest.chunks(CHUNK) {
-                let before = found.pairs.len();
-                dir.match_links(pid, chunk, shared.want, &mut found);
-                note_seen(shared, &found.pairs[before..]);
-                if shared.early && shared.stop.load(Ordering::Relaxed) {
-                    break;
-                }
-            }
-        }
     }
-    found
 }
 
 /// Records newly found inodes and raises the stop flag once all wanted ones were seen.
