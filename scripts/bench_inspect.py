@@ -310,6 +310,31 @@ def population(s):
     }
 
 
+def max_tw_buckets():
+    """net.ipv4.tcp_max_tw_buckets: past it the kernel closes a socket without TIME_WAIT
+    ("TCP: time wait bucket table overflow"), so a larger population cannot be built."""
+    try:
+        with open("/proc/sys/net/ipv4/tcp_max_tw_buckets") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def tw_cap(wanted):
+    """How many TIME_WAIT this size may make: what the kernel holds (tcp_max_tw_buckets)
+    minus what this namespace already has and a 2 % margin for the others' entries that
+    come and go. Returns (count, reason or None)."""
+    limit = max_tw_buckets()
+    if limit is None:
+        return wanted, None
+    room = int(limit * 0.98) - counts()["time_wait"]
+    if wanted <= room:
+        return wanted, None
+    return max(0, room), (f"TIME_WAIT capped at {max(0, room)} of {wanted}: net.ipv4.tcp_max_tw_buckets = {limit} "
+                          f"(the kernel would close the rest without TIME_WAIT); this size's TIME_WAIT "
+                          f"figures are not {wanted // 1000}k and its growth factor is not comparable")
+
+
 # Listening ports of the TIME_WAIT makers of earlier sizes: their TIME_WAITs must be gone
 # before the next size is measured.
 TW_PORTS = []
@@ -372,6 +397,9 @@ def measure_size(nk, s, runs):
     target_port = ports[len(ports) // 2]
 
     t1 = time.time()
+    n_tw, capped = tw_cap(n_tw)
+    if capped:
+        log(f"scale {s:g}: {capped}")
     tw_servers, made = make_time_waits(n_tw)
     TW_PORTS.extend(srv.getsockname()[1] for srv in tw_servers)
     tw_age_start = time.time()
@@ -421,6 +449,8 @@ def measure_size(nk, s, runs):
     print(f"netkit --version: {version_ms:.2f} ms median of {len(version)} (target < 3 ms) "
           f"{'ok' if version_ms < 3 else 'MISSED'}; /bin/true takes {spawn_ms:.2f} ms the same way")
     # Added lines: what was really measured, and how calm the machine was.
+    if capped:
+        print(f"NOTE: {capped}")
     print(f"sockets (kernel, /proc/net/sockstat): before {fmt_counts(before)}; "
           f"at start {fmt_counts(start)}; at end {fmt_counts(end)}")
     print(f"load average (1/5/15 min): start {load_start[0]:.2f}/{load_start[1]:.2f}/{load_start[2]:.2f}, "
@@ -435,6 +465,7 @@ def measure_size(nk, s, runs):
         "scale": s,
         "population": pop,
         "time_wait_made": made,
+        "time_wait_capped": capped,
         "target_port": target_port,
         "counts_before": before,
         "counts_start": start,
@@ -457,8 +488,10 @@ def growth_rows(sizes):
         for rp, rc in zip(prev["commands"], cur["commands"]):
             g = rc["netkit_ms"] / rp["netkit_ms"] if rp["netkit_ms"] else float("inf")
             gs = rc["ss_ms"] / rp["ss_ms"] if rp["ss_ms"] else float("inf")
+            capped = bool(cur.get("time_wait_capped") or prev.get("time_wait_capped"))
             rows.append({"command": rc["key"], "from_scale": prev["scale"], "to_scale": cur["scale"],
-                         "netkit": g, "ss": gs, "target": round(limit, 2), "ok": g <= limit})
+                         "netkit": g, "ss": gs, "target": round(limit, 2), "ok": g <= limit,
+                         "time_wait_capped": capped})
     return rows
 
 
@@ -481,7 +514,8 @@ def summary(sizes, growth, runs, markdown):
         row.append(f"≤ {TARGETS[k]}")
         for a, b in pairs:
             g = next(g for g in growth if g["command"] == k and g["from_scale"] == a and g["to_scale"] == b)
-            row.append(f"{g['netkit']:.2f} (ss {g['ss']:.2f})" + ("" if g["ok"] else " MISSED"))
+            row.append(f"{g['netkit']:.2f} (ss {g['ss']:.2f})"
+                       + (" TIME_WAIT capped" if g.get("time_wait_capped") else "" if g["ok"] else " MISSED"))
         rows.append(row)
     row = ["peak RSS inspect --tcp"]
     for z in sizes:

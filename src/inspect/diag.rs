@@ -116,7 +116,24 @@ where
         if m.family == AF_INET6 { q.v6 } else { q.v4 }
     };
     let f = &f;
-    std::thread::scope(|scope| {
+    super::trace::note(&format!("sock_diag: {} dump(s) start", jobs.len()));
+    if let [(proto, fam)] = jobs[..] {
+        // One dump (all TCP, a `timewait`): no thread to start and join, which on a loaded
+        // machine costs a scheduling round trip each.
+        let mask = match proto {
+            Proto::Tcp => tcp_mask,
+            Proto::Udp => u32::MAX,
+        };
+        let mut acc = A::default();
+        dump_with(proto, fam, mask, q.local_port, |m| {
+            if family_ok(m) {
+                f(proto, &mut acc, m)
+            }
+        })?;
+        super::trace::note("sock_diag: dump done");
+        return Ok(vec![acc]);
+    }
+    let out = std::thread::scope(|scope| {
         let handles: Vec<_> = jobs
             .iter()
             .map(|&(proto, fam)| {
@@ -143,7 +160,9 @@ where
                 })
             })
             .collect()
-    })
+    });
+    super::trace::note("sock_diag: dumps done");
+    out
 }
 
 /// The `idiag_states` bit mask for a set of TCP states.

@@ -679,6 +679,7 @@ pub fn owner_map_within(want: &HashSet<u64>, reach: procfd::Reach) -> (OwnerMap,
     let scan = procfd::owners(want, reach);
     let pids = scan.all_pids();
     let names = procfd::describe(&pids);
+    trace::note(&format!("owners: {} process(es) described", pids.len()));
     let by_pid: HashMap<u32, Arc<Owner>> = pids
         .iter()
         .map(|&pid| {

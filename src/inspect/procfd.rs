@@ -117,6 +117,71 @@ fn survey() -> Vec<Proc> {
         .collect()
 }
 
+/// Probing is worth it only while the wanted set is small (a port's sockets, a summary's
+/// listeners); `inspect` wants every socket and reads every process anyway.
+const PROBE_MAX_WANTED: usize = 4096;
+
+/// How many processes the probe may move to the front of the walk.
+const PROBE_FRONT: usize = 32;
+
+/// Moves to the front the processes whose newest fd is a socket created near a wanted one.
+///
+/// Socket inode numbers come from one counter (`get_next_ino`, fs/inode.c, handed out to
+/// each CPU in batches of 1,024), so they follow creation time, and a process that opened
+/// the wanted socket usually opened its other sockets around then: a server's listeners
+/// at start-up, a holder's last socket just after. One `readlink` of each process's highest
+/// fd (`/proc/<pid>/fd/<count - 1>`; fd tables are dense unless closed fds left holes, and a
+/// hole just costs the probe) gives that process's newest socket. Up to [`PROBE_FRONT`]
+/// processes whose probe is nearest a wanted inode go first, in order of that distance; the
+/// rest keep their order. Like every order here this costs time, never a wrong answer.
+fn probe_first(procs: &mut Vec<Proc>, want: &HashSet<u64>) {
+    let mut wanted: Vec<u64> = want.iter().copied().collect();
+    wanted.sort_unstable();
+    let nearest = |ino: u64| -> u64 {
+        let i = wanted.partition_point(|&w| w < ino);
+        let above = wanted.get(i).map_or(u64::MAX, |&w| w - ino);
+        let below = i
+            .checked_sub(1)
+            .and_then(|j| wanted.get(j))
+            .map_or(u64::MAX, |&w| ino - w);
+        above.min(below)
+    };
+    let mut link = [0u8; 64];
+    let mut near: Vec<(u64, usize)> = Vec::new();
+    for (i, p) in procs.iter().enumerate() {
+        if p.nfds == 0 {
+            continue;
+        }
+        let Ok(path) = CString::new(format!("/proc/{}/fd/{}", p.pid, p.nfds - 1)) else {
+            continue;
+        };
+        // SAFETY: path is NUL-terminated, link is a writable buffer of the given length;
+        // readlink does not NUL-terminate and returns the length or -1.
+        let len = unsafe { libc::readlink(path.as_ptr(), link.as_mut_ptr().cast(), link.len()) };
+        if len <= 0 {
+            continue;
+        }
+        if let Some(ino) = socket_inode(&link[..len as usize]) {
+            near.push((nearest(ino), i));
+        }
+    }
+    near.sort_unstable();
+    near.truncate(PROBE_FRONT);
+    if near.is_empty() {
+        return;
+    }
+    let front: HashSet<usize> = near.iter().map(|&(_, i)| i).collect();
+    let mut out: Vec<Proc> = near.iter().map(|&(_, i)| procs[i]).collect();
+    out.extend(
+        procs
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !front.contains(i))
+            .map(|(_, p)| *p),
+    );
+    *procs = out;
+}
+
 /// Work shared by the walker threads.
 struct Shared<'a> {
     pids: &'a [u32],
@@ -195,6 +260,7 @@ pub fn owners_of(want: &HashSet<u64>) -> Scan {
 /// Not reported by [`Reach::Shared`]: an fd passed over a UNIX socket (SCM_RIGHTS) to an
 /// unrelated process visited after the stop, or renumbered in a large relative.
 pub fn owners(want: &HashSet<u64>, reach: Reach) -> Scan {
+    super::trace::note("owner walk: survey starts");
     let mut procs = survey();
     let mut unreadable = 0;
     if !is_root() {
@@ -222,12 +288,28 @@ pub fn owners(want: &HashSet<u64>, reach: Reach) -> Scan {
     } else {
         procs.sort_by_key(|p| (p.nfds, std::cmp::Reverse(p.pid)));
     }
+    if reach != Reach::All && !want.is_empty() && want.len() <= PROBE_MAX_WANTED {
+        probe_first(&mut procs, want);
+    }
     let order: Vec<u32> = procs.iter().map(|p| p.pid).collect();
+    super::trace::note(&format!(
+        "owner walk: {} processes surveyed and ordered",
+        order.len()
+    ));
     let budget = match reach {
         Reach::Within(n) => n,
         _ => usize::MAX,
     };
-    let mut found = walk_parallel(&order, want, reach != Reach::All, budget);
+    // A walk expected to stop early (a budget, or few sockets wanted and the probe's
+    // candidates first) runs in this thread: a second walker only pays off over a whole
+    // host's fd tables, and on a loaded machine each thread costs a scheduling round trip.
+    let threads = if reach != Reach::All && (budget != usize::MAX || want.len() <= PROBE_MAX_WANTED)
+    {
+        1
+    } else {
+        walker_threads()
+    };
+    let mut found = walk_parallel(&order, want, reach != Reach::All, budget, threads);
     let cut_short = budget != usize::MAX && found.links >= budget && !found_all(&found.pairs, want);
     if super::trace::on() {
         let seen: HashSet<u64> = found.pairs.iter().map(|p| p.0).collect();
@@ -255,7 +337,7 @@ pub fn owners(want: &HashSet<u64>, reach: Reach) -> Scan {
             .into_iter()
             .filter(|p| !visited.contains(p) && nfds.contains_key(p))
             .partition(|p| nfds.get(p).is_some_and(|&n| n <= SMALL_RELATIVE));
-        let mut more = walk_parallel(&small, want, false, usize::MAX);
+        let mut more = walk_parallel(&small, want, false, usize::MAX, 1);
         for pid in large {
             if let Some(dir) = FdDir::open(pid, &mut more) {
                 dir.match_links(pid, &fd_numbers, want, &mut more);
@@ -264,6 +346,9 @@ pub fn owners(want: &HashSet<u64>, reach: Reach) -> Scan {
         pairs.append(&mut more.pairs);
         unreadable += more.unreadable;
         denied.append(&mut more.denied);
+    }
+    if reach == Reach::Shared {
+        super::trace::note("owner walk: relatives done");
     }
     denied.sort_unstable();
     denied.dedup();
@@ -341,14 +426,24 @@ fn children_of(pid: u32) -> Vec<u32> {
     out
 }
 
-fn walk_parallel(order: &[u32], want: &HashSet<u64>, early: bool, budget: usize) -> Found {
+/// Walker threads for a whole-host walk: one per core, at most 4.
+fn walker_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 4)
+}
+
+fn walk_parallel(
+    order: &[u32],
+    want: &HashSet<u64>,
+    early: bool,
+    budget: usize,
+    threads: usize,
+) -> Found {
     if order.is_empty() {
         return Found::default();
     }
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .clamp(1, 4);
     let shared = Shared {
         pids: order,
         next: AtomicUsize::new(0),
@@ -360,6 +455,9 @@ fn walk_parallel(order: &[u32], want: &HashSet<u64>, early: bool, budget: usize)
         links: AtomicUsize::new(0),
         budget,
     };
+    if threads <= 1 {
+        return walk(&shared);
+    }
     let parts: Vec<Found> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|_| scope.spawn(|| walk(&shared)))
