@@ -117,21 +117,27 @@ where
     };
     let f = &f;
     super::trace::note(&format!("sock_diag: {} dump(s) start", jobs.len()));
-    if let [(proto, fam)] = jobs[..] {
-        // One dump (all TCP, a `timewait`): no thread to start and join, which on a loaded
-        // machine costs a scheduling round trip each.
-        let mask = match proto {
-            Proto::Tcp => tcp_mask,
-            Proto::Udp => u32::MAX,
-        };
-        let mut acc = A::default();
-        dump_with(proto, fam, mask, q.local_port, |m| {
-            if family_ok(m) {
-                f(proto, &mut acc, m)
-            }
-        })?;
-        super::trace::note("sock_diag: dump done");
-        return Ok(vec![acc]);
+    if jobs.len() == 1 || q.local_port.is_some() {
+        // One dump (all TCP: `timewait`), or a port the kernel filters (`who-owns P`: a few
+        // replies each): in this thread, one after the other. A thread to start and join
+        // costs a scheduling round trip on a loaded machine, and parallel walks of the same
+        // hash tables gain little.
+        let mut out = Vec::with_capacity(jobs.len());
+        for &(proto, fam) in &jobs {
+            let mask = match proto {
+                Proto::Tcp => tcp_mask,
+                Proto::Udp => u32::MAX,
+            };
+            let mut acc = A::default();
+            dump_with(proto, fam, mask, q.local_port, |m| {
+                if family_ok(m) {
+                    f(proto, &mut acc, m)
+                }
+            })?;
+            out.push(acc);
+        }
+        super::trace::note("sock_diag: dumps done (in this thread)");
+        return Ok(out);
     }
     let out = std::thread::scope(|scope| {
         let handles: Vec<_> = jobs

@@ -124,15 +124,22 @@ const PROBE_MAX_WANTED: usize = 4096;
 /// How many processes the probe may move to the front of the walk.
 const PROBE_FRONT: usize = 32;
 
+/// Fd numbers the probe tries per process, from the fd count down.
+const PROBE_TRIES: u64 = 4;
+
+/// A probed socket this close (in inode numbers) to a wanted one counts as near: a few
+/// CPUs' batches of `get_next_ino`.
+const PROBE_NEAR: u64 = 8192;
+
 /// Moves to the front the processes whose newest fd is a socket created near a wanted one.
 ///
 /// Socket inode numbers come from one counter (`get_next_ino`, fs/inode.c, handed out to
 /// each CPU in batches of 1,024), so they follow creation time, and a process that opened
 /// the wanted socket usually opened its other sockets around then: a server's listeners
-/// at start-up, a holder's last socket just after. One `readlink` of each process's highest
-/// fd (`/proc/<pid>/fd/<count - 1>`; fd tables are dense unless closed fds left holes, and a
-/// hole just costs the probe) gives that process's newest socket. Up to [`PROBE_FRONT`]
-/// processes whose probe is nearest a wanted inode go first, in order of that distance; the
+/// at start-up, a holder's last socket just after. A `readlink` of each process's highest
+/// fd (`/proc/<pid>/fd/<count - 1>`, or just below when closed fds left holes: up to
+/// [`PROBE_TRIES`]) gives that process's newest socket. Up to [`PROBE_FRONT`] processes
+/// whose probe lies within [`PROBE_NEAR`] of a wanted inode go first, nearest first; the
 /// rest keep their order. Like every order here this costs time, never a wrong answer.
 fn probe_first(procs: &mut Vec<Proc>, want: &HashSet<u64>) {
     let mut wanted: Vec<u64> = want.iter().copied().collect();
@@ -149,20 +156,29 @@ fn probe_first(procs: &mut Vec<Proc>, want: &HashSet<u64>) {
     let mut link = [0u8; 64];
     let mut near: Vec<(u64, usize)> = Vec::new();
     for (i, p) in procs.iter().enumerate() {
-        if p.nfds == 0 {
-            continue;
-        }
-        let Ok(path) = CString::new(format!("/proc/{}/fd/{}", p.pid, p.nfds - 1)) else {
-            continue;
-        };
-        // SAFETY: path is NUL-terminated, link is a writable buffer of the given length;
-        // readlink does not NUL-terminate and returns the length or -1.
-        let len = unsafe { libc::readlink(path.as_ptr(), link.as_mut_ptr().cast(), link.len()) };
-        if len <= 0 {
-            continue;
-        }
-        if let Some(ino) = socket_inode(&link[..len as usize]) {
-            near.push((nearest(ino), i));
+        // fd numbers count-1, count-2, ...: the first that is a socket. Closed fds leave
+        // holes (a forked holder that closed its parent's pipes), so a few are tried.
+        for fd in (p.nfds.saturating_sub(PROBE_TRIES)..p.nfds).rev() {
+            let Ok(path) = CString::new(format!("/proc/{}/fd/{fd}", p.pid)) else {
+                break;
+            };
+            // SAFETY: path is NUL-terminated, link is a writable buffer of the given length;
+            // readlink does not NUL-terminate and returns the length or -1.
+            let len =
+                unsafe { libc::readlink(path.as_ptr(), link.as_mut_ptr().cast(), link.len()) };
+            if len <= 0 {
+                if std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOENT) {
+                    continue;
+                }
+                break;
+            }
+            if let Some(ino) = socket_inode(&link[..len as usize]) {
+                let d = nearest(ino);
+                if d <= PROBE_NEAR {
+                    near.push((d, i));
+                }
+            }
+            break;
         }
     }
     near.sort_unstable();
