@@ -141,7 +141,8 @@ const PROBE_NEAR: u64 = 8192;
 /// [`PROBE_TRIES`]) gives that process's newest socket. Up to [`PROBE_FRONT`] processes
 /// whose probe lies within [`PROBE_NEAR`] of a wanted inode go first, nearest first; the
 /// rest keep their order. Like every order here this costs time, never a wrong answer.
-fn probe_first(procs: &mut Vec<Proc>, want: &HashSet<u64>) {
+/// Returns how many went to the front.
+fn probe_first(procs: &mut Vec<Proc>, want: &HashSet<u64>) -> usize {
     let mut wanted: Vec<u64> = want.iter().copied().collect();
     wanted.sort_unstable();
     let nearest = |ino: u64| -> u64 {
@@ -184,7 +185,7 @@ fn probe_first(procs: &mut Vec<Proc>, want: &HashSet<u64>) {
     near.sort_unstable();
     near.truncate(PROBE_FRONT);
     if near.is_empty() {
-        return;
+        return 0;
     }
     let front: HashSet<usize> = near.iter().map(|&(_, i)| i).collect();
     let mut out: Vec<Proc> = near.iter().map(|&(_, i)| procs[i]).collect();
@@ -196,6 +197,7 @@ fn probe_first(procs: &mut Vec<Proc>, want: &HashSet<u64>) {
             .map(|(_, p)| *p),
     );
     *procs = out;
+    near.len()
 }
 
 /// Work shared by the walker threads.
@@ -286,53 +288,67 @@ pub fn owners(want: &HashSet<u64>, reach: Reach) -> Scan {
         procs.retain(|p| p.uid == me);
         unreadable += before - procs.len();
     }
-    if reach.first_only() {
-        // One owner per socket, asked for listeners (`timewait` names each port's listener):
-        // oldest processes first. A listener is opened by a server at start-up, servers are
-        // long-lived, and their forked workers are younger than the master that also holds
-        // it; the many small processes a busy machine has (shells, compilers, cron jobs) are
-        // mostly younger. Age is the start time in /proc/<pid>/stat (PIDs wrap too often
-        // to stand for it: pid_max is 32,768 here); a process whose stat cannot be read
-        // sorts last. Either way this costs time, never a wrong answer (the walk still runs
-        // to the end when something is missing).
-        let mut aged: Vec<(u64, Proc)> = procs
-            .iter()
-            .map(|p| (start_time(p.pid).unwrap_or(u64::MAX), *p))
-            .collect();
-        aged.sort_by_key(|&(t, p)| (t, p.pid));
-        procs = aged.into_iter().map(|(_, p)| p).collect();
-    } else {
-        procs.sort_by_key(|p| (p.nfds, std::cmp::Reverse(p.pid)));
-    }
-    if reach != Reach::All && !want.is_empty() && want.len() <= PROBE_MAX_WANTED {
-        probe_first(&mut procs, want);
-    }
-    let order: Vec<u32> = procs.iter().map(|p| p.pid).collect();
-    super::trace::note(&format!(
-        "owner walk: {} processes surveyed and ordered",
-        order.len()
-    ));
     let budget = match reach {
         Reach::Within(n) => n,
         _ => usize::MAX,
     };
+    let early = reach != Reach::All;
     // A walk expected to stop early (a budget, or few sockets wanted and the probe's
     // candidates first) runs in this thread: a second walker only pays off over a whole
     // host's fd tables, and on a loaded machine each thread costs a scheduling round trip.
-    let threads = if reach != Reach::All && (budget != usize::MAX || want.len() <= PROBE_MAX_WANTED)
-    {
+    let probing = early && !want.is_empty() && want.len() <= PROBE_MAX_WANTED;
+    let threads = if early && (budget != usize::MAX || probing) {
         1
     } else {
         walker_threads()
     };
-    let mut found = walk_parallel(&order, want, reach != Reach::All, budget, threads);
+    // The probe's candidates first; when they hold everything wanted, the rest of the
+    // host is never ordered (no /proc/<pid>/stat read per process) nor walked.
+    let front = if probing {
+        probe_first(&mut procs, want)
+    } else {
+        0
+    };
+    let mut found = Found::default();
+    if front > 0 {
+        let order: Vec<u32> = procs[..front].iter().map(|p| p.pid).collect();
+        found = walk_parallel(&order, want, true, budget, 1);
+    }
+    let missing: HashSet<u64> = {
+        let seen: HashSet<u64> = found.pairs.iter().map(|p| p.0).collect();
+        want.difference(&seen).copied().collect()
+    };
+    if !early || (!missing.is_empty() && found.links < budget) {
+        let mut rest = procs.split_off(front);
+        order_rest(&mut rest, reach);
+        let rest_order: Vec<u32> = rest.iter().map(|p| p.pid).collect();
+        super::trace::note(&format!(
+            "owner walk: {} of {} processes ordered after the probe's {front}",
+            rest_order.len(),
+            rest_order.len() + front
+        ));
+        let rest_want = if early { &missing } else { want };
+        let mut more = walk_parallel(
+            &rest_order,
+            rest_want,
+            early,
+            budget.saturating_sub(found.links),
+            threads,
+        );
+        found.links += more.links;
+        found.unreadable += more.unreadable;
+        found.denied.append(&mut more.denied);
+        found.pairs.append(&mut more.pairs);
+        found.visited.append(&mut more.visited);
+        procs.extend(rest);
+    }
     let cut_short = budget != usize::MAX && found.links >= budget && !found_all(&found.pairs, want);
     if super::trace::on() {
         let seen: HashSet<u64> = found.pairs.iter().map(|p| p.0).collect();
         super::trace::note(&format!(
             "owner walk ({reach:?}): {} of {} processes visited, {} fd links read, {} of {} sockets found",
             found.visited.len(),
-            order.len(),
+            procs.len(),
             found.links,
             seen.len(),
             want.len()
@@ -377,6 +393,31 @@ pub fn owners(want: &HashSet<u64>, reach: Reach) -> Scan {
         unreadable,
         denied,
         cut_short,
+    }
+}
+
+/// Orders the processes a walk visits after the probe's candidates: oldest first for
+/// [`Reach::First`]/[`Reach::Within`], small fd tables first otherwise.
+fn order_rest(procs: &mut [Proc], reach: Reach) {
+    if reach.first_only() {
+        // One owner per socket, asked for listeners (`timewait` names each port's listener):
+        // oldest processes first. A listener is opened by a server at start-up, servers are
+        // long-lived, and their forked workers are younger than the master that also holds
+        // it; the many small processes a busy machine has (shells, compilers, cron jobs) are
+        // mostly younger. Age is the start time in /proc/<pid>/stat (PIDs wrap too often
+        // to stand for it: pid_max is 32,768 here); a process whose stat cannot be read
+        // sorts last. Either way this costs time, never a wrong answer (the walk still runs
+        // to the end when something is missing).
+        let mut aged: Vec<(u64, Proc)> = procs
+            .iter()
+            .map(|p| (start_time(p.pid).unwrap_or(u64::MAX), *p))
+            .collect();
+        aged.sort_by_key(|&(t, p)| (t, p.pid));
+        for (slot, (_, p)) in procs.iter_mut().zip(aged) {
+            *slot = p;
+        }
+    } else {
+        procs.sort_by_key(|p| (p.nfds, std::cmp::Reverse(p.pid)));
     }
 }
 
