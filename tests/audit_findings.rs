@@ -3,15 +3,19 @@
 //! fails, a bind fails). Cross-user steps run `nobody` through setpriv (root only) and are
 //! skipped with a printed reason elsewhere; namespace tests need root and `ip netns`.
 
-mod support_schema;
-mod support_sockopt;
+mod support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
-use support_sockopt::*;
+use support::cli::*;
+use support::netns::*;
+use support::proc::*;
+use support::python::*;
+use support::sockopt::*;
+use support::{can_setpriv, is_root};
 
 fn sa(s: &str) -> SocketAddr {
     s.parse().unwrap()
@@ -174,7 +178,7 @@ fn reuseport_group_of_two_programs_splits_the_connections() {
 fn dev_server_on_the_wildcard_answers_on_every_address() {
     let mut cmd = std::process::Command::new(python());
     cmd.args(["-u", "-m", "http.server", "--bind", "0.0.0.0", "0"]);
-    let p = Proc::spawn(cmd);
+    let p = GroupChild::spawn(cmd);
     let l = p.line();
     let port: u16 = l
         .split(" port ")
@@ -244,7 +248,7 @@ fn ephemeral_ports_per_destination_and_exit_codes_in_a_small_range() {
         "net.ipv4.ip_local_port_range=40000 40009",
     ]);
     // 5 of 10: warn.
-    let p = ns.peer("fill", &["5000", "5"]);
+    let p = peer_in(&ns, "fill", &["5000", "5"]);
     assert_eq!(p.line(), "READY");
     let (code, r) = audit(Some(&ns.0), &[]);
     let f = findings_on_range(&r, "ephemeral_ports", 40000..=40009);
@@ -263,7 +267,7 @@ fn ephemeral_ports_per_destination_and_exit_codes_in_a_small_range() {
     drop(p);
     // 8 of 10: high; and the claim: two more connects work, the next gets EADDRNOTAVAIL.
     std::thread::sleep(Duration::from_millis(100));
-    let mut p = ns.peer("fill", &["5001", "8"]);
+    let mut p = peer_in(&ns, "fill", &["5001", "8"]);
     assert_eq!(p.line(), "READY");
     let (code, r) = audit(Some(&ns.0), &["--fail-on", "high"]);
     let f: Vec<_> = r["findings"]
@@ -281,33 +285,12 @@ fn ephemeral_ports_per_destination_and_exit_codes_in_a_small_range() {
     assert!(l.starts_with("ERR EADDRNOTAVAIL after "), "{l}");
 }
 
-fn findings_on_range(
-    r: &serde_json::Value,
-    kind: &str,
-    range: std::ops::RangeInclusive<u64>,
-) -> Vec<serde_json::Value> {
-    r["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|f| f["kind"] == kind)
-        .filter(|f| {
-            f["evidence"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|s| s["local_port"].as_u64().is_some_and(|p| range.contains(&p)))
-        })
-        .cloned()
-        .collect()
-}
-
 #[test]
 fn timewait_pile_on_a_port_blocks_a_plain_rebind() {
     // In a private namespace: its own TIME_WAIT table (tcp_max_tw_buckets is per namespace),
     // so a benchmark filling the host's table cannot stop the kernel from making ours.
     let Some(ns) = Netns::new("tw") else { return };
-    let mut p = ns.peer("timewait", &["1000"]);
+    let mut p = peer_in(&ns, "timewait", &["1000"]);
     let l = p.line();
     let port: u16 = l.split_whitespace().nth(1).unwrap().parse().unwrap();
     let (code, r) = audit(Some(&ns.0), &[]);
@@ -422,9 +405,9 @@ fn netns_and_all_netns_audit_other_namespaces_with_their_own_sysctls() {
         "-w",
         "net.ipv4.ip_local_port_range=40000 40009",
     ]);
-    let p = ns.peer("fill", &["5000", "8"]);
+    let p = peer_in(&ns, "fill", &["5000", "8"]);
     assert_eq!(p.line(), "READY");
-    let u = ns.peer("udp-recv", &["0.0.0.0", "5514", "1"]);
+    let u = peer_in(&ns, "udp-recv", &["0.0.0.0", "5514", "1"]);
     assert_eq!(u.line(), "READY");
     let (code, r) = audit(None, &["--netns", &ns.0]);
     assert_eq!(code, 1);

@@ -1,8 +1,11 @@
 //! Hints that say what they mean: `timewait --port P` with nothing says so on stderr (stdout
 //! empty); a user who cannot signal the holder is not told to use --kill.
 
+mod support;
+
 use std::net::TcpListener;
 use std::process::Command;
+use support::is_root;
 
 #[test]
 fn timewait_port_with_nothing_puts_its_hint_on_stderr() {
@@ -22,11 +25,6 @@ fn timewait_port_with_nothing_puts_its_hint_on_stderr() {
         String::from_utf8_lossy(&out.stderr),
         format!("hint: no TIME_WAIT socket on local port {p}\n")
     );
-}
-
-fn is_root() -> bool {
-    // SAFETY: geteuid cannot fail.
-    unsafe { libc::geteuid() == 0 }
 }
 
 #[test]

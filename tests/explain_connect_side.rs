@@ -1,15 +1,18 @@
 //! `netkit explain --connect HOST:PORT` (issue 8): a real trial connect, then causes with
 //! evidence from the inventory. Loopback, plus private network namespaces (root only; named
-//! `nk-explain-*` and deleted).
+//! `nk-*` and deleted).
 
-mod support_explain;
+mod support;
 
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
-use support_explain::{is_root, netkit, python};
+use support::cli::netkit;
+use support::is_root;
+use support::netns::{Netns, ip};
+use support::python::python;
 
 /// `netkit explain --json --connect TARGET [--timeout T]`: (exit code, JSON).
 fn connect(target: &str, timeout: Option<&str>) -> (i32, Value) {
@@ -42,7 +45,7 @@ fn cause<'a>(v: &'a Value, kind: &str) -> &'a Value {
 }
 
 fn free_port() -> u16 {
-    support_explain::dual_free_port()
+    support::listeners::free_port()
 }
 
 #[test]
@@ -130,35 +133,6 @@ fn bad_targets_are_one_line_errors() {
             err.starts_with("netkit: ") && err.trim().lines().count() == 1,
             "{err}"
         );
-    }
-}
-
-fn ip(args: &[&str]) -> bool {
-    Command::new("ip")
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// A named namespace `nk-explain-…`, deleted on drop.
-struct Netns(String);
-
-impl Netns {
-    fn new(tag: &str) -> Option<Netns> {
-        let name = format!("nk-explain-{tag}-{}", std::process::id());
-        if !ip(&["netns", "add", &name]) {
-            return None;
-        }
-        let n = Netns(name);
-        ip(&["-n", &n.0, "link", "set", "lo", "up"]).then_some(n)
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        ip(&["netns", "del", &self.0]);
     }
 }
 

@@ -3,14 +3,15 @@
 //! Both skip with a printed reason where Debian's `prometheus` package is not installed
 //! (`.ci/run` installs it).
 
-mod support_exporter;
+mod support;
 
 use std::io::Write;
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use support_exporter::{Exporter, get, have, my_comm, poll};
+use support::exporter::{Exporter, get, my_comm};
+use support::{have, poll};
 
 fn promtool_check(text: &str) -> (bool, String) {
     let mut child = Command::new("promtool")

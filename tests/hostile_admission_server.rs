@@ -5,13 +5,15 @@
 //! hostile connections than the bound. Before the fix the normal client waited in the listen
 //! queue until `--idle-timeout` (60 s).
 
-mod support_lab;
+mod support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use support_lab::*;
+use support::cli::*;
+use support::lab::*;
+use support::listeners::*;
 
 const MODES: [&str; 2] = ["threaded", "async"];
 
@@ -166,7 +168,7 @@ fn a_client_address_at_its_limit_gives_up_its_own_idlest_connection() {
 
 #[test]
 fn single_mode_says_that_one_idle_client_blocks_everyone() {
-    let out = std::process::Command::new(netkit())
+    let out = std::process::Command::new(netkit_bin())
         .args([
             "run",
             "server",

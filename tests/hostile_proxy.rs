@@ -4,14 +4,16 @@
 //! `--max-message`), and relay mode at the fd limit. Every test uses more clients than
 //! the bound it tests.
 
-mod support_proxy;
+mod support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support_proxy::{DoneServer, ProxyProc, eventually, lab_request, netkit};
+use support::cli::netkit_bin;
+use support::eventually;
+use support::proxy::{DoneServer, ProxyProc, lab_request};
 
 fn connect_from(src: &str, to: SocketAddr) -> TcpStream {
     let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
@@ -140,7 +142,7 @@ fn absurd_max_message_and_a_budget_below_one_request_are_refused_at_start() {
         &["--max-message", "0"],
         &["--max-message", "1048576", "--buffer-budget", "65536"],
     ] {
-        let out = Command::new(netkit())
+        let out = Command::new(netkit_bin())
             .args(["run", "proxy", "--listen", "127.0.0.1:0"])
             .args(args)
             .output()
@@ -210,7 +212,7 @@ fn relay_at_the_fd_limit_keeps_clients_in_the_listen_queue_and_serves_all() {
     let mut cmd = Command::new("prlimit");
     cmd.args([
         "--nofile=64:64",
-        netkit(),
+        netkit_bin(),
         "run",
         "proxy",
         "--listen",
@@ -243,7 +245,8 @@ fn relay_at_the_fd_limit_keeps_clients_in_the_listen_queue_and_serves_all() {
         .filter(|g| g == b"DONE")
         .count();
     assert_eq!(ok, 200, "clients reset or left without DONE");
-    eventually("server saw all", Duration::from_secs(5), || {
-        srv.conns() >= 200
-    });
+    assert!(
+        eventually(Duration::from_secs(5), || { srv.conns() >= 200 }),
+        "timed out waiting for server saw all"
+    );
 }

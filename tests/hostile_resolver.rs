@@ -5,15 +5,14 @@
 //! lookup slot. The test runs in private network and mount namespaces whose resolv.conf
 //! points at a loopback UDP socket that never answers (root only; skipped otherwise).
 
-mod support_hostile;
-mod support_proxy;
+mod support;
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
-use support_hostile::enter_ns;
-use support_proxy::{DoneServer, ProxyProc, lab_request};
+use support::netns::{Inside, enter_netns};
+use support::proxy::{DoneServer, ProxyProc, lab_request};
 
 const SETUP: &str = "d=$(mktemp -d); \
     printf 'nameserver 127.0.0.1\\noptions timeout:30 attempts:1\\n' > $d/resolv.conf; \
@@ -46,7 +45,12 @@ fn reset(c: TcpStream) {
 
 #[test]
 fn a_silent_dns_server_cannot_jam_the_proxy() {
-    if !enter_ns("a_silent_dns_server_cannot_jam_the_proxy", SETUP, true) {
+    let inside = Inside {
+        setup: SETUP,
+        mount: true,
+        ..Inside::default()
+    };
+    if !enter_netns("a_silent_dns_server_cannot_jam_the_proxy", inside) {
         return;
     }
     let _silent_dns = UdpSocket::bind("127.0.0.1:53").unwrap();

@@ -1,12 +1,16 @@
 //! `netkit listening`, `timewait` and `inspect` with their filters, against real sockets on
 //! loopback (ports from 0); JSON decoded into test-side structs.
 
-mod support_inv;
+mod support;
 
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::time::Duration;
 
-use support_inv::*;
+use support::cli::*;
+use support::inventory::*;
+use support::listeners::*;
+use support::python::*;
+use support::{is_root, poll};
 
 fn me() -> u32 {
     std::process::id()
@@ -136,7 +140,7 @@ fn timewait_summary_and_all_list_the_entries_made_here() {
     assert_eq!(lref.pid(), Some(me()));
     assert!(lref.owner.is_some() && lref.user.is_some());
 
-    let out = netkit(&["timewait", "--port", &p, "--json"]);
+    let out = netkit_output(&["timewait", "--port", &p, "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_keys(&v, &["ports", "notes", "total"]);
     assert_keys(
@@ -172,7 +176,7 @@ fn timewait_summary_and_all_list_the_entries_made_here() {
     }
 
     // The table: one summary row with the count and the listener's PID.
-    let out = netkit(&["timewait", "--port", &p]);
+    let out = netkit_output(&["timewait", "--port", &p]);
     let text = String::from_utf8_lossy(&out.stdout);
     let row = text
         .lines()
@@ -319,7 +323,7 @@ fn timewait_table_is_capped_by_limit_but_json_keeps_every_pair() {
     .expect("both TIME_WAIT pairs in the JSON despite --limit 1");
     assert!(r.ports.len() >= 2);
 
-    let out = netkit(&["timewait", "--limit", "1"]);
+    let out = netkit_output(&["timewait", "--limit", "1"]);
     let text = String::from_utf8_lossy(&out.stdout);
     let rows = text
         .lines()
@@ -331,7 +335,7 @@ fn timewait_table_is_capped_by_limit_but_json_keeps_every_pair() {
             .any(|l| l.starts_with("... and ") && l.contains("--limit 0")),
         "{text}"
     );
-    let all = netkit(&["timewait", "--limit", "0"]);
+    let all = netkit_output(&["timewait", "--limit", "0"]);
     let all = String::from_utf8_lossy(&all.stdout);
     assert!(
         all.contains(&format!("127.0.0.1:{pa} ")) && all.contains(&format!("127.0.0.1:{pb} ")),

@@ -2,12 +2,15 @@
 //! root's sockets still appear, named by the socket's uid, without a PID, with one hint; the
 //! user's own sockets keep their PIDs; nothing fails for lack of permission.
 
-mod support_inv;
+mod support;
 
 use std::net::TcpListener;
 use std::process::{Command, Output};
 
-use support_inv::*;
+use support::cli::*;
+use support::inventory::*;
+use support::python::*;
+use support::{have, is_root};
 
 fn as_nobody(args: &[&str]) -> Option<Output> {
     if !is_root() {

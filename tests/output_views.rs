@@ -1,18 +1,18 @@
 //! `--pids` (like `lsof -t`) and `--watch [SECS]` (like `watch ss`) on real loopback sockets.
 
-mod support_inv;
-mod support_out;
-mod support_schema;
+mod support;
 
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, UdpSocket};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use support_inv::{Py, PyHolder, free_port, make_time_wait, netkit, netkit_cmd};
+use support::cli::{netkit_cmd, netkit_output};
+use support::listeners::{free_port, make_time_wait};
+use support::python::{Py, PyHolder};
 
 fn stdout_lines(args: &[&str]) -> (Vec<String>, i32, String) {
-    let out = netkit(args);
+    let out = netkit_output(args);
     (
         String::from_utf8_lossy(&out.stdout)
             .lines()
@@ -67,7 +67,7 @@ fn pids_keeps_the_exit_codes_and_refuses_json_and_kill() {
         vec!["who-owns", &f, "--kill", "--pids", "--yes"],
         vec!["who-owns", &f, "--watch", "0"],
     ] {
-        let out = netkit(&args);
+        let out = netkit_output(&args);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
@@ -172,7 +172,7 @@ fn watch_json_prints_one_valid_object_per_frame_with_ts() {
         let (lines, code) = watch_piped(&args, |l| l.len() >= 3);
         assert_eq!(code, Some(0));
         assert!(lines.len() >= 2, "{lines:?}");
-        let v = support_schema::validate_lines(command, lines.join("\n").as_bytes());
+        let v = support::schema::validate_lines(command, lines.join("\n").as_bytes());
         let ts: Vec<&str> = v.iter().map(|o| o["ts"].as_str().unwrap()).collect();
         assert!(ts.windows(2).all(|w| w[0] < w[1]), "{ts:?}");
     }
@@ -182,7 +182,7 @@ fn watch_json_prints_one_valid_object_per_frame_with_ts() {
 fn watch_on_a_terminal_redraws_in_place() {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let p = l.local_addr().unwrap().port().to_string();
-    let t = support_out::on_tty_interrupted(
+    let t = support::tty::on_tty_interrupted(
         &["who-owns", &p, "--watch", "0.2"],
         80,
         Duration::from_millis(1500),
