@@ -4,11 +4,11 @@
 mod support;
 
 use std::net::TcpListener;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::cli::netkit_output;
+use support::cli::{netkit_cmd, netkit_output};
 
 /// A TCP socket bound to 127.0.0.1:0 but not listening: connects to its port are refused,
 /// and nobody else can take the port while it lives (tests run in parallel with others).
@@ -42,27 +42,32 @@ fn ready_port_runs_the_command_and_keeps_stdout_for_it() {
 #[test]
 fn waits_for_a_listener_that_comes_later() {
     let (sock, p) = bound_only();
-    let t = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(400));
-        sock.listen(16).expect("listen");
-        std::thread::sleep(Duration::from_secs(3));
-        drop(sock);
-    });
     let started = Instant::now();
-    let out = netkit_output(&[
-        "wait-listen",
-        &format!("127.0.0.1:{p}"),
-        "--timeout",
-        "10",
-        "--json",
-    ]);
+    let child = netkit_cmd()
+        .args([
+            "wait-listen",
+            &format!("127.0.0.1:{p}"),
+            "--timeout",
+            "10",
+            "--json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn netkit");
+    // The listener comes a second after netkit was exec'd (spawn returns then), not after
+    // the test started: a loaded machine may be slow to start netkit, and its own clock
+    // (ready_after_ms) must still see the wait.
+    std::thread::sleep(Duration::from_secs(1));
+    sock.listen(16).expect("listen");
+    let out = child.wait_with_output().expect("wait for netkit");
+    drop(sock);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert!(started.elapsed() >= Duration::from_millis(350));
     let v = support::schema::validate_stdout("wait-listen", &out);
     assert_eq!(v["ready"], true);
     assert_eq!(v["targets"][0]["target_addr"], "127.0.0.1");
     assert!(v["targets"][0]["ready_after_ms"].as_u64().unwrap() >= 300);
-    t.join().unwrap();
 }
 
 #[test]

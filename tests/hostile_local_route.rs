@@ -58,7 +58,7 @@ fn local_route_addresses_count_as_this_host_for_the_blocklist() {
             .unwrap_or_else(|e| panic!("{ip}:7777 not local in the namespace: {e}"));
     }
     assert!(
-        eventually(Duration::from_secs(3), || {
+        eventually(Duration::from_secs(20), || {
             blocked.conns() == LOCAL_BY_ROUTE.len()
         }),
         "timed out waiting for direct connections counted"

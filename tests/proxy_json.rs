@@ -362,7 +362,7 @@ fn connection_cap_holds(args: &[&str]) {
         })
         .collect();
     assert!(
-        eventually(Duration::from_secs(3), || slow.conns() == 2),
+        eventually(Duration::from_secs(20), || slow.conns() == 2),
         "timed out waiting for both holders reach the slow server"
     );
     // The third connection completes in the kernel's listen queue but is not served yet.
