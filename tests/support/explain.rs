@@ -5,7 +5,7 @@
 use serde::Deserialize;
 
 use super::cli::netkit;
-use super::inventory::OwnerJson;
+use super::inventory::SockJson;
 use super::python::{helper_py, python_cmd};
 
 /// A real bind (+listen for TCP) by helper.py `check`, optionally as `nobody`: `OK` or the
@@ -21,24 +21,13 @@ pub fn real_bind(args: &[&str], as_nobody: bool) -> String {
 }
 
 #[derive(Debug, Deserialize)]
-pub struct Sock {
-    pub proto: String,
-    pub state: String,
-    pub local_addr: String,
-    pub local_port: u16,
-    pub uid: Option<u32>,
-    pub user: Option<String>,
-    pub owners: Vec<OwnerJson>,
-    pub expires_ms: Option<u64>,
-}
-
-#[derive(Debug, Deserialize)]
 pub struct Cause {
     pub kind: String,
     pub message: String,
     pub fix: String,
     pub seconds_left: Option<u64>,
-    pub sockets: Vec<Sock>,
+    /// The shared socket object (docs/schema/defs.schema.json), as the listings print it.
+    pub sockets: Vec<SockJson>,
 }
 
 #[derive(Debug, Deserialize)]
