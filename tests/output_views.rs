@@ -28,7 +28,9 @@ fn pids_prints_each_owner_once() {
     let Some(py) = Py::start(PyHolder::ForkedListen, false) else {
         return;
     };
-    let p = py.port.to_string();
+    // Our address only: other programs may hold the same port number on other loopback
+    // addresses (a load generator's 127.0.0.9:P source port), with their own PIDs.
+    let p = format!("127.0.0.1:{}", py.port);
     let mut want: Vec<String> = py.pids.iter().map(|p| p.to_string()).collect();
     want.sort_by_key(|p| p.parse::<u32>().unwrap());
     for args in [
@@ -45,19 +47,20 @@ fn pids_prints_each_owner_once() {
     let _u = UdpSocket::bind(("127.0.0.1", port)).unwrap();
     let _c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     let _a = l.accept().unwrap();
-    let (lines, code, _) = stdout_lines(&["who-owns", &port.to_string(), "--pids"]);
+    let (lines, code, _) = stdout_lines(&["who-owns", &format!("127.0.0.1:{port}"), "--pids"]);
     assert_eq!(code, 0);
     assert_eq!(lines, vec![std::process::id().to_string()]);
 }
 
 #[test]
 fn pids_keeps_the_exit_codes_and_refuses_json_and_kill() {
-    let f = free_port().to_string();
+    // Our address only (see pids_prints_each_owner_once).
+    let f = format!("127.0.0.1:{}", free_port());
     let (lines, code, _) = stdout_lines(&["who-owns", &f, "--pids"]);
     assert_eq!((code, lines.len()), (1, 0));
     // Only kernel-held sockets: found (exit 0), but no PID to print.
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port().to_string();
+    let port = format!("127.0.0.1:{}", l.local_addr().unwrap().port());
     make_time_wait(&l);
     drop(l);
     let (lines, code, _) = stdout_lines(&["who-owns", &port, "--pids", "--tcp"]);
