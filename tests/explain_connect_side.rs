@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde_json::Value;
 use support::cli::netkit;
 use support::is_root;
+use support::listeners::free_port;
 use support::netns::{Netns, ip};
 use support::python::python;
 
@@ -42,10 +43,6 @@ fn cause<'a>(v: &'a Value, kind: &str) -> &'a Value {
         .iter()
         .find(|c| c["kind"] == kind)
         .unwrap_or_else(|| panic!("no {kind} in {v:#}"))
-}
-
-fn free_port() -> u16 {
-    support::listeners::free_port()
 }
 
 #[test]

@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use support::exporter::{Exporter, get, my_comm};
+use support::listeners::free_port;
 use support::{have, poll};
 
 fn promtool_check(text: &str) -> (bool, String) {
@@ -66,14 +67,6 @@ impl Drop for Prometheus {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[test]
