@@ -110,12 +110,7 @@ fn a_full_accept_queue_times_out_and_says_why() {
     // connect() returns before the listener's side has handled the last ACK (softirq work a
     // loaded machine may defer): wait, bounded, until `ss` shows both queued (Recv-Q 2).
     let queued = support::poll(Duration::from_secs(10), || {
-        let o = Command::new("ss")
-            .args(["-ltnH", &format!("sport = :{p}")])
-            .output()
-            .ok()?;
-        let text = String::from_utf8_lossy(&o.stdout).into_owned();
-        (text.split_whitespace().nth(1) == Some("2")).then_some(())
+        (support::ss::ss_accept_queue("127.0.0.1", p) == Some(2)).then_some(())
     });
     assert!(
         queued.is_some(),

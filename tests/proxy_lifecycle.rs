@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use support::cli::netkit_bin;
 use support::eventually;
 use support::proxy::{DoneServer, ProxyProc, ask_bare, lab_request};
+use support::ss::ss_accept_queue;
 
 fn requests_in_flight_survive(sig: i32, args: &[&str]) {
     let srv = DoneServer::with_delay(Duration::from_millis(400));
@@ -65,7 +66,14 @@ fn connected_client_whose_request_arrives_just_after_the_signal_is_served() {
     let mut p = ProxyProc::start(&[]);
     let mut c = TcpStream::connect(p.addr).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    std::thread::sleep(Duration::from_millis(50));
+    // The proxy must have accept()ed it before the signal (one still in the listen queue
+    // at shutdown is reset): wait, bounded, until the queue is empty.
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            ss_accept_queue("127.0.0.1", p.addr.port()) == Some(0)
+        }),
+        "the proxy never accepted the connection"
+    );
     p.signal(libc::SIGTERM);
     std::thread::sleep(Duration::from_millis(50));
     c.write_all(lab_request("127.0.0.1", srv.port(), "late").as_bytes())
@@ -115,7 +123,15 @@ fn a_second_signal_exits_at_once() {
         "timed out waiting for request at the server"
     );
     p.signal(libc::SIGTERM);
-    std::thread::sleep(Duration::from_millis(100));
+    // Two signals sent before the proxy handles the first merge into one (a pending signal
+    // is not queued twice): send the second once it says it is shutting down.
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            p.stderr().iter().any(|l| l.starts_with("shutting down"))
+        }),
+        "no shutdown announcement: {:?}",
+        p.stderr()
+    );
     p.signal(libc::SIGTERM);
     assert_eq!(
         p.wait_exit(Duration::from_secs(3)).unwrap().code(),

@@ -81,3 +81,17 @@ pub fn skmem_bufs(ss: &str) -> (Option<u64>, Option<u64>) {
         |p: &str| sk.and_then(|s| s.split(',').find_map(|f| f.strip_prefix(p)?.parse().ok()));
     (field("tb"), field("rb"))
 }
+
+/// The accept queue (Recv-Q of `ss -ltn`) of the TCP listener on local `addr:port`: the
+/// connections the kernel completed that the program has not accept()ed yet.
+pub fn ss_accept_queue(addr: &str, port: u16) -> Option<u32> {
+    let o = Command::new("ss")
+        .args(["-ltnH", "src", &format!("{addr}:{port}")])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&o.stdout)
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
