@@ -110,7 +110,9 @@ fn signalled_but_still_held_is_exit_3() {
 #[test]
 fn nothing_to_stop_prints_no_table_and_exits_1() {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let p = l.local_addr().unwrap().port().to_string();
+    // Our address only: other programs may hold the same port number on other loopback
+    // addresses (a load generator's 127.0.0.9:P source port), and must not be signalled.
+    let p = format!("127.0.0.1:{}", l.local_addr().unwrap().port());
     drop(l);
     let (code, out, err) = netkit(&["who-owns", &p, "--kill", "--yes"]);
     assert_eq!(code, 1);

@@ -38,9 +38,13 @@ fn wait_free_takes_several_ports_and_a_udp_suffix() {
     drop(a);
     let u = UdpSocket::bind("0.0.0.0:0").unwrap();
     let pu = u.local_addr().unwrap().port();
+    // --addr 127.0.0.1: a TIME_WAIT of another program on 127.0.0.9:PA (a load generator's
+    // source port) must not count; our UDP socket on 0.0.0.0 still covers 127.0.0.1.
     let out = netkit_output(&[
         "wait-free",
         &format!("{pa},{pu}/udp"),
+        "--addr",
+        "127.0.0.1",
         "--timeout",
         "0",
         "--json",
@@ -50,7 +54,14 @@ fn wait_free_takes_several_ports_and_a_udp_suffix() {
     assert!(v["port"].is_null());
     assert_eq!(v["pending"], serde_json::json!([pu]));
     drop(u);
-    let out = netkit_output(&["wait-free", &format!("{pa},{pu}/udp"), "--timeout", "2"]);
+    let out = netkit_output(&[
+        "wait-free",
+        &format!("{pa},{pu}/udp"),
+        "--addr",
+        "127.0.0.1",
+        "--timeout",
+        "2",
+    ]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
 }
 

@@ -230,6 +230,9 @@ fn rule7_time_wait_old_socket_without_reuseaddr() {
 
 #[test]
 fn rule7_time_wait_old_socket_with_reuseaddr_new_without() {
+    if support::listeners::time_wait_table_full() {
+        return;
+    }
     let h = Helper::start("timewait", &["--addr", "127.0.0.1", "--ra"], false);
     let e = explain_and_verify(h.port(), "127.0.0.1", &[]);
     assert_eq!(e.errno.as_deref(), Some("EADDRINUSE"));
@@ -248,6 +251,9 @@ fn rule7_time_wait_old_socket_with_reuseaddr_new_without() {
 
 #[test]
 fn rule7b_time_wait_reuseport_on_both() {
+    if support::listeners::time_wait_table_full() {
+        return;
+    }
     let h = Helper::start("timewait", &["--addr", "127.0.0.1", "--rp"], false);
     let e = explain_and_verify(h.port(), "127.0.0.1", &["--reuseport"]);
     assert!(e.bindable, "{:#?}", e.causes);
@@ -304,6 +310,9 @@ fn rule8_orphan_established_connection() {
 
 #[test]
 fn rule9_killed_server_leaves_fin_wait2() {
+    if support::listeners::time_wait_table_full() {
+        return;
+    }
     let mut h = Helper::start("serve", &["--addr", "127.0.0.1"], false);
     let p = h.port().to_string();
     let _c = Helper::start("client", &["--addr", "127.0.0.1", "--port", &p], false);
@@ -361,6 +370,9 @@ fn issue_8_inherited_fd_only_on_evidence() {
 /// while the listener lives, but they are named for after.
 #[test]
 fn issue_8_time_wait_is_a_cause_only_when_it_blocks() {
+    if support::listeners::time_wait_table_full() {
+        return;
+    }
     let h = Helper::start("listen_tw", &["--addr", "127.0.0.1", "--ra"], false);
     for addr in ["127.0.0.1", "0.0.0.0"] {
         let e = explain_and_verify(h.port(), addr, &["--reuseaddr"]);
