@@ -57,8 +57,10 @@ impl Holder {
 fn several_ports_in_one_call_exit_0_when_freed() {
     let mut a = Holder::start(false);
     let mut b = Holder::start(false);
-    let spec = format!("{},{}", a.port, b.port);
-    let (code, out, err) = netkit(&["who-owns", &spec, "--kill", "--yes", "--json"]);
+    // Our address and TCP only: other programs may hold the same port numbers elsewhere
+    // (a UDP socket on 127.0.0.1:P, a load generator's 127.0.0.9:P) and must not be killed.
+    let spec = format!("127.0.0.1:{},127.0.0.1:{}", a.port, b.port);
+    let (code, out, err) = netkit(&["who-owns", &spec, "--tcp", "--kill", "--yes", "--json"]);
     assert_eq!(code, 0, "{out}\n{err}");
     let v: Value = serde_json::from_str(&out).unwrap();
     assert!(v["port"].is_null());
@@ -87,7 +89,13 @@ fn several_ports_in_one_call_exit_0_when_freed() {
 #[test]
 fn signalled_but_still_held_is_exit_3() {
     let mut h = Holder::start(true);
-    let (code, out, err) = netkit(&["who-owns", &h.port.to_string(), "--kill", "--yes"]);
+    let (code, out, err) = netkit(&[
+        "who-owns",
+        &format!("127.0.0.1:{}", h.port),
+        "--tcp",
+        "--kill",
+        "--yes",
+    ]);
     assert_eq!(code, 3, "{out}\n{err}");
     assert!(out.contains("SIGTERM: still holds the port"), "{out}");
     assert!(
@@ -98,7 +106,8 @@ fn signalled_but_still_held_is_exit_3() {
     assert!(!h.exited_within(Duration::from_secs(2)));
     let (code, _, _) = netkit(&[
         "who-owns",
-        &h.port.to_string(),
+        &format!("127.0.0.1:{}", h.port),
+        "--tcp",
         "--kill",
         "--yes",
         "--signal",
@@ -114,7 +123,7 @@ fn nothing_to_stop_prints_no_table_and_exits_1() {
     // addresses (a load generator's 127.0.0.9:P source port), and must not be signalled.
     let p = format!("127.0.0.1:{}", l.local_addr().unwrap().port());
     drop(l);
-    let (code, out, err) = netkit(&["who-owns", &p, "--kill", "--yes"]);
+    let (code, out, err) = netkit(&["who-owns", &p, "--tcp", "--kill", "--yes"]);
     assert_eq!(code, 1);
     assert_eq!(out, "", "no empty table header");
     assert!(err.contains("nothing to stop"), "{err}");

@@ -26,8 +26,17 @@ fn listening_filters_by_port_pid_and_user() {
     };
     let pp = py.port.to_string();
 
-    let (r, code) = netkit_json::<SocketsJson>(&["listening", "--tcp", "--port", &p]);
-    let r = r.only("127.0.0.1");
+    // A child another test of this binary is spawning holds copies of our fds between
+    // fork() and exec(): retry (bounded) until that moment has passed.
+    let (r, code) = poll(Duration::from_secs(10), || {
+        let (r, code) = netkit_json::<SocketsJson>(&["listening", "--tcp", "--port", &p]);
+        let r = r.only("127.0.0.1");
+        (r.sockets.len() == 1 && r.sockets[0].pids() == vec![me()]).then_some((r, code))
+    })
+    .unwrap_or_else(|| {
+        let (r, code) = netkit_json::<SocketsJson>(&["listening", "--tcp", "--port", &p]);
+        (r.only("127.0.0.1"), code)
+    });
     assert_eq!((code, r.command.as_str()), (0, "listening"));
     assert_eq!(r.sockets.len(), 1);
     assert_eq!(r.sockets[0].pids(), vec![me()]);
