@@ -7,7 +7,7 @@
 //!   the listener, or says that it did not look for its owner;
 //! - the budgeted owner walk says when it gave up.
 
-mod support_inv;
+mod support;
 
 use std::collections::{BTreeSet, HashSet};
 use std::net::TcpListener;
@@ -17,7 +17,12 @@ use std::time::Duration;
 use netkit::inspect::diag::{self, BYTECODE_PORTS};
 use netkit::inspect::procfd::{self, Reach};
 use netkit::inspect::{SockState, diag::tcp_state_mask};
-use support_inv::*;
+use support::cli::*;
+use support::have;
+use support::inventory::*;
+use support::listeners::*;
+use support::ss::*;
+use support::wait::poll;
 
 /// `(local address, local port)` of the LISTEN sockets `ss` shows on `ports`.
 fn ss_listeners(ports: &[u16]) -> BTreeSet<(String, u16)> {
