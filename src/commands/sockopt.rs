@@ -114,9 +114,9 @@ impl Report for SockoptReport {
                 })
                 .collect();
             let header = ["FD", "PROTO", "STATE", "LOCAL", "REMOTE", "OPTIONS"];
-            if !self
+            if self
                 .width
-                .is_some_and(|w| w < natural_width(&header, &rows))
+                .is_none_or(|w| w >= natural_width(&header, &rows))
             {
                 return vec![head, Block::table(&header, rows)];
             }
