@@ -125,7 +125,7 @@ fn bound_only_socket_is_invisible_to_ss_and_blocks_the_port() {
     assert!(owned_by(&f[0], me()));
     assert!(findings_on(&r, "tcp_bound_reuseaddr", port).is_empty());
     let ss = std::process::Command::new("ss")
-        .args(["-tanH", &format!("sport = :{port}")])
+        .args(["-tanH", "src", &format!("127.0.0.1:{port}")])
         .output()
         .unwrap();
     assert!(ss.stdout.is_empty(), "ss sees it: {:?}", ss.stdout);
