@@ -89,7 +89,7 @@ impl Report for AuditReport {
 
 /// A finding's sockets as the listing shows them, indented under the finding. USER and TIMER
 /// are left out when they say `-` on every row (TIME_WAIT has no user, live sockets no timer),
-/// so that the addresses, not the table, fit an 80-column terminal.
+/// so that the addresses stay uncut in an 80-column terminal.
 fn evidence_table(sockets: &[SocketEntry]) -> Block {
     let header = sockets_report::header(false);
     let mut rows: Vec<Vec<String>> = sockets
