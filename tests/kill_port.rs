@@ -1,11 +1,13 @@
 //! `netkit who-owns PORT --kill`: stops the listener, never a connected client; refuses
 //! without --yes when stdin is not a terminal; as a normal user only own processes.
 
-mod support_explain;
+mod support;
 
 use std::time::Duration;
 
-use support_explain::{Helper, is_root, netkit};
+use support::cli::netkit;
+use support::is_root;
+use support::python::Helper;
 
 #[derive(serde::Deserialize)]
 struct Target {
@@ -55,10 +57,10 @@ fn kills_the_listener_and_spares_the_connected_client() {
     assert_eq!(k.targets.len(), 1, "only the listener's process");
     assert_eq!(k.targets[0].pid, srv.pid());
     assert!(k.targets[0].signalled && k.targets[0].released);
-    let _ = srv.child.wait();
+    let _ = srv.proc.child.wait();
     std::thread::sleep(Duration::from_millis(50));
     assert!(alive(cl.pid()), "the connected client must survive");
-    srv.kill(libc::SIGKILL);
+    srv.proc.kill_group(libc::SIGKILL);
 }
 
 #[test]
@@ -110,8 +112,8 @@ fn kill_signal_option_is_used() {
     let k: Killed = serde_json::from_str(&out).unwrap();
     assert_eq!(k.signal, "KILL");
     assert!(k.targets.iter().all(|t| t.refused.is_none()));
-    let st = h.child.wait().unwrap();
+    let st = h.proc.child.wait().unwrap();
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(st.signal(), Some(libc::SIGKILL));
-    h.kill(libc::SIGKILL);
+    h.proc.kill_group(libc::SIGKILL);
 }

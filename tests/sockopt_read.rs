@@ -2,11 +2,12 @@
 //! (SO_REUSEPORT, keepalive, SO_SNDBUF, TCP_USER_TIMEOUT, SO_LINGER) through pidfd_getfd;
 //! EPERM gives a clear exit 2.
 
-mod support_explain;
-mod support_schema;
-mod support_sockopt;
+mod support;
 
-use support_explain::{Helper, is_root, netkit};
+use support::cli::{netkit, netkit_json_validated};
+use support::is_root;
+use support::python::Helper;
+use support::sockopt::Target;
 
 #[derive(serde::Deserialize)]
 struct Opts {
@@ -107,7 +108,7 @@ fn no_permission_or_no_process_is_a_clear_error() {
 fn user_timeout_and_linger_are_read_as_the_target_itself_reads_them() {
     // target.py sets both on its listener; the accepted connection inherits them
     // (sk_clone_lock copies sk_lingertime, SOCK_LINGER and icsk_user_timeout).
-    let mut t = support_sockopt::Target::start(&["--user-timeout", "4000", "--linger", "3"]);
+    let mut t = Target::start(&["--user-timeout", "4000", "--linger", "3"]);
     let pid = t.pid().to_string();
     let (code, _, err) = netkit(&["sockopt", &pid]);
     if code == 2 && err.contains("EPERM") {
@@ -122,7 +123,7 @@ fn user_timeout_and_linger_are_read_as_the_target_itself_reads_them() {
         (&4000.into(), &3.into())
     );
     let port = t.port.to_string();
-    let (code, out, err) = support_sockopt::netkit_json(&["sockopt", &pid, "--port", &port]);
+    let (code, out, err) = netkit_json_validated(&["sockopt", &pid, "--port", &port]);
     assert_eq!(code, 0, "{err}");
     let socks = out["sockets"].as_array().unwrap();
     assert_eq!(socks.len(), 2, "{out}");
@@ -145,14 +146,14 @@ fn user_timeout_and_linger_are_read_as_the_target_itself_reads_them() {
         "{human}"
     );
     // The defaults: 0 (the kernel's retransmission limit) and off, as the target reads them.
-    let mut d = support_sockopt::Target::start(&[]);
+    let mut d = Target::start(&[]);
     let _c = std::net::TcpStream::connect(("127.0.0.1", d.port)).unwrap();
     let own = d.conn(_c.local_addr().unwrap().port());
     assert_eq!(
         (&own["user_timeout"], &own["linger"]),
         (&0.into(), &serde_json::Value::Null)
     );
-    let (code, out, _) = support_sockopt::netkit_json(&["sockopt", &d.pid().to_string()]);
+    let (code, out, _) = netkit_json_validated(&["sockopt", &d.pid().to_string()]);
     assert_eq!(code, 0);
     for s in out["sockets"].as_array().unwrap() {
         assert_eq!(s["options"]["user_timeout"], 0, "{s}");
@@ -167,7 +168,7 @@ fn user_timeout_and_linger_are_read_as_the_target_itself_reads_them() {
     let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let up = u.local_addr().unwrap().port().to_string();
     let me = std::process::id().to_string();
-    let (code, out, _) = support_sockopt::netkit_json(&["sockopt", &me, "--port", &up]);
+    let (code, out, _) = netkit_json_validated(&["sockopt", &me, "--port", &up]);
     assert_eq!(code, 0);
     let o = &out["sockets"][0]["options"];
     assert_eq!(
