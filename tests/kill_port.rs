@@ -41,14 +41,17 @@ fn alive(pid: u32) -> bool {
 #[test]
 fn kills_the_listener_and_spares_the_connected_client() {
     let mut srv = Helper::start("serve", &["--addr", "127.0.0.1"], false);
-    let p = srv.port().to_string();
-    let cl = Helper::start("client", &["--addr", "127.0.0.1", "--port", &p], false);
+    let port = srv.port().to_string();
+    // Narrowed to our address and protocol: a bare port number would also match (and signal)
+    // another program's socket on a shared machine.
+    let p = format!("127.0.0.1:{port}");
+    let cl = Helper::start("client", &["--addr", "127.0.0.1", "--port", &port], false);
     // Refused without --yes when stdin is not a terminal.
-    let (code, _, err) = netkit(&["who-owns", &p, "--kill"]);
+    let (code, _, err) = netkit(&["who-owns", &p, "--tcp", "--kill"]);
     assert_eq!(code, 2);
     assert!(err.contains("--yes"), "{err}");
     assert!(alive(srv.pid()));
-    let (code, out, err) = netkit(&["who-owns", &p, "--kill", "--yes", "--json"]);
+    let (code, out, err) = netkit(&["who-owns", &p, "--tcp", "--kill", "--yes", "--json"]);
     assert_eq!(code, 0, "{out} {err}");
     let k: Killed = serde_json::from_str(&out).unwrap();
     assert_eq!(k.port, srv.port());
@@ -66,11 +69,13 @@ fn kills_the_listener_and_spares_the_connected_client() {
 #[test]
 fn nothing_to_kill_is_exit_1_and_bad_signal_exit_2() {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let p = l.local_addr().unwrap().port().to_string();
+    let p = format!("127.0.0.1:{}", l.local_addr().unwrap().port());
     drop(l);
-    let (code, _, _) = netkit(&["who-owns", &p, "--kill", "--yes"]);
+    let (code, _, _) = netkit(&["who-owns", &p, "--tcp", "--kill", "--yes"]);
     assert_eq!(code, 1);
-    let (code, _, err) = netkit(&["who-owns", &p, "--kill", "--signal", "BOGUS", "--yes"]);
+    let (code, _, err) = netkit(&[
+        "who-owns", &p, "--tcp", "--kill", "--signal", "BOGUS", "--yes",
+    ]);
     assert_eq!(code, 2);
     assert!(err.starts_with("netkit: unknown signal"));
 }
@@ -84,7 +89,7 @@ fn another_users_listener_is_not_touched() {
         return;
     }
     let h = Helper::start("listen", &["--addr", "127.0.0.1"], false);
-    let p = h.port().to_string();
+    let p = format!("127.0.0.1:{}", h.port());
     let o = std::process::Command::new("setpriv")
         .args([
             "--reuid=65534",
@@ -92,7 +97,7 @@ fn another_users_listener_is_not_touched() {
             "--clear-groups",
             env!("CARGO_BIN_EXE_netkit"),
         ])
-        .args(["who-owns", &p, "--kill", "--yes", "--json"])
+        .args(["who-owns", &p, "--tcp", "--kill", "--yes", "--json"])
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
@@ -104,7 +109,7 @@ fn another_users_listener_is_not_touched() {
 #[test]
 fn kill_signal_option_is_used() {
     let mut h = Helper::start("udp", &["--addr", "127.0.0.1"], false);
-    let p = h.port().to_string();
+    let p = format!("127.0.0.1:{}", h.port());
     let (code, out, _) = netkit(&[
         "who-owns", &p, "--udp", "--kill", "--signal", "KILL", "--yes", "--json",
     ]);
