@@ -271,6 +271,8 @@ fn an_owner_in_a_docker_named_cgroup_is_named_as_the_container() {
     let port = h.port.to_string();
     let out = netkit(&["who-owns", &port, "--json"]);
     let table = netkit(&["who-owns", &port]);
+    let inspected = netkit(&["inspect", "--port", &port, "--json"]);
+    let inspect_table = netkit(&["inspect", "--port", &port]);
     drop(h);
     let _ = std::fs::remove_dir(&dir);
     let _ = std::fs::remove_dir(root.join("system.slice"));
@@ -280,6 +282,14 @@ fn an_owner_in_a_docker_named_cgroup_is_named_as_the_container() {
     assert_eq!(c["runtime"], "docker", "{v}");
     assert_eq!(c["id"], id);
     let t = String::from_utf8_lossy(&table.stdout);
+    assert!(t.contains("UNIT/CONTAINER"), "{t}");
+    assert!(t.contains(&format!("docker:{}", &id[..12])), "{t}");
+    // inspect names it the same way.
+    let v = support_schema::validate_stdout("inspect", &inspected);
+    let c = &v["sockets"][0]["owners"][0]["container"];
+    assert_eq!(c["runtime"], "docker", "{v}");
+    assert_eq!(c["id"], id);
+    let t = String::from_utf8_lossy(&inspect_table.stdout);
     assert!(t.contains("UNIT/CONTAINER"), "{t}");
     assert!(t.contains(&format!("docker:{}", &id[..12])), "{t}");
 }

@@ -276,23 +276,7 @@ impl Owner {
 /// names the container's address and that address belongs to a namespace netkit can see.
 /// Returns true when any owner has a unit or container.
 pub fn attribute_owners(sockets: &mut [SocketEntry]) -> bool {
-    let mut done: HashMap<u32, Arc<Owner>> = HashMap::new();
-    let mut any = false;
-    for s in sockets.iter_mut() {
-        for o in s.owners.iter_mut() {
-            let new = done.entry(o.pid).or_insert_with(|| {
-                let mut owner = Owner::clone(o);
-                if let Some(a) = cgroup::resolve(o.pid) {
-                    owner.unit = a.unit;
-                    owner.container = a.container;
-                }
-                Arc::new(owner)
-            });
-            any |= new.unit.is_some() || new.container.is_some();
-            *o = new.clone();
-        }
-    }
-    any
+    cgroup::attribute(sockets.iter_mut().flat_map(|s| s.owners.iter_mut()))
 }
 
 /// `""` as `null`: "unknown" in JSON is null, never an empty string.
@@ -650,6 +634,11 @@ impl OwnerMap {
     /// The holders of `inode`, if any was found.
     pub fn get(&self, inode: &u64) -> Option<&Vec<Arc<Owner>>> {
         self.index.get(inode).map(|&i| &self.lists[i as usize])
+    }
+
+    /// Every distinct list of holders, to attribute them in place ([`cgroup::attribute`]).
+    pub fn lists_mut(&mut self) -> impl Iterator<Item = &mut Vec<Arc<Owner>>> {
+        self.lists.iter_mut()
     }
 
     /// Number of sockets with holders.

@@ -188,26 +188,88 @@ pub fn snapshot(q: &Query, scope: &Scope) -> Result<MultiSnapshot, InspectError>
         name_users(&mut p.sockets);
         sort(&mut p.sockets);
     }
-    let denied = out
-        .skipped
+    let notes = scope_notes(&out.skipped, unreadable);
+    out.notes.extend(notes);
+    Ok(out)
+}
+
+/// What [`each`] returns: one result per namespace read, in [`namespaces`]' order (the current
+/// one first), and the hints about those that could not be read.
+#[derive(Debug)]
+pub struct PerNs<T> {
+    /// The namespace (`None` for [`Scope::Here`]: rows stay untagged) and what `f` returned there.
+    pub parts: Vec<(Option<Arc<Netns>>, T)>,
+    /// Namespaces that could not be entered or read, with the reason.
+    pub skipped: Vec<(Netns, String)>,
+    /// Hints for the user ([`scope_notes`]).
+    pub notes: Vec<String>,
+}
+
+/// Runs `f` once in every namespace of `scope`: on this thread for the current namespace, on
+/// a thread that entered it ([`netns::run_in`]) for any other. Commands that fold the kernel's
+/// records as they arrive (inspect, timewait, the exporter) use this instead of [`snapshot`].
+///
+/// # Errors
+/// `f` failing in the current namespace; a named namespace that does not exist. Another
+/// namespace that cannot be entered or read is listed in [`PerNs::skipped`] instead.
+pub fn each<T, F>(scope: &Scope, f: F) -> Result<PerNs<T>, InspectError>
+where
+    T: Send,
+    F: Fn() -> Result<T, InspectError> + Sync,
+{
+    let mut out = PerNs {
+        parts: Vec::new(),
+        skipped: Vec::new(),
+        notes: Vec::new(),
+    };
+    if *scope == Scope::Here {
+        out.parts.push((None, f()?));
+        return Ok(out);
+    }
+    let (list, unreadable) = namespaces(scope).map_err(|e| InspectError::Read {
+        path: e,
+        source: std::io::Error::from(std::io::ErrorKind::NotFound),
+    })?;
+    for ns in list {
+        let got = if ns.current {
+            f()?
+        } else {
+            match netns::run_in(&ns.path, &f) {
+                Ok(Ok(t)) => t,
+                Ok(Err(e)) => {
+                    out.skipped.push((ns, e.to_string()));
+                    continue;
+                }
+                Err(e) => {
+                    out.skipped.push((ns, e.to_string()));
+                    continue;
+                }
+            }
+        };
+        out.parts.push((Some(Arc::new(ns)), got));
+    }
+    out.notes = scope_notes(&out.skipped, unreadable);
+    Ok(out)
+}
+
+/// The hints about namespaces a multi-namespace query could not look into: one line for
+/// "entering needs root" (an ordinary user), one for processes whose namespace link could not
+/// be read even as root, and one per namespace that failed for another reason.
+pub fn scope_notes(skipped: &[(Netns, String)], unreadable: usize) -> Vec<String> {
+    let mut notes = Vec::new();
+    let denied = skipped
         .iter()
         .filter(|(_, why)| why.contains("needs root"))
         .count();
-    let other_failures: Vec<String> = out
-        .skipped
-        .iter()
-        .filter(|(_, why)| !why.contains("needs root"))
-        .map(|(ns, why)| format!("{}: {why}", ns.label()))
-        .collect();
     if procfd::is_root() {
         // Root is refused only where a sandbox forbids it (this host's PID 1, for one).
         if unreadable > 0 {
-            out.notes.push(format!(
+            notes.push(format!(
                 "the network namespace of {unreadable} process(es) could not be read even as root (/proc/PID/ns/net); sockets only they can see are not shown"
             ));
         }
     } else if denied > 0 || unreadable > 0 {
-        out.notes.push(format!(
+        notes.push(format!(
             "only this network namespace was examined: entering another needs root (CAP_SYS_ADMIN){}",
             if unreadable > 0 {
                 format!("; {unreadable} other process(es)' namespace is unreadable (/proc/PID/ns/net)")
@@ -216,8 +278,11 @@ pub fn snapshot(q: &Query, scope: &Scope) -> Result<MultiSnapshot, InspectError>
             }
         ));
     }
-    for f in other_failures {
-        out.notes.push(format!("could not examine namespace {f}"));
+    for (ns, why) in skipped
+        .iter()
+        .filter(|(_, why)| !why.contains("needs root"))
+    {
+        notes.push(format!("could not examine namespace {}: {why}", ns.label()));
     }
-    Ok(out)
+    notes
 }

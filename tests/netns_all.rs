@@ -1,0 +1,223 @@
+//! `--all-netns` on the commands that fold the kernel's records as they arrive (inspect,
+//! timewait): each row / count carries its namespace, and a TIME_WAIT's listener is looked up
+//! in its own namespace even when another namespace has a listener on the same port. Real
+//! named namespaces (`ip netns add nk-netns2-...`, always deleted); root-only parts skip with a
+//! printed reason, and the ordinary user's view is checked as uid 65534.
+
+mod support_schema;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+
+use serde_json::Value;
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn netkit(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_netkit"))
+        .args(args)
+        .output()
+        .expect("netkit runs")
+}
+
+/// A named namespace with loopback up, deleted on drop.
+struct Ns(String);
+
+impl Ns {
+    fn add(tag: &str) -> Option<Ns> {
+        let name = format!("nk-netns2-{}-{tag}", std::process::id());
+        let ok = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!("skipped: ip netns add {name} failed");
+            return None;
+        }
+        let ns = Ns(name);
+        let up = Command::new("ip")
+            .args(["-n", &ns.0, "link", "set", "lo", "up"])
+            .status()
+            .is_ok_and(|s| s.success());
+        up.then_some(ns)
+    }
+}
+
+impl Drop for Ns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// A listener on 127.0.0.1:PORT (0: any) that closed `tw` accepted connections itself, so
+/// `tw` TIME_WAIT sockets sit on its port; it waits (bounded) until the kernel shows them.
+const HOLD: &str = r#"
+import socket, sys, time
+port, tw = int(sys.argv[1]), int(sys.argv[2])
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", port)); s.listen(); p = s.getsockname()[1]
+for _ in range(tw):
+    c = socket.create_connection(("127.0.0.1", p)); a, _ = s.accept()
+    a.close(); c.recv(1); c.close()
+deadline = time.time() + 5
+while time.time() < deadline:
+    rows = open("/proc/self/net/tcp").read().splitlines()[1:]
+    n = sum(1 for r in rows if r.split()[3] == "06" and int(r.split()[1].split(":")[1], 16) == p)
+    if n >= tw:
+        break
+    time.sleep(0.01)
+print(p, flush=True)
+sys.stdin.read()
+"#;
+
+struct Holder {
+    child: Child,
+    port: u16,
+}
+
+impl Holder {
+    fn start(ns: &Ns, port: u16, tw: usize) -> Option<Holder> {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &ns.0, "python3", "-c", HOLD])
+            .arg(port.to_string())
+            .arg(tw.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .ok()?;
+        let mut line = String::new();
+        BufReader::new(child.stdout.take()?)
+            .read_line(&mut line)
+            .ok()?;
+        let port = line.trim().parse().ok()?;
+        Some(Holder { child, port })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Two namespaces with a listener on the same port; only the first has TIME_WAIT entries.
+struct Pair {
+    // Holders first: they must end before their namespaces are deleted.
+    a: Holder,
+    b: Holder,
+    na: Ns,
+    nb: Ns,
+}
+
+fn pair(tw: usize) -> Option<Pair> {
+    if !is_root() {
+        eprintln!("skipped: ip netns add and entering namespaces need root");
+        return None;
+    }
+    let na = Ns::add("a")?;
+    let nb = Ns::add("b")?;
+    let Some(a) = Holder::start(&na, 0, tw) else {
+        eprintln!("skipped: python3 or ip netns exec missing");
+        return None;
+    };
+    let b = Holder::start(&nb, a.port, 0)?;
+    Some(Pair { a, b, na, nb })
+}
+
+fn in_ns<'a>(v: &'a Value, name: &str) -> Vec<&'a Value> {
+    v["sockets"]
+        .as_array()
+        .expect("sockets")
+        .iter()
+        .filter(|s| s["netns"]["name"] == name)
+        .collect()
+}
+
+#[test]
+fn inspect_all_netns_tags_rows_and_finds_each_listener_in_its_own_namespace() {
+    let Some(p) = pair(2) else { return };
+    let port = p.a.port.to_string();
+    let out = netkit(&["inspect", "--all-netns", "--port", &port, "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let v = support_schema::validate_stdout("inspect", &out);
+
+    let a = in_ns(&v, &p.na.0);
+    let listen: Vec<_> = a.iter().filter(|s| s["state"] == "LISTEN").collect();
+    assert_eq!(listen.len(), 1, "{v}");
+    assert_eq!(listen[0]["owners"][0]["pid"], p.a.pid());
+    assert_eq!(listen[0]["netns"]["current"], false);
+    assert!(listen[0]["netns"]["inode"].as_u64().is_some_and(|i| i > 0));
+    let tw: Vec<_> = a.iter().filter(|s| s["state"] == "TIME_WAIT").collect();
+    assert_eq!(tw.len(), 2, "{v}");
+    for t in tw {
+        // The listener of its own namespace, not the other namespace's on the same port.
+        assert_eq!(t["listener"]["owner"]["pid"], p.a.pid(), "{t}");
+    }
+    let b = in_ns(&v, &p.nb.0);
+    assert_eq!(b.len(), 1, "only the listener in {}: {v}", p.nb.0);
+    assert_eq!(b[0]["state"], "LISTEN");
+    assert_eq!(b[0]["owners"][0]["pid"], p.b.pid());
+    assert_ne!(b[0]["netns"]["inode"], a[0]["netns"]["inode"]);
+
+    // The table has a NETNS column naming both.
+    let out = netkit(&["inspect", "--all-netns", "--port", &port]);
+    assert_eq!(out.status.code(), Some(0));
+    let t = String::from_utf8_lossy(&out.stdout);
+    assert!(t.lines().next().is_some_and(|h| h.contains("NETNS")), "{t}");
+    assert_eq!(t.lines().filter(|l| l.ends_with(&p.na.0)).count(), 3, "{t}");
+    assert_eq!(t.lines().filter(|l| l.ends_with(&p.nb.0)).count(), 1, "{t}");
+
+    // Without --all-netns: this namespace only, no namespace tags.
+    let out = netkit(&["inspect", "--port", &port, "--json"]);
+    let v = support_schema::validate_stdout("inspect", &out);
+    for s in v["sockets"].as_array().expect("sockets") {
+        assert!(s.get("netns").is_none(), "{s}");
+        let pids: Vec<&Value> = s["owners"]
+            .as_array()
+            .map(|o| o.iter().map(|o| &o["pid"]).collect())
+            .unwrap_or_default();
+        assert!(!pids.contains(&&Value::from(p.a.pid())), "{s}");
+    }
+}
+
+#[test]
+fn an_ordinary_user_is_told_only_this_namespace_was_examined() {
+    let (out, how) = if is_root() {
+        if Command::new("setpriv").arg("--version").output().is_err() {
+            eprintln!("skipped: setpriv missing (needed to run as uid 65534)");
+            return;
+        }
+        let out = Command::new("setpriv")
+            .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_netkit"))
+            .args(["inspect", "--all-netns", "--listening", "--json"])
+            .output()
+            .expect("setpriv");
+        (out, "as uid 65534")
+    } else {
+        (
+            netkit(&["inspect", "--all-netns", "--listening", "--json"]),
+            "as this user",
+        )
+    };
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{how}: {out:?}");
+    let v = support_schema::validate_stdout("inspect", &out);
+    let notes = v["notes"].to_string();
+    // Root's processes are always there, and their namespace link is unreadable to others.
+    assert!(
+        notes.contains("entering another needs root"),
+        "{how}: {notes}"
+    );
+    for s in v["sockets"].as_array().expect("sockets") {
+        assert_eq!(s["netns"]["current"], true, "{how}: {s}");
+    }
+}
