@@ -221,3 +221,88 @@ fn an_ordinary_user_is_told_only_this_namespace_was_examined() {
         assert_eq!(s["netns"]["current"], true, "{how}: {s}");
     }
 }
+
+#[test]
+fn timewait_all_netns_counts_each_namespace_with_its_own_listener_and_histogram() {
+    let Some(p) = pair(3) else { return };
+    // A second namespace with entries on the same port: one TIME_WAIT under its own listener.
+    drop(p.b);
+    let Some(b) = Holder::start(&p.nb, p.a.port, 1) else {
+        panic!("a second listener on port {} in {}", p.a.port, p.nb.0);
+    };
+    let port = p.a.port.to_string();
+    let out = netkit(&["timewait", "--all-netns", "--port", &port, "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let v = support_schema::validate_stdout("timewait", &out);
+    let ports = v["ports"].as_array().expect("ports");
+    let row = |ns: &str| {
+        ports
+            .iter()
+            .find(|r| r["netns"]["name"] == ns)
+            .unwrap_or_else(|| panic!("a row for {ns}: {v}"))
+    };
+    let (ra, rb) = (row(&p.na.0), row(&p.nb.0));
+    assert_eq!(
+        (ra["count"].as_u64(), rb["count"].as_u64()),
+        (Some(3), Some(1)),
+        "{v}"
+    );
+    assert_eq!(ra["listener"]["owner"]["pid"], p.a.pid(), "{ra}");
+    assert_eq!(rb["listener"]["owner"]["pid"], b.pid(), "{rb}");
+    let nss = v["namespaces"]
+        .as_array()
+        .expect("namespaces with --all-netns");
+    assert_eq!(
+        nss[0]["netns"]["current"], true,
+        "the current namespace first"
+    );
+    for (name, want) in [(&p.na.0, 3), (&p.nb.0, 1)] {
+        let n = nss
+            .iter()
+            .find(|n| n["netns"]["name"] == name.as_str())
+            .expect("listed");
+        assert_eq!(n["total"], want, "{n}");
+        let sum: u64 = n["expiry_buckets"]
+            .as_array()
+            .expect("buckets")
+            .iter()
+            .map(|b| b["count"].as_u64().unwrap_or(0))
+            .sum();
+        assert_eq!(sum, want, "{n}");
+    }
+    let totals: u64 = nss.iter().map(|n| n["total"].as_u64().unwrap_or(0)).sum();
+    assert_eq!(v["total"].as_u64(), Some(totals));
+
+    // The table: a NETNS column, a histogram per namespace with entries.
+    let out = netkit(&["timewait", "--all-netns", "--port", &port]);
+    let t = String::from_utf8_lossy(&out.stdout);
+    assert!(t.contains("NETNS"), "{t}");
+    assert!(t.contains(&format!("netns {} (inode", p.na.0)), "{t}");
+    assert!(t.contains(&format!("netns {} (inode", p.nb.0)), "{t}");
+
+    // --all: every entry, its listener from its own namespace.
+    let out = netkit(&[
+        "timewait",
+        "--all",
+        "--all-netns",
+        "--port",
+        &port,
+        "--json",
+    ]);
+    let v = support_schema::validate_stdout("timewait", &out);
+    let a = in_ns(&v, &p.na.0);
+    assert_eq!(a.len(), 3, "{v}");
+    assert!(
+        a.iter().all(|s| s["listener"]["owner"]["pid"] == p.a.pid()),
+        "{v}"
+    );
+    let bs = in_ns(&v, &p.nb.0);
+    assert_eq!(bs.len(), 1, "{v}");
+    assert_eq!(bs[0]["listener"]["owner"]["pid"], b.pid());
+
+    // Without --all-netns: no namespace fields.
+    let out = netkit(&["timewait", "--port", &port, "--json"]);
+    let v = support_schema::validate_stdout("timewait", &out);
+    assert!(v.get("namespaces").is_none(), "{v}");
+    drop(b);
+}
