@@ -118,13 +118,14 @@ struct Pair {
     nb: Ns,
 }
 
-fn pair(tw: usize) -> Option<Pair> {
+/// `tag` keeps the names of tests running at once in this binary apart.
+fn pair(tag: &str, tw: usize) -> Option<Pair> {
     if !is_root() {
         eprintln!("skipped: ip netns add and entering namespaces need root");
         return None;
     }
-    let na = Ns::add("a")?;
-    let nb = Ns::add("b")?;
+    let na = Ns::add(&format!("{tag}a"))?;
+    let nb = Ns::add(&format!("{tag}b"))?;
     let Some(a) = Holder::start(&na, 0, tw) else {
         eprintln!("skipped: python3 or ip netns exec missing");
         return None;
@@ -144,7 +145,7 @@ fn in_ns<'a>(v: &'a Value, name: &str) -> Vec<&'a Value> {
 
 #[test]
 fn inspect_all_netns_tags_rows_and_finds_each_listener_in_its_own_namespace() {
-    let Some(p) = pair(2) else { return };
+    let Some(p) = pair("in", 2) else { return };
     let port = p.a.port.to_string();
     let out = netkit(&["inspect", "--all-netns", "--port", &port, "--json"]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
@@ -224,7 +225,7 @@ fn an_ordinary_user_is_told_only_this_namespace_was_examined() {
 
 #[test]
 fn timewait_all_netns_counts_each_namespace_with_its_own_listener_and_histogram() {
-    let Some(p) = pair(3) else { return };
+    let Some(p) = pair("tw", 3) else { return };
     // A second namespace with entries on the same port: one TIME_WAIT under its own listener.
     drop(p.b);
     let Some(b) = Holder::start(&p.nb, p.a.port, 1) else {
@@ -305,4 +306,143 @@ fn timewait_all_netns_counts_each_namespace_with_its_own_listener_and_histogram(
     let v = support_schema::validate_stdout("timewait", &out);
     assert!(v.get("namespaces").is_none(), "{v}");
     drop(b);
+}
+
+/// Prints the port of a listener on ADDR:PORT (argv 1, 2), then waits for stdin to close.
+const LISTEN_ON: &str = r#"
+import socket, sys
+s = socket.socket(); s.bind((sys.argv[1], int(sys.argv[2]))); s.listen()
+print(s.getsockname()[1], flush=True)
+sys.stdin.read()
+"#;
+
+fn spawn_port_printer(mut cmd: Command) -> Option<Holder> {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .ok()?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take()?)
+        .read_line(&mut line)
+        .ok()?;
+    let port = line.trim().parse().ok()?;
+    Some(Holder { child, port })
+}
+
+#[test]
+fn a_port_held_by_docker_proxy_is_served_by_the_namespace_that_owns_its_container_ip() {
+    if !is_root() {
+        eprintln!("skipped: making a namespace with a veth pair needs root");
+        return;
+    }
+    let Some(ns) = Ns::add("dp") else { return };
+    // The "container": its own namespace with an address on a veth pair (both ends inside,
+    // so the host's interfaces and routes are untouched; this kernel has no dummy links).
+    let ip = format!("10.251.{}.2", 20 + std::process::id() % 200);
+    let run = |args: &[&str]| {
+        Command::new("ip")
+            .args(["-n", &ns.0])
+            .args(args)
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    assert!(run(&[
+        "link", "add", "nkdp0", "type", "veth", "peer", "name", "nkdp1"
+    ]));
+    assert!(run(&["addr", "add", &format!("{ip}/24"), "dev", "nkdp0"]));
+    assert!(run(&["link", "set", "nkdp0", "up"]) && run(&["link", "set", "nkdp1", "up"]));
+    let mut serve = Command::new("ip");
+    serve.args(["netns", "exec", &ns.0, "python3", "-c", LISTEN_ON, &ip, "0"]);
+    let Some(server) = spawn_port_printer(serve) else {
+        eprintln!("skipped: python3 missing");
+        return;
+    };
+    // Named like Docker's cgroup where the v2 hierarchy is writable: the container's name.
+    let id = "d0c0e7a1d0c0e7a1d0c0e7a1d0c0e7a1d0c0e7a1d0c0e7a1d0c0e7a1d0c0e7a1";
+    let cg_root = std::path::Path::new("/sys/fs/cgroup/unified");
+    let cg = cg_root.join(format!("system.slice/docker-{id}.scope"));
+    let in_cgroup = cg_root.join("cgroup.procs").exists()
+        && std::fs::create_dir_all(&cg).is_ok()
+        && std::fs::write(cg.join("cgroup.procs"), server.pid().to_string()).is_ok();
+
+    // The forwarder: a real process named docker-proxy (python3 under that name) listening
+    // on the host's loopback, with docker-proxy's arguments.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let py = Command::new("python3")
+        .args([
+            "-c",
+            "import os,sys; print(os.path.realpath(sys.executable))",
+        ])
+        .output()
+        .expect("python3");
+    let py = String::from_utf8_lossy(&py.stdout).trim().to_string();
+    let proxy_exe = dir.path().join("docker-proxy");
+    std::os::unix::fs::symlink(&py, &proxy_exe).expect("symlink");
+    let target_port = server.port.to_string();
+    let mut proxy = Command::new(&proxy_exe);
+    proxy.args(["-c", LISTEN_ON, "127.0.0.1", "0"]).args([
+        "-proto",
+        "tcp",
+        "-host-ip",
+        "127.0.0.1",
+        "-host-port",
+        "0",
+        "-container-ip",
+        &ip,
+        "-container-port",
+        &target_port,
+    ]);
+    let proxy = spawn_port_printer(proxy).expect("docker-proxy stand-in");
+    let port = proxy.port.to_string();
+
+    let out = netkit(&["who-owns", &port, "--json"]);
+    let table = netkit(&["who-owns", &port]);
+    drop(proxy);
+    drop(server);
+    if in_cgroup {
+        let _ = std::fs::remove_dir(&cg);
+        let _ = std::fs::remove_dir(cg_root.join("system.slice"));
+    }
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let v = support_schema::validate_stdout("who-owns", &out);
+    let o = &v["sockets"][0]["owners"][0];
+    assert_eq!(o["command"], "docker-proxy", "{v}");
+    let f = &o["forwards_to"];
+    assert_eq!(f["tool"], "docker-proxy", "{o}");
+    assert_eq!(f["target_addr"], ip.as_str());
+    assert_eq!(f["target_port"], server_port(&target_port));
+    let args: Vec<&str> = f["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        args.windows(2).any(|w| w == ["-container-ip", ip.as_str()]),
+        "{args:?}"
+    );
+    assert_eq!(f["netns"]["name"], ns.0.as_str(), "{f}");
+    assert_eq!(f["listener"]["command"], "python3", "{f}");
+    if in_cgroup {
+        assert_eq!(f["container"]["runtime"], "docker", "{f}");
+        assert_eq!(f["container"]["id"], id);
+    }
+    let t = String::from_utf8_lossy(&table.stdout);
+    let expect = if in_cgroup {
+        format!("→ docker:{} {ip}:{target_port}", &id[..12])
+    } else {
+        format!("→ {} {ip}:{target_port}", ns.0)
+    };
+    assert!(t.contains(&expect), "{t}");
+    let hint = String::from_utf8_lossy(&table.stderr);
+    assert!(
+        hint.contains(&format!("is an address of network namespace {}", ns.0))
+            && hint.contains("that process serves port"),
+        "{hint}"
+    );
+}
+
+fn server_port(s: &str) -> u64 {
+    s.parse().expect("port")
 }

@@ -186,10 +186,12 @@ pub fn resolve(pid: u32) -> Option<Attribution> {
 }
 
 /// Names the unit or container of every owner `owners` yields, reading `/proc/PID/cgroup`
-/// (and the runtime's state) once per distinct process; each owner is replaced by one shared,
-/// attributed copy. Returns true when any owner has a unit or container.
+/// (and the runtime's state) once per distinct process, and for a port forwarder where it
+/// forwards ([`super::forwarder::Resolver`]); each owner is replaced by one shared,
+/// attributed copy. Returns true when any owner has a unit, container or forwarding.
 pub fn attribute<'a>(owners: impl IntoIterator<Item = &'a mut Arc<super::Owner>>) -> bool {
     let mut done: HashMap<u32, Arc<super::Owner>> = HashMap::new();
+    let mut forwarders = super::forwarder::Resolver::default();
     let mut any = false;
     for o in owners {
         let new = done.entry(o.pid).or_insert_with(|| {
@@ -198,9 +200,13 @@ pub fn attribute<'a>(owners: impl IntoIterator<Item = &'a mut Arc<super::Owner>>
                 owner.unit = a.unit;
                 owner.container = a.container;
             }
+            // A port forwarder (docker-proxy, ...): the container it forwards to.
+            if super::forwarder::is_forwarder_name(&owner.command) {
+                owner.forwards_to = forwarders.resolve(o.pid).map(Box::new);
+            }
             Arc::new(owner)
         });
-        any |= new.unit.is_some() || new.container.is_some();
+        any |= new.unit.is_some() || new.container.is_some() || new.forwards_to.is_some();
         *o = new.clone();
     }
     any

@@ -246,6 +246,9 @@ pub struct Owner {
     /// The container it runs in, when [`attribute_owners`] looked and found one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub container: Option<cgroup::Container>,
+    /// For a port forwarder (docker-proxy, ...): where it forwards, with the evidence.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forwards_to: Option<Box<forwarder::Forwarding>>,
 }
 
 impl Owner {
@@ -257,15 +260,21 @@ impl Owner {
             cmdline,
             unit: None,
             container: None,
+            forwards_to: None,
         }
     }
 
     /// The `UNIT/CONTAINER` cell: the container's label, else the unit, else `-`.
     pub fn placement(&self) -> String {
-        match (&self.container, &self.unit) {
+        let own = match (&self.container, &self.unit) {
             (Some(c), _) => c.label(),
             (None, Some(u)) => u.clone(),
             (None, None) => "-".to_string(),
+        };
+        match &self.forwards_to {
+            Some(f) if own == "-" => format!("→ {}", f.label()),
+            Some(f) => format!("{own} → {}", f.label()),
+            None => own,
         }
     }
 }
