@@ -269,6 +269,15 @@ fn all_netns_labels_each_namespace_and_promtool_accepts_it() {
     let Some((h, ns)) = listener_in_named_netns("once") else {
         return;
     };
+    // The namespace's own ephemeral range (ip_local_port_range is per namespace): read from
+    // the thread that entered it, /proc/sys/net shows that namespace's value.
+    assert!(
+        Command::new("ip")
+            .args(["netns", "exec", &ns.0, "sysctl", "-qw"])
+            .arg("net.ipv4.ip_local_port_range=40000 40009")
+            .status()
+            .is_ok_and(|s| s.success())
+    );
     let out = Command::new(env!("CARGO_BIN_EXE_netkit"))
         .args(["exporter", "--once", "--all-netns"])
         .output()
@@ -306,10 +315,18 @@ fn all_netns_labels_each_namespace_and_promtool_accepts_it() {
         Some(2.0),
         "{body}"
     );
-    assert!(
-        e.value("netkit_ephemeral_ports", &[("netns", inode.as_str())])
-            .is_some()
+    assert_eq!(
+        e.value("netkit_ephemeral_ports", &[("netns", inode.as_str())]),
+        Some(10.0),
+        "{body}"
     );
+    let own = e
+        .value(
+            "netkit_ephemeral_ports",
+            &[("netns", own_netns_inode().as_str())],
+        )
+        .expect("own range");
+    assert_ne!(own, 10.0, "the host's range is not the namespace's");
     // The exporter's own namespace is labelled with its inode; its own metrics are not.
     assert!(
         !e.find("netkit_sockets", &[("netns", own_netns_inode().as_str())])
