@@ -282,9 +282,16 @@ where
 {
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .clamp(1, WORKERS)
+    // NETKIT_NETNS_WORKERS=N overrides (scripts/bench-netns measures 1 against the default).
+    let workers = std::env::var("NETKIT_NETNS_WORKERS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .clamp(1, WORKERS)
+        })
+        .clamp(1, 64)
         .min(list.len());
     if workers <= 1 {
         return list.iter().map(&f).collect();
