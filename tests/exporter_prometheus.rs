@@ -3,14 +3,16 @@
 //! Both skip with a printed reason where Debian's `prometheus` package is not installed
 //! (`.ci/run` installs it).
 
-mod support_exporter;
+mod support;
 
 use std::io::Write;
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use support_exporter::{Exporter, get, have, my_comm, poll};
+use support::exporter::{Exporter, get, my_comm};
+use support::listeners::free_port;
+use support::{have, poll};
 
 fn promtool_check(text: &str) -> (bool, String) {
     let mut child = Command::new("promtool")
@@ -65,14 +67,6 @@ impl Drop for Prometheus {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A real Prometheus on a free loopback port scraping `target` every second; its web
@@ -183,15 +177,6 @@ fn a_real_prometheus_scrapes_it_and_answers_about_our_listener() {
     drop(lst);
 }
 
-/// A named network namespace (`nk-netns2-PID-TAG`, loopback up), deleted on drop.
-struct Netns(String);
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
 /// A listener on 127.0.0.1 inside the namespace that closed two accepted connections itself
 /// (two TIME_WAIT on its port); prints its port, waits for stdin to close.
 const HOLD_IN_NS: &str = r#"
@@ -224,22 +209,12 @@ impl Drop for NsHolder {
 }
 
 /// The namespace and its holder (holder first, so it ends before the namespace goes).
-fn listener_in_named_netns(tag: &str) -> Option<(NsHolder, Netns)> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+fn listener_in_named_netns(tag: &str) -> Option<(NsHolder, support::netns::Netns)> {
+    if !support::is_root() {
         eprintln!("skip: ip netns add and entering namespaces need root");
         return None;
     }
-    let name = format!("nk-netns2-{}-{tag}", std::process::id());
-    let ok = |c: &mut Command| c.status().is_ok_and(|s| s.success());
-    if !ok(Command::new("ip").args(["netns", "add", &name])) {
-        eprintln!("skip: ip netns add {name} failed");
-        return None;
-    }
-    let ns = Netns(name);
-    assert!(ok(
-        Command::new("ip").args(["-n", &ns.0, "link", "set", "lo", "up"])
-    ));
+    let ns = support::netns::Netns::new(&format!("netns2-{tag}"))?;
     let mut child = Command::new("ip")
         .args(["netns", "exec", &ns.0, "python3", "-c", HOLD_IN_NS])
         .stdin(Stdio::piped())
@@ -284,7 +259,7 @@ fn all_netns_labels_each_namespace_and_promtool_accepts_it() {
         .expect("netkit runs");
     assert!(out.status.success(), "{out:?}");
     let body = String::from_utf8(out.stdout).expect("utf-8");
-    let e = support_exporter::Exposition::parse(&body);
+    let e = support::exporter::Exposition::parse(&body);
     let port = h.port.to_string();
     let theirs = [("netns_name", ns.0.as_str()), ("port", port.as_str())];
     let info = e.find("netkit_listener_info", &theirs);

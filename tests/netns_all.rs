@@ -4,52 +4,21 @@
 //! named namespaces (`ip netns add nk-netns2-...`, always deleted); root-only parts skip with a
 //! printed reason, and the ordinary user's view is checked as uid 65534.
 
-mod support_schema;
+mod support;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 
 use serde_json::Value;
 
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
+use support::cli::netkit_output as netkit;
+use support::is_root;
 
-fn netkit(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_netkit"))
-        .args(args)
-        .output()
-        .expect("netkit runs")
-}
+/// A named namespace `nk-netns2-<tag>-...` with loopback up, deleted on drop.
+type Ns = support::netns::Netns;
 
-/// A named namespace with loopback up, deleted on drop.
-struct Ns(String);
-
-impl Ns {
-    fn add(tag: &str) -> Option<Ns> {
-        let name = format!("nk-netns2-{}-{tag}", std::process::id());
-        let ok = Command::new("ip")
-            .args(["netns", "add", &name])
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            eprintln!("skipped: ip netns add {name} failed");
-            return None;
-        }
-        let ns = Ns(name);
-        let up = Command::new("ip")
-            .args(["-n", &ns.0, "link", "set", "lo", "up"])
-            .status()
-            .is_ok_and(|s| s.success());
-        up.then_some(ns)
-    }
-}
-
-impl Drop for Ns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
+fn ns_add(tag: &str) -> Option<Ns> {
+    Ns::new(&format!("netns2-{tag}"))
 }
 
 /// A listener on 127.0.0.1:PORT (0: any) that closed `tw` accepted connections itself, so
@@ -124,8 +93,8 @@ fn pair(tag: &str, tw: usize) -> Option<Pair> {
         eprintln!("skipped: ip netns add and entering namespaces need root");
         return None;
     }
-    let na = Ns::add(&format!("{tag}a"))?;
-    let nb = Ns::add(&format!("{tag}b"))?;
+    let na = ns_add(&format!("{tag}a"))?;
+    let nb = ns_add(&format!("{tag}b"))?;
     let Some(a) = Holder::start(&na, 0, tw) else {
         eprintln!("skipped: python3 or ip netns exec missing");
         return None;
@@ -149,7 +118,7 @@ fn inspect_all_netns_tags_rows_and_finds_each_listener_in_its_own_namespace() {
     let port = p.a.port.to_string();
     let out = netkit(&["inspect", "--all-netns", "--port", &port, "--json"]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
-    let v = support_schema::validate_stdout("inspect", &out);
+    let v = support::schema::validate_stdout("inspect", &out);
 
     let a = in_ns(&v, &p.na.0);
     let listen: Vec<_> = a.iter().filter(|s| s["state"] == "LISTEN").collect();
@@ -179,7 +148,7 @@ fn inspect_all_netns_tags_rows_and_finds_each_listener_in_its_own_namespace() {
 
     // Without --all-netns: this namespace only, no namespace tags.
     let out = netkit(&["inspect", "--port", &port, "--json"]);
-    let v = support_schema::validate_stdout("inspect", &out);
+    let v = support::schema::validate_stdout("inspect", &out);
     for s in v["sockets"].as_array().expect("sockets") {
         assert!(s.get("netns").is_none(), "{s}");
         let pids: Vec<&Value> = s["owners"]
@@ -211,7 +180,7 @@ fn an_ordinary_user_is_told_only_this_namespace_was_examined() {
         )
     };
     assert!(matches!(out.status.code(), Some(0 | 1)), "{how}: {out:?}");
-    let v = support_schema::validate_stdout("inspect", &out);
+    let v = support::schema::validate_stdout("inspect", &out);
     let notes = v["notes"].to_string();
     // Root's processes are always there, and their namespace link is unreadable to others.
     assert!(
@@ -234,7 +203,7 @@ fn timewait_all_netns_counts_each_namespace_with_its_own_listener_and_histogram(
     let port = p.a.port.to_string();
     let out = netkit(&["timewait", "--all-netns", "--port", &port, "--json"]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
-    let v = support_schema::validate_stdout("timewait", &out);
+    let v = support::schema::validate_stdout("timewait", &out);
     let ports = v["ports"].as_array().expect("ports");
     let row = |ns: &str| {
         ports
@@ -290,7 +259,7 @@ fn timewait_all_netns_counts_each_namespace_with_its_own_listener_and_histogram(
         &port,
         "--json",
     ]);
-    let v = support_schema::validate_stdout("timewait", &out);
+    let v = support::schema::validate_stdout("timewait", &out);
     let a = in_ns(&v, &p.na.0);
     assert_eq!(a.len(), 3, "{v}");
     assert!(
@@ -303,7 +272,7 @@ fn timewait_all_netns_counts_each_namespace_with_its_own_listener_and_histogram(
 
     // Without --all-netns: no namespace fields.
     let out = netkit(&["timewait", "--port", &port, "--json"]);
-    let v = support_schema::validate_stdout("timewait", &out);
+    let v = support::schema::validate_stdout("timewait", &out);
     assert!(v.get("namespaces").is_none(), "{v}");
     drop(b);
 }
@@ -336,7 +305,7 @@ fn a_port_held_by_docker_proxy_is_served_by_the_namespace_that_owns_its_containe
         eprintln!("skipped: making a namespace with a veth pair needs root");
         return;
     }
-    let Some(ns) = Ns::add("dp") else { return };
+    let Some(ns) = ns_add("dp") else { return };
     // The "container": its own namespace with an address on a veth pair (both ends inside,
     // so the host's interfaces and routes are untouched; this kernel has no dummy links).
     let ip = format!("10.251.{}.2", 20 + std::process::id() % 200);
@@ -405,7 +374,7 @@ fn a_port_held_by_docker_proxy_is_served_by_the_namespace_that_owns_its_containe
         let _ = std::fs::remove_dir(cg_root.join("system.slice"));
     }
     assert_eq!(out.status.code(), Some(0), "{out:?}");
-    let v = support_schema::validate_stdout("who-owns", &out);
+    let v = support::schema::validate_stdout("who-owns", &out);
     let o = &v["sockets"][0]["owners"][0];
     assert_eq!(o["command"], "docker-proxy", "{v}");
     let f = &o["forwards_to"];
