@@ -319,6 +319,33 @@ fn all_netns_labels_each_namespace_and_promtool_accepts_it() {
     } else {
         eprintln!("promtool part skipped: not installed (.ci/run installs it)");
     }
+    // Without CAP_SYS_ADMIN (uid 65534): only its own namespace, and it says how many not.
+    if support::can_setpriv() {
+        let out = Command::new("setpriv")
+            .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_netkit"))
+            .args(["exporter", "--once", "--all-netns"])
+            .output()
+            .expect("setpriv");
+        assert!(out.status.success(), "{out:?}");
+        let body = String::from_utf8_lossy(&out.stdout);
+        let e = support::exporter::Exposition::parse(&body);
+        assert!(
+            e.find("netkit_listener_info", &[("netns_name", ns.0.as_str())])
+                .is_empty(),
+            "{body}"
+        );
+        let missed = e
+            .value("netkit_exporter_unreadable_namespaces", &[])
+            .expect("the gauge");
+        assert!(
+            missed >= 1.0,
+            "{ns:?} at least was not entered: {body}",
+            ns = ns.0
+        );
+    } else {
+        eprintln!("uid 65534 part skipped: setpriv missing");
+    }
     drop(h);
 }
 

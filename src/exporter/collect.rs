@@ -160,6 +160,9 @@ pub struct Collection {
     pub close_wait: BTreeMap<ProcessLabels, u64>,
     /// Processes whose fds could not be read (owners may be missing).
     pub unreadable_processes: usize,
+    /// With `--all-netns`: namespaces that could not be entered or read (without
+    /// CAP_SYS_ADMIN, every namespace but the exporter's own).
+    pub unreadable_namespaces: usize,
     /// How long the collection took, seconds.
     pub duration_s: f64,
     /// With `--all-netns`: the namespace these counts are from (the exporter's own for this
@@ -439,6 +442,7 @@ fn collect_all_netns(opts: &Options) -> Result<Collection, InspectError> {
         ProcOwners.owners(&want)
     };
     let src = Prefetched { owners, unreadable };
+    let skipped = per_ns.skipped.len();
     let mut out: Option<Collection> = None;
     let mut others = Vec::new();
     for (ns, (eph, fold)) in per_ns.parts {
@@ -466,6 +470,7 @@ fn collect_all_netns(opts: &Options) -> Result<Collection, InspectError> {
     }
     let mut c = out.unwrap_or_default();
     c.namespaces = others;
+    c.unreadable_namespaces = skipped;
     c.duration_s = started.elapsed().as_secs_f64();
     Ok(c)
 }

@@ -167,6 +167,11 @@ pub const METRICS: &[(&str, &str, &str)] = &[
         "Processes whose file descriptors the exporter could not read, so their sockets have no owner labels",
     ),
     (
+        "netkit_exporter_unreadable_namespaces",
+        "gauge",
+        "With --all-netns: network namespaces the exporter could not enter or read (entering needs CAP_SYS_ADMIN), so their sockets are not reported",
+    ),
+    (
         "netkit_exporter_scrape_duration_seconds",
         "gauge",
         "Time the last collection of the socket table took",
@@ -539,6 +544,12 @@ impl Collector for Exposition {
                 "netkit_exporter_unreadable_processes",
                 None,
                 [(Labels::new(), c.unreadable_processes as u64)],
+            )?;
+            gauges(
+                &mut enc,
+                "netkit_exporter_unreadable_namespaces",
+                None,
+                [(Labels::new(), c.unreadable_namespaces as u64)],
             )?;
             let name = "netkit_exporter_scrape_duration_seconds";
             let mut m =
