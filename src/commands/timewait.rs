@@ -5,13 +5,16 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use anyhow::Context;
 use serde::Serialize;
 
+use super::filters::scope_of;
 use super::sockets_report::SocketsReport;
 use crate::cli::inventory::TimewaitArgs;
-use crate::cli::port::PortSet;
+use crate::inspect::multi::{self, Scope};
+use crate::inspect::netns::Netns;
 use crate::inspect::{
     self, InspectError, ListenerIndex, ListenerRef, Proto, Query, SockState, SocketEntry, diag,
     fmt_endpoint,
@@ -31,8 +34,22 @@ pub struct PortSummary {
     pub min_expires_ms: u64,
     /// Latest expiry, ms.
     pub max_expires_ms: u64,
-    /// The current listener of that port, if any.
+    /// The current listener of that port, if any (in the same namespace).
     pub listener: Option<ListenerRef>,
+    /// The network namespace of the entries (`--all-netns` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub netns: Option<Arc<Netns>>,
+}
+
+/// One namespace's TIME_WAIT entries (`--all-netns`).
+#[derive(Debug, Serialize)]
+pub struct NsSummary {
+    /// The namespace.
+    pub netns: Arc<Netns>,
+    /// Its TIME_WAIT sockets.
+    pub total: usize,
+    /// When they expire, as [`TimewaitReport::expiry_buckets`].
+    pub expiry_buckets: Vec<ExpiryBucket>,
 }
 
 /// Width of one expiry bucket, in seconds.
@@ -109,6 +126,9 @@ pub struct TimewaitReport {
     pub expiry_buckets: Vec<ExpiryBucket>,
     /// Per local address:port, most entries first.
     pub ports: Vec<PortSummary>,
+    /// With `--all-netns`: every namespace read, with its own count and histogram.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespaces: Option<Vec<NsSummary>>,
     /// Hints.
     pub notes: Vec<String>,
     /// Rows the table shows (0 = all).
@@ -153,6 +173,13 @@ impl Report for TimewaitReport {
                         None => "-".into(),
                     },
                 ]
+                .into_iter()
+                .chain(
+                    self.namespaces
+                        .is_some()
+                        .then(|| p.netns.as_ref().map_or("-".into(), |n| n.label())),
+                )
+                .collect()
             })
             .collect();
         let mut out = Vec::new();
@@ -164,11 +191,36 @@ impl Report for TimewaitReport {
             );
             out.push(Block::Line(String::new()));
         }
+        // --all-netns: each namespace that has entries gets its own histogram, when there
+        // is more than one (with one, it is the histogram above).
+        let busy: Vec<&NsSummary> = self
+            .namespaces
+            .iter()
+            .flatten()
+            .filter(|n| n.total > 0)
+            .collect();
+        if busy.len() > 1 {
+            for n in busy {
+                out.push(Block::Line(format!(
+                    "netns {} (inode {}): {} TIME_WAIT",
+                    n.netns.label(),
+                    n.netns.inode,
+                    n.total
+                )));
+                out.extend(
+                    histogram_lines(&n.expiry_buckets)
+                        .into_iter()
+                        .map(Block::Line),
+                );
+                out.push(Block::Line(String::new()));
+            }
+        }
         if !rows.is_empty() {
-            out.push(Block::table(
-                &["LOCAL", "COUNT", "SOONEST", "LATEST", "LISTENER"],
-                rows,
-            ));
+            let mut header = vec!["LOCAL", "COUNT", "SOONEST", "LATEST", "LISTENER"];
+            if self.namespaces.is_some() {
+                header.push("NETNS");
+            }
+            out.push(Block::table(&header, rows));
         }
         let hidden = &self.ports[self.shown()..];
         if !hidden.is_empty() {
@@ -210,6 +262,20 @@ pub enum Timewait {
 /// until it finds them.
 pub const QUICK_WALK_LINKS: usize = 4096;
 
+/// The hint for listeners whose owner the budgeted walk did not reach.
+fn unresolved_note(ports: &[u16]) -> String {
+    const SHOWN: usize = 8;
+    let mut list: Vec<String> = ports.iter().take(SHOWN).map(|p| p.to_string()).collect();
+    if ports.len() > SHOWN {
+        list.push(format!("{} more", ports.len() - SHOWN));
+    }
+    let example = ports.first().copied().unwrap_or(0);
+    format!(
+        "the owner of the listener on port(s) {} was not looked for past the first {QUICK_WALK_LINKS} fd links of /proc (oldest processes first): `netkit timewait --port {example}` or `netkit who-owns {example}` finds it",
+        list.join(", ")
+    )
+}
+
 /// Reads TIME_WAIT sockets (and the listeners of their ports).
 ///
 /// # Errors
@@ -225,44 +291,115 @@ pub fn report(args: &TimewaitArgs) -> anyhow::Result<Timewait> {
     // One port: the kernel filters; several, a range or a host: filtered as they arrive.
     super::filters::apply_ports(&mut q, &asked);
     q.udp = false;
+    let wanted =
+        |addr: IpAddr, port: u16| asked.is_empty() || asked.matches(Proto::Tcp, addr, false, port);
     if args.all {
         return list_all(args, &q);
     }
-    let (parts, mut listeners, mut notes) = collect(&q, &asked)?;
-    let mut groups: HashMap<(IpAddr, u16), Agg> = HashMap::new();
-    let mut orphans = 0;
-    let mut buckets = [0usize; BUCKETS];
-    for p in parts {
-        orphans += p.orphans;
-        for (b, n) in buckets.iter_mut().zip(p.buckets) {
-            *b += n;
-        }
-        for (k, v) in p.groups {
-            let g = groups.entry(k).or_insert(Agg::EMPTY);
-            g.count += v.count;
-            g.min = g.min.min(v.min);
-            g.max = g.max.max(v.max);
-        }
-    }
-    // Owners only for the listeners some TIME_WAIT group actually belongs to (same port and
-    // an overlapping address): one /proc walk that stops once each has an owner.
-    let matched: HashSet<u64> = {
-        let index = ListenerIndex::new(&listeners);
-        groups
-            .keys()
-            .filter_map(|(addr, port)| index.find(Proto::Tcp, *addr, *port))
-            .map(|l| l.inode)
-            .filter(|&i| i != 0)
-            .collect()
+    inspect::trace::note("timewait: dump starts");
+    // Fold TIME_WAIT entries into per-address:port counters as the kernel sends them: a
+    // summary of 100,000 entries never holds 100,000 rows. With --all-netns, one dump per
+    // namespace (from a thread that entered it).
+    let scope = scope_of(&args.ns);
+    // TIME_WAIT and orphan FIN_WAIT2 by state mask alone (the listen table is not walked),
+    // then the listeners of the ports that have entries only (a bytecode filter), in each
+    // namespace.
+    let tw_q = Query {
+        tcp_states: vec![SockState::TimeWait, SockState::FinWait2],
+        ..q.clone()
     };
+    let fold = |_: Proto, acc: &mut Fold, m: &diag::DiagMsg| {
+        if !wanted(m.src, m.sport) {
+            return;
+        }
+        match diag::to_state(Proto::Tcp, m) {
+            SockState::TimeWait => acc.add_time_wait(m.src, m.sport, u64::from(m.expires)),
+            SockState::FinWait2 if m.inode == 0 => acc.orphans += 1,
+            _ => {}
+        }
+    };
+    let collect = || -> Result<Vec<Fold>, InspectError> {
+        let mut f = Fold::merge(diag::for_each_job(&tw_q, fold)?);
+        inspect::trace::note("timewait: TIME_WAIT dump and fold done");
+        // Listeners are kept whatever their address: a TIME_WAIT on 127.0.0.1:P belongs to
+        // the wildcard listener of P.
+        let ports: Vec<u16> = f.groups.keys().map(|k| k.1).collect();
+        let listen_mask = diag::tcp_state_mask(&[SockState::Listen]);
+        let mut listeners = Vec::new();
+        diag::dump_tcp_ports(listen_mask, &ports, |m| {
+            let family_ok = if m.family == netlink_packet_sock_diag::constants::AF_INET6 {
+                q.v6
+            } else {
+                q.v4
+            };
+            if family_ok {
+                listeners.push(diag::to_entry(Proto::Tcp, m));
+            }
+        })?;
+        inspect::trace::note(&format!(
+            "timewait: listeners of {} port(s) read",
+            ports.len()
+        ));
+        f.listeners = listeners;
+        Ok(vec![f])
+    };
+    let (per_ns, mut notes): (Vec<NsFold>, Vec<String>) = match multi::each(&scope, collect) {
+        Ok(p) => (
+            p.parts
+                .into_iter()
+                .map(|(ns, parts)| (ns, Fold::merge(parts)))
+                .collect(),
+            p.notes,
+        ),
+        // Without sock_diag, fold the /proc/net fallback's rows the same way.
+        Err(InspectError::Netlink { .. }) => {
+            let (rows, notes) = inspect::table(&q).context("reading the socket table")?;
+            let mut acc = Fold::default();
+            for s in rows {
+                match s.state {
+                    SockState::TimeWait => {
+                        acc.add_time_wait(s.local_addr, s.local_port, s.expires_ms.unwrap_or(0))
+                    }
+                    SockState::Listen => acc.listeners.push(s),
+                    SockState::FinWait2 if s.inode == 0 => acc.orphans += 1,
+                    _ => {}
+                }
+            }
+            let tw_ports: HashSet<u16> = acc.groups.keys().map(|k| k.1).collect();
+            acc.listeners.retain(|l| tw_ports.contains(&l.local_port));
+            (vec![(None, acc)], notes)
+        }
+        Err(e) => return Err(anyhow::Error::new(e).context("reading the socket table")),
+    };
+    inspect::trace::note("timewait: dump and fold done");
+    // Owners only for the listeners some TIME_WAIT group actually belongs to (same port, an
+    // overlapping address, the same namespace): one /proc walk for every namespace, which
+    // can stop early.
+    let matched: HashSet<u64> = per_ns
+        .iter()
+        .flat_map(|(_, f)| {
+            let index = ListenerIndex::new(&f.listeners);
+            f.groups
+                .keys()
+                .filter_map(|(addr, port)| index.find(Proto::Tcp, *addr, *port))
+                .map(|l| l.inode)
+                .collect::<Vec<u64>>()
+        })
+        .collect();
     inspect::trace::note(&format!(
-        "timewait: {} groups, {} listeners, {} matched",
-        groups.len(),
-        listeners.len(),
+        "timewait: {} namespace(s), {} matched listeners",
+        per_ns.len(),
         matched.len()
     ));
+    let mut listeners: Vec<SocketEntry> = Vec::new();
+    let mut ranges = Vec::new();
+    for (_, f) in &per_ns {
+        ranges.push(listeners.len()..listeners.len() + f.listeners.len());
+        listeners.extend(f.listeners.iter().cloned());
+    }
     // The summary names one listener per port, so the first owner found is enough; without
     // --port it is a side note, looked for within a budget.
+    let matched: HashSet<u64> = matched.into_iter().filter(|&i| i != 0).collect();
     let reach = if asked.is_empty() {
         inspect::procfd::Reach::Within(QUICK_WALK_LINKS)
     } else {
@@ -288,25 +425,47 @@ pub fn report(args: &TimewaitArgs) -> anyhow::Result<Timewait> {
         notes.push(inspect::unreadable_note(&unreadable));
     }
     inspect::name_users(&mut listeners);
-    orphan_note(orphans, &mut notes);
-    let index = ListenerIndex::new(&listeners);
-    let total = groups.values().map(|g| g.count).sum();
-    let mut ports: Vec<PortSummary> = groups
-        .into_iter()
-        .map(|((addr, port), g)| PortSummary {
+    let mut orphans = 0;
+    let mut buckets = [0usize; BUCKETS];
+    let mut ports: Vec<PortSummary> = Vec::new();
+    let mut namespaces = Vec::new();
+    for ((ns, f), range) in per_ns.into_iter().zip(ranges) {
+        orphans += f.orphans;
+        for (b, n) in buckets.iter_mut().zip(f.buckets) {
+            *b += n;
+        }
+        let index = ListenerIndex::new(&listeners[range]);
+        let ns_total: usize = f.groups.values().map(|g| g.count).sum();
+        ports.extend(f.groups.into_iter().map(|((addr, port), g)| PortSummary {
             local_addr: addr,
             local_port: port,
             count: g.count,
             min_expires_ms: g.min,
             max_expires_ms: g.max,
             listener: index.find(Proto::Tcp, addr, port).map(ListenerRef::of),
-        })
-        .collect();
+            netns: ns.clone(),
+        }));
+        if let Some(ns) = ns {
+            namespaces.push(NsSummary {
+                netns: ns,
+                total: ns_total,
+                expiry_buckets: expiry_buckets(&f.buckets),
+            });
+        }
+    }
+    orphan_note(orphans, &mut notes);
+    let total = ports.iter().map(|p| p.count).sum();
     ports.sort_by(|a, b| {
         b.count
             .cmp(&a.count)
             .then(a.local_port.cmp(&b.local_port))
             .then(a.local_addr.cmp(&b.local_addr))
+            .then(
+                a.netns
+                    .as_ref()
+                    .map(|n| n.inode)
+                    .cmp(&b.netns.as_ref().map(|n| n.inode)),
+            )
     });
     if total == 0 {
         notes.push(if asked.is_empty() {
@@ -330,114 +489,14 @@ pub fn report(args: &TimewaitArgs) -> anyhow::Result<Timewait> {
         total,
         expiry_buckets: expiry_buckets(&buckets),
         ports,
+        namespaces: (scope != Scope::Here).then_some(namespaces),
         notes,
         limit: args.limit,
     }))
 }
 
-/// The hint for listeners whose owner the budgeted walk did not reach.
-fn unresolved_note(ports: &[u16]) -> String {
-    const SHOWN: usize = 8;
-    let mut list: Vec<String> = ports.iter().take(SHOWN).map(|p| p.to_string()).collect();
-    if ports.len() > SHOWN {
-        list.push(format!("{} more", ports.len() - SHOWN));
-    }
-    let example = ports.first().copied().unwrap_or(0);
-    format!(
-        "the owner of the listener on port(s) {} was not looked for past the first {QUICK_WALK_LINKS} fd links of /proc (oldest processes first): `netkit timewait --port {example}` or `netkit who-owns {example}` finds it",
-        list.join(", ")
-    )
-}
-
-/// The kernel side of the summary: the TIME_WAIT (and orphan FIN_WAIT2) entries folded per
-/// local address:port as they arrive — a summary of 100,000 entries never holds 100,000
-/// rows — then the listeners of the ports that have entries, asked of the kernel by port
-/// (a bytecode filter), never the host's whole listen table. Falls back to `/proc/net`
-/// when sock_diag cannot be used.
-fn collect(
-    q: &Query,
-    asked: &PortSet,
-) -> anyhow::Result<(Vec<Fold>, Vec<SocketEntry>, Vec<String>)> {
-    let wanted =
-        |addr: IpAddr, port: u16| asked.is_empty() || asked.matches(Proto::Tcp, addr, false, port);
-    let tw_q = Query {
-        tcp_states: vec![SockState::TimeWait, SockState::FinWait2],
-        ..q.clone()
-    };
-    inspect::trace::note("timewait: dump starts");
-    let folded = diag::for_each_job(&tw_q, |_, acc: &mut Fold, m| {
-        if !wanted(m.src, m.sport) {
-            return;
-        }
-        match diag::to_state(Proto::Tcp, m) {
-            SockState::TimeWait => acc.add_time_wait(m.src, m.sport, u64::from(m.expires)),
-            SockState::FinWait2 if m.inode == 0 => acc.orphans += 1,
-            _ => {}
-        }
-    });
-    let netlink_failed = |e: &InspectError| matches!(e, InspectError::Netlink { .. });
-    let parts = match folded {
-        Ok(parts) => parts,
-        Err(e) if netlink_failed(&e) => return collect_from_table(q, asked),
-        Err(e) => return Err(anyhow::Error::new(e).context("reading the socket table")),
-    };
-    inspect::trace::note("timewait: TIME_WAIT dump and fold done");
-    // Listeners are kept whatever their address: a TIME_WAIT on 127.0.0.1:P belongs to the
-    // wildcard listener of P.
-    let ports: Vec<u16> = parts
-        .iter()
-        .flat_map(|p| p.groups.keys().map(|k| k.1))
-        .collect();
-    let mut listeners = Vec::new();
-    let listen_mask = diag::tcp_state_mask(&[SockState::Listen]);
-    match diag::dump_tcp_ports(listen_mask, &ports, |m| {
-        let family_ok = if m.family == netlink_packet_sock_diag::constants::AF_INET6 {
-            q.v6
-        } else {
-            q.v4
-        };
-        if family_ok {
-            listeners.push(diag::to_entry(Proto::Tcp, m));
-        }
-    }) {
-        Ok(()) => {}
-        Err(e) if netlink_failed(&e) => return collect_from_table(q, asked),
-        Err(e) => return Err(anyhow::Error::new(e).context("reading the listeners")),
-    }
-    inspect::trace::note(&format!(
-        "timewait: listeners of {} port(s) read",
-        ports.len()
-    ));
-    Ok((parts, listeners, Vec::new()))
-}
-
-/// Without sock_diag: the /proc/net fallback's rows, folded the same way.
-fn collect_from_table(
-    q: &Query,
-    asked: &PortSet,
-) -> anyhow::Result<(Vec<Fold>, Vec<SocketEntry>, Vec<String>)> {
-    let (rows, notes) = inspect::table(q).context("reading the socket table")?;
-    let mut acc = Fold::default();
-    let mut listeners = Vec::new();
-    for s in rows {
-        if s.state != SockState::Listen
-            && !(asked.is_empty() || asked.matches(Proto::Tcp, s.local_addr, false, s.local_port))
-        {
-            continue;
-        }
-        match s.state {
-            SockState::TimeWait => {
-                acc.add_time_wait(s.local_addr, s.local_port, s.expires_ms.unwrap_or(0))
-            }
-            SockState::Listen => listeners.push(s),
-            SockState::FinWait2 if s.inode == 0 => acc.orphans += 1,
-            _ => {}
-        }
-    }
-    let tw_ports: HashSet<u16> = acc.groups.keys().map(|k| k.1).collect();
-    listeners.retain(|l| tw_ports.contains(&l.local_port));
-    Ok((vec![acc], listeners, notes))
-}
+/// One namespace's fold (`None`: this namespace, without `--all-netns`).
+type NsFold = (Option<Arc<Netns>>, Fold);
 
 /// Counters of one local address:port.
 #[derive(Debug, Clone, Copy)]
@@ -459,11 +518,31 @@ impl Agg {
 #[derive(Debug, Default)]
 struct Fold {
     groups: HashMap<(IpAddr, u16), Agg>,
+    listeners: Vec<SocketEntry>,
     orphans: usize,
     buckets: [usize; BUCKETS],
 }
 
 impl Fold {
+    /// The dumps of one namespace (tcp4, tcp6, ... in parallel) as one fold.
+    fn merge(parts: Vec<Fold>) -> Fold {
+        let mut out = Fold::default();
+        for p in parts {
+            out.orphans += p.orphans;
+            for (b, n) in out.buckets.iter_mut().zip(p.buckets) {
+                *b += n;
+            }
+            out.listeners.extend(p.listeners);
+            for (k, v) in p.groups {
+                let g = out.groups.entry(k).or_insert(Agg::EMPTY);
+                g.count += v.count;
+                g.min = g.min.min(v.min);
+                g.max = g.max.max(v.max);
+            }
+        }
+        out
+    }
+
     fn add_time_wait(&mut self, addr: IpAddr, port: u16, left_ms: u64) {
         let g = self.groups.entry((addr, port)).or_insert(Agg::EMPTY);
         g.count += 1;
@@ -484,7 +563,22 @@ fn orphan_note(orphans: usize, notes: &mut Vec<String>) {
 /// `timewait --all`: every TIME_WAIT socket with its port's listener.
 fn list_all(args: &TimewaitArgs, q: &Query) -> anyhow::Result<Timewait> {
     let ports = args.port_set();
-    let (mut sockets, mut notes) = inspect::table(q).context("reading the socket table")?;
+    // With --all-netns, one dump per namespace, each row tagged with its namespace.
+    let per_ns = multi::each(&scope_of(&args.ns), || inspect::table(q))
+        .context("reading the socket table")?;
+    let mut notes = per_ns.notes;
+    let mut sockets = Vec::new();
+    for (ns, (rows, n)) in per_ns.parts {
+        for n in n {
+            if !notes.contains(&n) {
+                notes.push(n);
+            }
+        }
+        sockets.extend(rows.into_iter().map(|mut s| {
+            s.netns = ns.clone();
+            s
+        }));
+    }
     sockets.retain(|s| {
         ports.is_empty()
             || (s.state == SockState::Listen && ports.has_port(s.local_port))
@@ -505,9 +599,21 @@ fn list_all(args: &TimewaitArgs, q: &Query) -> anyhow::Result<Timewait> {
     }));
     inspect::name_users(&mut sockets);
     orphan_note(orphans, &mut notes);
-    inspect::link_listeners(&mut sockets);
-    sockets.retain(|s| s.state == SockState::TimeWait);
-    inspect::sort(&mut sockets);
+    // A TIME_WAIT's listener is the one of its own namespace: link within each.
+    let mut by_ns: Vec<Vec<SocketEntry>> = Vec::new();
+    let mut rest = sockets.into_iter().peekable();
+    while let Some(first) = rest.next() {
+        let key = first.netns.as_ref().map(|n| n.inode);
+        let mut part = vec![first];
+        while let Some(s) = rest.next_if(|s| s.netns.as_ref().map(|n| n.inode) == key) {
+            part.push(s);
+        }
+        inspect::link_listeners(&mut part);
+        part.retain(|s| s.state == SockState::TimeWait);
+        inspect::sort(&mut part);
+        by_ns.push(part);
+    }
+    let sockets: Vec<SocketEntry> = by_ns.into_iter().flatten().collect();
     Ok(Timewait::All(SocketsReport {
         command: "timewait",
         port: ports.single(),
