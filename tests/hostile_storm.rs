@@ -216,3 +216,99 @@ fn issue_11_the_proxys_reply_buffers_are_charged_to_the_buffer_budget() {
     let r = big_request(proxy, again.addr);
     assert!(r.ends_with(b"END"), "{:?}", String::from_utf8_lossy(&r));
 }
+
+/// The traced process's pid: strace's only child.
+fn child_of(pid: u32) -> Option<u32> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
+    s.split_whitespace().next()?.parse().ok()
+}
+
+#[test]
+fn issue_11_evicted_connections_are_shut_down_off_the_proxys_accept_thread() {
+    if !support_lab::have("strace") {
+        eprintln!("skipped: strace not installed (it shows which thread shuts evicted sockets)");
+        return;
+    }
+    // Under a reconnect storm every eviction's shutdown(2) (a FIN, and on loopback the
+    // peer's receive path) ran on the thread that accepts, delaying every newcomer queued
+    // behind it. strace shows which thread makes the call.
+    let srv = support_proxy::DoneServer::start();
+    let trace = std::env::temp_dir().join(format!(
+        "netkit-hostile-storm-{}.strace",
+        std::process::id()
+    ));
+    let mut cmd = std::process::Command::new("strace");
+    cmd.args(["-f", "-qq", "-e", "trace=shutdown", "-o"])
+        .arg(&trace)
+        .arg(support_proxy::netkit())
+        .args(["run", "proxy", "--listen", "127.0.0.1:0", "--json"]);
+    let mut p = ProxyProc::start_with(cmd, &["--max-conns", "8"], true);
+    let Some(proxy_pid) = child_of(p.pid() as u32) else {
+        panic!("no traced proxy under strace {}", p.pid());
+    };
+    // 40 silent connections over a cap of 8: at least 32 are evicted.
+    let held: Vec<TcpStream> = (0..40)
+        .map(|i| connect_from(&format!("127.0.0.{}", 2 + i % 8), p.addr))
+        .collect();
+    let req = lab_request("127.0.0.1", srv.port(), "abcd");
+    assert_eq!(support_proxy::ask_bare(p.addr, &req), "DONE");
+    let evicted = support_lab::eventually(Duration::from_secs(10), || {
+        let mut closed = 0;
+        for s in &held {
+            s.set_nonblocking(true).unwrap();
+            let mut b = [0u8; 1];
+            if matches!((&*s).read(&mut b), Ok(0)) {
+                closed += 1;
+            }
+        }
+        closed >= 32
+    });
+    assert!(
+        evicted,
+        "fewer than 32 of 40 silent connections were evicted"
+    );
+    let names: Vec<(u32, String)> = std::fs::read_dir(format!("/proc/{proxy_pid}/task"))
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let comm = std::fs::read_to_string(e.path().join("comm")).ok()?;
+            Some((
+                e.file_name().to_str()?.parse().ok()?,
+                comm.trim().to_string(),
+            ))
+        })
+        .collect();
+    // SAFETY: kill(2) on the proxy this test started.
+    unsafe { libc::kill(proxy_pid as i32, libc::SIGTERM) };
+    assert!(
+        p.wait_exit(Duration::from_secs(20)).is_some(),
+        "proxy did not stop"
+    );
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let _ = std::fs::remove_file(&trace);
+    let shut_by: Vec<u32> = text
+        .lines()
+        .filter(|l| l.contains("SHUT_RDWR"))
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .collect();
+    assert!(
+        shut_by.len() >= 32,
+        "{} evictions traced:\n{text}",
+        shut_by.len()
+    );
+    let name_of = |tid: u32| {
+        names
+            .iter()
+            .find(|(t, _)| *t == tid)
+            .map_or("?", |(_, n)| n.as_str())
+    };
+    for tid in shut_by {
+        assert_eq!(
+            name_of(tid),
+            "netkit-evict",
+            "an eviction was shut down by thread {tid} ({}); threads: {names:?}",
+            name_of(tid)
+        );
+    }
+    drop(held);
+}
