@@ -13,6 +13,7 @@
 
 mod support_lab;
 mod support_proxy;
+mod support_schema;
 
 use std::collections::HashSet;
 use std::io::{Read, Write};
@@ -211,6 +212,14 @@ fn issue_11_the_proxys_reply_buffers_are_charged_to_the_buffer_budget() {
     let line = p.wait_line("budget_spent", |l| l.contains("\"budget_spent\""));
     assert!(line.contains("\"direction\":\"reply\""), "{line}");
     assert!(line.contains("\"buffer_budget\":262144"), "{line}");
+    // Every line, the new event included, in the run-proxy schema.
+    let stdout = p.stdout().join("\n");
+    let events = support_schema::validate_lines("run proxy", stdout.as_bytes());
+    for e in events.iter().filter(|e| e["event"] == "budget_spent") {
+        let bad = support_schema::vocabulary("run proxy", e);
+        assert!(bad.is_empty(), "{bad:?}");
+    }
+    assert!(events.iter().any(|e| e["event"] == "budget_spent"));
     // The budget was given back: a large reply fits again, and small requests are served.
     let again = BigReplyServer::start(40_000, 1);
     let r = big_request(proxy, again.addr);
