@@ -207,7 +207,9 @@ pub async fn serve_conn(
             reply.reserve_exact(1);
             reply.push(b'\n');
         }
-        // Shrinking never fails; the reply is still held until it is sent.
+        // The reply is held until it is sent. This shrinks the lease (the message is gone,
+        // the buffer may be smaller), except by a few bytes for a short error reply; the
+        // reply exists already, so it is sent even if those few bytes are not covered.
         lease.cover(buf.capacity() + reply.capacity());
         ev.response = clipped(&String::from_utf8_lossy(&reply));
         ev.delivered = send_reply(stream, &reply, false, cfg.idle_timeout).await;
