@@ -233,21 +233,21 @@ fn child_of(pid: u32) -> Option<u32> {
 }
 
 #[test]
-fn issue_11_evicted_connections_are_shut_down_off_the_proxys_accept_thread() {
+fn issue_11_evicted_connections_are_shut_down_and_closed_off_the_proxys_accept_thread() {
     if !support_lab::have("strace") {
         eprintln!("skipped: strace not installed (it shows which thread shuts evicted sockets)");
         return;
     }
-    // Under a reconnect storm every eviction's shutdown(2) (a FIN, and on loopback the
-    // peer's receive path) ran on the thread that accepts, delaying every newcomer queued
-    // behind it. strace shows which thread makes the call.
+    // Under a reconnect storm every eviction's shutdown(2) and close(2) (a FIN, the last
+    // ACK, and on loopback the peer's receive path) ran on the thread that accepts,
+    // delaying every newcomer queued behind it. strace shows which thread makes the calls.
     let srv = support_proxy::DoneServer::start();
     let trace = std::env::temp_dir().join(format!(
         "netkit-hostile-storm-{}.strace",
         std::process::id()
     ));
     let mut cmd = std::process::Command::new("strace");
-    cmd.args(["-f", "-qq", "-e", "trace=shutdown", "-o"])
+    cmd.args(["-f", "-qq", "-e", "trace=shutdown,close", "-o"])
         .arg(&trace)
         .arg(support_proxy::netkit())
         .args(["run", "proxy", "--listen", "127.0.0.1:0", "--json"]);
@@ -295,15 +295,47 @@ fn issue_11_evicted_connections_are_shut_down_off_the_proxys_accept_thread() {
     );
     let text = std::fs::read_to_string(&trace).unwrap();
     let _ = std::fs::remove_file(&trace);
-    let shut_by: Vec<u32> = text
-        .lines()
-        .filter(|l| l.contains("SHUT_RDWR"))
-        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
-        .collect();
+    // "TID shutdown(FD, SHUT_RDWR) = 0", "TID close(FD) = 0" (or "close(FD <unfinished ...>").
+    let call = |l: &str, name: &str| -> Option<(u32, i32)> {
+        let (tid, rest) = l.split_once(' ')?;
+        let args = rest.trim_start().strip_prefix(name)?.strip_prefix('(')?;
+        let fd = args
+            .split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()?;
+        Some((tid.parse().ok()?, fd))
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    let mut shut_by = Vec::new();
+    let mut closed_by = Vec::new();
+    for (i, l) in lines.iter().enumerate() {
+        if !l.contains("SHUT_RDWR") {
+            continue;
+        }
+        let Some((tid, fd)) = call(l, "shutdown") else {
+            continue;
+        };
+        shut_by.push(tid);
+        // The evicted socket's close: the next close of that fd number (it cannot be
+        // reused before).
+        if let Some((ctid, _)) = lines[i + 1..]
+            .iter()
+            .filter_map(|l| call(l, "close"))
+            .find(|&(_, f)| f == fd)
+        {
+            closed_by.push(ctid);
+        }
+    }
     assert!(
         shut_by.len() >= 32,
         "{} evictions traced:\n{text}",
         shut_by.len()
+    );
+    assert!(
+        closed_by.len() >= 32,
+        "{} evicted closes traced",
+        closed_by.len()
     );
     let name_of = |tid: u32| {
         names
@@ -311,13 +343,15 @@ fn issue_11_evicted_connections_are_shut_down_off_the_proxys_accept_thread() {
             .find(|(t, _)| *t == tid)
             .map_or("?", |(_, n)| n.as_str())
     };
-    for tid in shut_by {
-        assert_eq!(
-            name_of(tid),
-            "netkit-evict",
-            "an eviction was shut down by thread {tid} ({}); threads: {names:?}",
-            name_of(tid)
-        );
+    for (what, tids) in [("shut down", shut_by), ("closed", closed_by)] {
+        for tid in tids {
+            assert_eq!(
+                name_of(tid),
+                "netkit-evict",
+                "an evicted socket was {what} by thread {tid} ({}); threads: {names:?}",
+                name_of(tid)
+            );
+        }
     }
     drop(held);
 }

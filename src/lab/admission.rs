@@ -35,7 +35,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
-use std::os::fd::RawFd;
+use std::os::fd::{OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -139,7 +139,15 @@ pub struct Admission {
     refused: AtomicU64,
     at_cap: AtomicBool,
     /// The evictor thread's queue, started at the first eviction (see the module doc).
-    evictor: Mutex<Option<Sender<Arc<Slot>>>>,
+    evictor: Mutex<Option<Sender<Chore>>>,
+}
+
+/// Work for the evictor thread.
+enum Chore {
+    /// Shut an evicted connection down (FIN both ways).
+    Shut(Arc<Slot>),
+    /// Close an evicted connection's socket once its owner is done with it.
+    Close(OwnedFd),
 }
 
 /// A connection's slot; dropping it frees the slot. Drop it before closing the socket.
@@ -335,35 +343,38 @@ impl Admission {
         if let Some(slot) = remove(st, id) {
             slot.evicted.store(true, Ordering::SeqCst);
             self.evicted.fetch_add(1, Ordering::Relaxed);
-            if let Err(slot) = self.hand_to_evictor(slot) {
+            if let Err(Chore::Shut(slot)) = self.hand_to_evictor(Chore::Shut(slot)) {
                 shut(&slot);
             }
         }
     }
 
-    /// Queues `slot` for the evictor thread, starting it if needed; gives the slot back
-    /// when no thread can be started (the caller shuts it down itself).
-    fn hand_to_evictor(&self, slot: Arc<Slot>) -> Result<(), Arc<Slot>> {
+    /// Queues `chore` for the evictor thread, starting it if needed; gives it back when no
+    /// thread can be started (the caller does it itself).
+    fn hand_to_evictor(&self, chore: Chore) -> Result<(), Chore> {
         let mut ev = self.evictor.lock().unwrap_or_else(|p| p.into_inner());
         if ev.is_none() {
-            let (tx, rx) = std::sync::mpsc::channel::<Arc<Slot>>();
+            let (tx, rx) = std::sync::mpsc::channel::<Chore>();
             // Ends when the admission (the only sender) is dropped.
             let started = std::thread::Builder::new()
                 .name("netkit-evict".into())
                 .spawn(move || {
-                    for slot in rx {
-                        shut(&slot);
+                    for chore in rx {
+                        match chore {
+                            Chore::Shut(slot) => shut(&slot),
+                            Chore::Close(fd) => drop(fd),
+                        }
                     }
                 });
             if started.is_err() {
-                return Err(slot);
+                return Err(chore);
             }
             *ev = Some(tx);
         }
         let Some(tx) = ev.as_ref() else {
-            return Err(slot);
+            return Err(chore);
         };
-        tx.send(slot).map_err(|e| e.0)
+        tx.send(chore).map_err(|e| e.0)
     }
 
     fn release(&self, id: u64) {
@@ -462,9 +473,38 @@ impl Ticket {
         self.slot.evicted.load(Ordering::SeqCst)
     }
 
+    /// Frees the slot now (the slot forgets the fd); the [`Closer`] then closes the socket.
+    pub fn release(self) -> Closer {
+        let closer = Closer {
+            adm: self.adm.clone(),
+            evicted: self.evicted(),
+        };
+        drop(self);
+        closer
+    }
+
     /// When the first request must be complete.
     pub fn first_request_due(&self) -> tokio::time::Instant {
         self.admitted + self.adm.limits.first_request
+    }
+}
+
+/// Closes a released connection's socket: on the evictor thread if it was evicted (its close
+/// sends the last segments and, on loopback, runs the peer's receive path: 15% of the
+/// proxy's thread under a reconnect storm, perf), here otherwise.
+#[derive(Debug)]
+pub struct Closer {
+    adm: Arc<Admission>,
+    evicted: bool,
+}
+
+impl Closer {
+    /// Closes `socket` (see [`Closer`]).
+    pub fn close(self, socket: OwnedFd) {
+        if self.evicted {
+            // Given back (no thread): dropped, so closed, here.
+            let _ = self.adm.hand_to_evictor(Chore::Close(socket));
+        }
     }
 }
 
