@@ -11,9 +11,7 @@
 //!   cover get `Error, busy` and a `budget_spent` event (printed even with `-q`), the others
 //!   are delivered whole, and the proxy serves on.
 
-mod support_lab;
-mod support_proxy;
-mod support_schema;
+mod support;
 
 use std::collections::HashSet;
 use std::io::{Read, Write};
@@ -22,7 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use support_proxy::{ProxyProc, lab_request};
+use support::proxy::{ProxyProc, lab_request};
 
 /// A connection from `src` (any 127.0.0.0/8 address is this host).
 fn connect_from(src: &str, to: SocketAddr) -> TcpStream {
@@ -54,7 +52,7 @@ const SPARE_WORKERS: usize = 64;
 #[test]
 fn issue_11_threaded_server_reuses_its_connection_threads_through_an_eviction_storm() {
     let max_conns = 8;
-    let (srv, addr) = support_lab::server(&[
+    let (srv, addr) = support::lab::server(&[
         "--protocol",
         "zen",
         "--mode",
@@ -71,7 +69,7 @@ fn issue_11_threaded_server_reuses_its_connection_threads_through_an_eviction_st
         let mut c = connect_from(&format!("127.0.0.{}", 2 + i % 8), addr);
         c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         assert_eq!(
-            support_lab::ask(&mut c, "Beautiful is better than?"),
+            support::lab::ask(&mut c, "Beautiful is better than?"),
             "Ugly.",
             "connection {i} not served:\n{}",
             srv.raw()
@@ -98,7 +96,7 @@ fn issue_11_threaded_server_reuses_its_connection_threads_through_an_eviction_st
             .count()
     };
     assert!(
-        support_lab::eventually(Duration::from_secs(5), || evicted()
+        support::eventually(Duration::from_secs(5), || evicted()
             >= total - 24 - max_conns),
         "only {} evicted:\n{}",
         evicted(),
@@ -214,9 +212,9 @@ fn issue_11_the_proxys_reply_buffers_are_charged_to_the_buffer_budget() {
     assert!(line.contains("\"buffer_budget\":262144"), "{line}");
     // Every line, the new event included, in the run-proxy schema.
     let stdout = p.stdout().join("\n");
-    let events = support_schema::validate_lines("run proxy", stdout.as_bytes());
+    let events = support::schema::validate_lines("run proxy", stdout.as_bytes());
     for e in events.iter().filter(|e| e["event"] == "budget_spent") {
-        let bad = support_schema::vocabulary("run proxy", e);
+        let bad = support::schema::vocabulary("run proxy", e);
         assert!(bad.is_empty(), "{bad:?}");
     }
     assert!(events.iter().any(|e| e["event"] == "budget_spent"));
@@ -234,14 +232,14 @@ fn child_of(pid: u32) -> Option<u32> {
 
 #[test]
 fn issue_11_evicted_connections_are_shut_down_and_closed_off_the_proxys_accept_thread() {
-    if !support_lab::have("strace") {
+    if !support::have("strace") {
         eprintln!("skipped: strace not installed (it shows which thread shuts evicted sockets)");
         return;
     }
     // Under a reconnect storm every eviction's shutdown(2) and close(2) (a FIN, the last
     // ACK, and on loopback the peer's receive path) ran on the thread that accepts,
     // delaying every newcomer queued behind it. strace shows which thread makes the calls.
-    let srv = support_proxy::DoneServer::start();
+    let srv = support::proxy::DoneServer::start();
     let trace = std::env::temp_dir().join(format!(
         "netkit-hostile-storm-{}.strace",
         std::process::id()
@@ -249,7 +247,7 @@ fn issue_11_evicted_connections_are_shut_down_and_closed_off_the_proxys_accept_t
     let mut cmd = std::process::Command::new("strace");
     cmd.args(["-f", "-qq", "-e", "trace=shutdown,close", "-o"])
         .arg(&trace)
-        .arg(support_proxy::netkit())
+        .arg(support::cli::netkit_bin())
         .args(["run", "proxy", "--listen", "127.0.0.1:0", "--json"]);
     let mut p = ProxyProc::start_with(cmd, &["--max-conns", "8"], true);
     let Some(proxy_pid) = child_of(p.pid() as u32) else {
@@ -260,8 +258,8 @@ fn issue_11_evicted_connections_are_shut_down_and_closed_off_the_proxys_accept_t
         .map(|i| connect_from(&format!("127.0.0.{}", 2 + i % 8), p.addr))
         .collect();
     let req = lab_request("127.0.0.1", srv.port(), "abcd");
-    assert_eq!(support_proxy::ask_bare(p.addr, &req), "DONE");
-    let evicted = support_lab::eventually(Duration::from_secs(10), || {
+    assert_eq!(support::proxy::ask_bare(p.addr, &req), "DONE");
+    let evicted = support::eventually(Duration::from_secs(10), || {
         let mut closed = 0;
         for s in &held {
             s.set_nonblocking(true).unwrap();
