@@ -148,7 +148,6 @@ fn explain_paragraphs_wrap_at_word_boundaries_with_a_hanging_indent() {
         return;
     };
     let port = py.port.to_string();
-    let q = format!("127.0.0.1:{port}");
     let piped = netkit_output(&["explain", &port]);
     let piped_text = format!(
         "{}{}",
