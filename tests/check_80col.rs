@@ -2,14 +2,10 @@
 //! pane, failing on any wrapped line. Skips with a reason when tmux or python3 is missing
 //! (.ci/run installs tmux).
 
-use std::process::Command;
+mod support;
 
-fn have(prog: &str) -> bool {
-    Command::new(prog)
-        .arg("-V")
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
+use std::process::Command;
+use support::have;
 
 #[test]
 fn every_listing_and_explain_fits_an_80_column_tmux_pane() {

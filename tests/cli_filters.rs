@@ -105,7 +105,11 @@ fn state_takes_several_values_groups_and_kernel_spellings() {
     let (v, _) = json(&["inspect", "--port", &p, "--state", "big"]);
     assert_eq!(rows(&v, sc.port), all);
     let (v, code) = json(&["inspect", "--port", &p, "--state", "bucket"]);
-    assert_eq!((code, rows(&v, sc.port)), (1, vec![]));
+    assert_eq!(rows(&v, sc.port), vec![]);
+    // Exit 1 = nothing listed. Other programs may have TIME_WAITs on this port number on
+    // other loopback addresses (a load generator's 127.0.0.9:P source port): then exit 0.
+    let listed = !v["sockets"].as_array().expect("sockets").is_empty();
+    assert_eq!(code, if listed { 0 } else { 1 }, "{v}");
 }
 
 #[test]

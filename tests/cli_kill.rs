@@ -2,14 +2,20 @@
 //! (0 freed, 1 nothing to stop or declined, 3 signalled but still held), a declined prompt on
 //! a real terminal (util-linux `script`), and no empty table when there is nothing to stop.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
 
 use serde_json::Value;
 
+use support::cli::netkit;
+use support::proc::{GroupChild, wait_exit};
+use support::python::python_cmd;
+
 /// A python3 process listening on 127.0.0.1:0, optionally ignoring SIGTERM; killed on drop.
 struct Holder {
-    child: Child,
+    proc: GroupChild,
     port: u16,
 }
 
@@ -23,59 +29,38 @@ impl Holder {
                 ""
             }
         );
-        let mut child = Command::new("python3")
-            .args(["-c", &code])
-            .stdout(Stdio::piped())
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("python3");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .expect("port line");
+        let mut cmd = python_cmd(false);
+        cmd.args(["-c", &code]);
+        let proc = GroupChild::spawn(cmd);
         Holder {
-            port: line.trim().parse().expect("port"),
-            child,
+            port: proc.line().trim().parse().expect("port"),
+            proc,
         }
     }
 
+    fn pid(&self) -> u32 {
+        self.proc.pid()
+    }
+
+    /// True once it has exited, waiting up to 10 s (a loaded machine may be slow to run
+    /// the signal's default action).
     fn exited(&mut self) -> bool {
-        for _ in 0..100 {
-            if self.child.try_wait().ok().flatten().is_some() {
-                return true;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        false
+        self.exited_within(Duration::from_secs(10))
     }
-}
 
-impl Drop for Holder {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    fn exited_within(&mut self, limit: Duration) -> bool {
+        wait_exit(&mut self.proc.child, limit).is_some()
     }
-}
-
-fn netkit(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_netkit"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 #[test]
 fn several_ports_in_one_call_exit_0_when_freed() {
     let mut a = Holder::start(false);
     let mut b = Holder::start(false);
-    let spec = format!("{},{}", a.port, b.port);
-    let (code, out, err) = netkit(&["who-owns", &spec, "--kill", "--yes", "--json"]);
+    // Our address and TCP only: other programs may hold the same port numbers elsewhere
+    // (a UDP socket on 127.0.0.1:P, a load generator's 127.0.0.9:P) and must not be killed.
+    let spec = format!("127.0.0.1:{},127.0.0.1:{}", a.port, b.port);
+    let (code, out, err) = netkit(&["who-owns", &spec, "--tcp", "--kill", "--yes", "--json"]);
     assert_eq!(code, 0, "{out}\n{err}");
     let v: Value = serde_json::from_str(&out).unwrap();
     assert!(v["port"].is_null());
@@ -96,7 +81,7 @@ fn several_ports_in_one_call_exit_0_when_freed() {
         .map(|t| t["pid"].as_u64().unwrap())
         .collect();
     assert_eq!(pids.len(), 2, "{v}");
-    assert!(pids.contains(&u64::from(a.child.id())) && pids.contains(&u64::from(b.child.id())));
+    assert!(pids.contains(&u64::from(a.pid())) && pids.contains(&u64::from(b.pid())));
     assert_eq!(v["port_released"], true);
     assert!(a.exited() && b.exited());
 }
@@ -104,18 +89,25 @@ fn several_ports_in_one_call_exit_0_when_freed() {
 #[test]
 fn signalled_but_still_held_is_exit_3() {
     let mut h = Holder::start(true);
-    let (code, out, err) = netkit(&["who-owns", &h.port.to_string(), "--kill", "--yes"]);
+    let (code, out, err) = netkit(&[
+        "who-owns",
+        &format!("127.0.0.1:{}", h.port),
+        "--tcp",
+        "--kill",
+        "--yes",
+    ]);
     assert_eq!(code, 3, "{out}\n{err}");
     assert!(out.contains("SIGTERM: still holds the port"), "{out}");
     assert!(
-        err.contains(&format!("PID {} still hold", h.child.id())),
+        err.contains(&format!("PID {} still hold", h.pid())),
         "{err}"
     );
     assert!(err.contains("--signal KILL"), "{err}");
-    assert!(!h.exited());
+    assert!(!h.exited_within(Duration::from_secs(2)));
     let (code, _, _) = netkit(&[
         "who-owns",
-        &h.port.to_string(),
+        &format!("127.0.0.1:{}", h.port),
+        "--tcp",
         "--kill",
         "--yes",
         "--signal",
@@ -127,9 +119,11 @@ fn signalled_but_still_held_is_exit_3() {
 #[test]
 fn nothing_to_stop_prints_no_table_and_exits_1() {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let p = l.local_addr().unwrap().port().to_string();
+    // Our address only: other programs may hold the same port number on other loopback
+    // addresses (a load generator's 127.0.0.9:P source port), and must not be signalled.
+    let p = format!("127.0.0.1:{}", l.local_addr().unwrap().port());
     drop(l);
-    let (code, out, err) = netkit(&["who-owns", &p, "--kill", "--yes"]);
+    let (code, out, err) = netkit(&["who-owns", &p, "--tcp", "--kill", "--yes"]);
     assert_eq!(code, 1);
     assert_eq!(out, "", "no empty table header");
     assert!(err.contains("nothing to stop"), "{err}");
@@ -159,7 +153,10 @@ fn declining_the_prompt_exits_1_and_signals_nothing() {
         "{text}"
     );
     assert_eq!(out.status.code(), Some(1), "{text}");
-    assert!(!h.exited(), "declined: the holder must live");
+    assert!(
+        !h.exited_within(Duration::from_secs(2)),
+        "declined: the holder must live"
+    );
 }
 
 #[test]
@@ -167,7 +164,7 @@ fn pid_narrows_the_targets() {
     let mut a = Holder::start(false);
     let mut b = Holder::start(false);
     let spec = format!("{},{}", a.port, b.port);
-    let pid = a.child.id().to_string();
+    let pid = a.pid().to_string();
     let (code, out, err) = netkit(&[
         "who-owns", &spec, "--kill", "--yes", "--pid", &pid, "--json",
     ]);
@@ -175,5 +172,5 @@ fn pid_narrows_the_targets() {
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["targets"].as_array().unwrap().len(), 1);
     assert!(a.exited());
-    assert!(!b.exited());
+    assert!(!b.exited_within(Duration::from_secs(2)));
 }

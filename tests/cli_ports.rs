@@ -184,7 +184,8 @@ fn lists_and_ranges_take_several_ports() {
     let got = want(&v);
     assert!(got.contains(&both[0]) && got.contains(&both[1]), "{got:?}");
     assert!(
-        got.iter().all(|&p| (u64::from(lo)..=u64::from(hi)).contains(&p)),
+        got.iter()
+            .all(|&p| (u64::from(lo)..=u64::from(hi)).contains(&p)),
         "{got:?} outside {lo}-{hi}"
     );
 }

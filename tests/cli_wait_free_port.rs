@@ -1,23 +1,16 @@
 //! wait-free names a live holder (waiting helps only if it exits) and takes several ports;
 //! free-port --prefer / --exclude / --both, checked against real binds on loopback.
 
-mod support_schema;
+mod support;
 
 use std::net::{TcpListener, UdpSocket};
-use std::process::Command;
-
-fn netkit(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_netkit"))
-        .args(args)
-        .output()
-        .expect("run netkit")
-}
+use support::cli::netkit_output;
 
 #[test]
 fn wait_free_names_the_live_holder_at_once() {
     let l = TcpListener::bind("0.0.0.0:0").unwrap();
     let p = l.local_addr().unwrap().port().to_string();
-    let out = netkit(&["wait-free", &p, "--timeout", "0.6"]);
+    let out = netkit_output(&["wait-free", &p, "--timeout", "0.6"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     let me = std::process::id();
@@ -26,8 +19,8 @@ fn wait_free_names_the_live_holder_at_once() {
     assert!(err.contains("waiting helps only if it exits"), "{err}");
     assert_eq!(err.matches(&line).count(), 1, "said once: {err}");
     // The same with --timeout 0 (no countdown at all), and in JSON.
-    let out = netkit(&["wait-free", &p, "--timeout", "0", "--json"]);
-    let v = support_schema::validate_stdout("wait-free", &out);
+    let out = netkit_output(&["wait-free", &p, "--timeout", "0", "--json"]);
+    let v = support::schema::validate_stdout("wait-free", &out);
     assert_eq!(v["bindable"], false);
     assert_eq!(v["holders"][0]["pid"], me);
     assert!(
@@ -45,19 +38,30 @@ fn wait_free_takes_several_ports_and_a_udp_suffix() {
     drop(a);
     let u = UdpSocket::bind("0.0.0.0:0").unwrap();
     let pu = u.local_addr().unwrap().port();
-    let out = netkit(&[
+    // --addr 127.0.0.1: a TIME_WAIT of another program on 127.0.0.9:PA (a load generator's
+    // source port) must not count; our UDP socket on 0.0.0.0 still covers 127.0.0.1.
+    let out = netkit_output(&[
         "wait-free",
         &format!("{pa},{pu}/udp"),
+        "--addr",
+        "127.0.0.1",
         "--timeout",
         "0",
         "--json",
     ]);
-    let v = support_schema::validate_stdout("wait-free", &out);
+    let v = support::schema::validate_stdout("wait-free", &out);
     assert_eq!(out.status.code(), Some(1));
     assert!(v["port"].is_null());
     assert_eq!(v["pending"], serde_json::json!([pu]));
     drop(u);
-    let out = netkit(&["wait-free", &format!("{pa},{pu}/udp"), "--timeout", "2"]);
+    let out = netkit_output(&[
+        "wait-free",
+        &format!("{pa},{pu}/udp"),
+        "--addr",
+        "127.0.0.1",
+        "--timeout",
+        "2",
+    ]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
 }
 
@@ -67,7 +71,7 @@ fn free_port_prefer_exclude_both() {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let free = l.local_addr().unwrap().port();
     drop(l);
-    let out = netkit(&[
+    let out = netkit_output(&[
         "free-port",
         "--range",
         "20000-40000",
@@ -75,14 +79,14 @@ fn free_port_prefer_exclude_both() {
         &free.to_string(),
         "--json",
     ]);
-    let v = support_schema::validate_stdout("free-port", &out);
+    let v = support::schema::validate_stdout("free-port", &out);
     if v["ports"][0] != free {
         println!("note: {free} was taken between the check and the call: {v}");
     }
     // A held preferred port: another one, with a note.
     let held = TcpListener::bind("0.0.0.0:0").unwrap();
     let hp = held.local_addr().unwrap().port();
-    let out = netkit(&["free-port", "--prefer", &hp.to_string()]);
+    let out = netkit_output(&["free-port", "--prefer", &hp.to_string()]);
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8_lossy(&out.stdout);
     assert_ne!(text.trim(), hp.to_string());
@@ -91,7 +95,7 @@ fn free_port_prefer_exclude_both() {
             .contains(&format!("preferred port {hp} is not bindable"))
     );
     // --exclude everything but one port of a small range.
-    let out = netkit(&[
+    let out = netkit_output(&[
         "free-port",
         "--range",
         "30000-30004",
@@ -101,7 +105,7 @@ fn free_port_prefer_exclude_both() {
         "2",
         "--json",
     ]);
-    let v = support_schema::validate_stdout("free-port", &out);
+    let v = support::schema::validate_stdout("free-port", &out);
     let ports: Vec<u64> = v["ports"]
         .as_array()
         .unwrap()
@@ -113,10 +117,10 @@ fn free_port_prefer_exclude_both() {
     // --both: a port held by UDP only is never printed; each printed port binds for both.
     let u = UdpSocket::bind("0.0.0.0:0").unwrap();
     let up = u.local_addr().unwrap().port();
-    let out = netkit(&["free-port", "--both", "--range", &format!("{up}-{up}")]);
+    let out = netkit_output(&["free-port", "--both", "--range", &format!("{up}-{up}")]);
     assert_eq!(out.status.code(), Some(1), "UDP holds it");
-    let out = netkit(&["free-port", "--both", "-n", "3", "--json"]);
-    let v = support_schema::validate_stdout("free-port", &out);
+    let out = netkit_output(&["free-port", "--both", "-n", "3", "--json"]);
+    let v = support::schema::validate_stdout("free-port", &out);
     assert_eq!(v["proto"], "both");
     for p in v["ports"].as_array().unwrap() {
         let p = p.as_u64().unwrap() as u16;
@@ -128,7 +132,7 @@ fn free_port_prefer_exclude_both() {
 
 #[test]
 fn free_port_help_states_the_race() {
-    let out = netkit(&["free-port", "--help"]);
+    let out = netkit_output(&["free-port", "--help"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains("another program can take it before yours binds it"),

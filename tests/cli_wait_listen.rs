@@ -1,20 +1,14 @@
 //! `netkit wait-listen`: waits for a real listener on loopback, runs the command after `--`,
 //! times out with exit 1 without running it; JSON validates against its schema.
 
-mod support_schema;
+mod support;
 
 use std::net::TcpListener;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-
-fn netkit(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_netkit"))
-        .args(args)
-        .output()
-        .expect("run netkit")
-}
+use support::cli::{netkit_cmd, netkit_output};
 
 /// A TCP socket bound to 127.0.0.1:0 but not listening: connects to its port are refused,
 /// and nobody else can take the port while it lives (tests run in parallel with others).
@@ -35,40 +29,45 @@ fn bound_only() -> (socket2::Socket, u16) {
 fn ready_port_runs_the_command_and_keeps_stdout_for_it() {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let p = l.local_addr().unwrap().port().to_string();
-    let out = netkit(&["wait-listen", &p, "--", "echo", "ran", "ok"]);
+    let out = netkit_output(&["wait-listen", &p, "--", "echo", "ran", "ok"]);
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "ran ok\n");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("localhost:{p} accepts")), "{err}");
     // The command's own exit status is the result (netkit exec'd it).
-    let out = netkit(&["wait-listen", &p, "--", "sh", "-c", "exit 7"]);
+    let out = netkit_output(&["wait-listen", &p, "--", "sh", "-c", "exit 7"]);
     assert_eq!(out.status.code(), Some(7));
 }
 
 #[test]
 fn waits_for_a_listener_that_comes_later() {
     let (sock, p) = bound_only();
-    let t = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(400));
-        sock.listen(16).expect("listen");
-        std::thread::sleep(Duration::from_secs(3));
-        drop(sock);
-    });
     let started = Instant::now();
-    let out = netkit(&[
-        "wait-listen",
-        &format!("127.0.0.1:{p}"),
-        "--timeout",
-        "10",
-        "--json",
-    ]);
+    let child = netkit_cmd()
+        .args([
+            "wait-listen",
+            &format!("127.0.0.1:{p}"),
+            "--timeout",
+            "10",
+            "--json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn netkit");
+    // The listener comes a second after netkit was exec'd (spawn returns then), not after
+    // the test started: a loaded machine may be slow to start netkit, and its own clock
+    // (ready_after_ms) must still see the wait.
+    std::thread::sleep(Duration::from_secs(1));
+    sock.listen(16).expect("listen");
+    let out = child.wait_with_output().expect("wait for netkit");
+    drop(sock);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert!(started.elapsed() >= Duration::from_millis(350));
-    let v = support_schema::validate_stdout("wait-listen", &out);
+    let v = support::schema::validate_stdout("wait-listen", &out);
     assert_eq!(v["ready"], true);
     assert_eq!(v["targets"][0]["target_addr"], "127.0.0.1");
     assert!(v["targets"][0]["ready_after_ms"].as_u64().unwrap() >= 300);
-    t.join().unwrap();
 }
 
 #[test]
@@ -77,7 +76,7 @@ fn timeout_is_exit_1_and_the_command_does_not_run() {
     let ready = l.local_addr().unwrap().port();
     let (_hold, missing) = bound_only();
     let spec = format!("{ready},{missing}");
-    let out = netkit(&[
+    let out = netkit_output(&[
         "wait-listen",
         &spec,
         "--host",
@@ -98,9 +97,9 @@ fn timeout_is_exit_1_and_the_command_does_not_run() {
         "{err}"
     );
     assert!(!err.contains(&format!("127.0.0.1:{ready};")), "{err}");
-    let out = netkit(&["wait-listen", &spec, "--timeout", "0", "--json"]);
+    let out = netkit_output(&["wait-listen", &spec, "--timeout", "0", "--json"]);
     assert_eq!(out.status.code(), Some(1));
-    let v = support_schema::validate_stdout("wait-listen", &out);
+    let v = support::schema::validate_stdout("wait-listen", &out);
     assert_eq!(v["ready"], false);
     let t: Vec<&Value> = v["targets"].as_array().unwrap().iter().collect();
     assert_eq!(t.len(), 2);
@@ -129,14 +128,14 @@ fn errors_are_one_line() {
             2,
         ),
     ] {
-        let out = netkit(&args);
+        let out = netkit_output(&args);
         assert_eq!(out.status.code(), Some(code), "{args:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.starts_with(want.trim_end()), "{args:?}: {err}");
     }
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let ready = l.local_addr().unwrap().port().to_string();
-    let out = netkit(&["wait-listen", &ready, "--", "/nonexistent/netkit-cmd"]);
+    let out = netkit_output(&["wait-listen", &ready, "--", "/nonexistent/netkit-cmd"]);
     assert_eq!(out.status.code(), Some(127));
     assert!(
         String::from_utf8_lossy(&out.stderr)

@@ -1,12 +1,13 @@
 //! Table test of `netkit explain --error` over real messages from each runtime, stored in
 //! fixtures/errors/*.txt: the first line `# key=value ...` says what must be decoded.
 
-mod support_explain;
+mod support;
 
 use std::collections::HashMap;
 
 use netkit::explain::errors::decode;
-use support_explain::{Helper, netkit};
+use support::cli::netkit;
+use support::python::Helper;
 
 #[test]
 fn every_fixture_decodes_as_stated() {
@@ -74,7 +75,7 @@ fn every_fixture_decodes_as_stated() {
 #[derive(serde::Deserialize)]
 struct ErrorOut {
     decoded: Option<serde_json::Value>,
-    explanation: Option<support_explain::Explain>,
+    explanation: Option<support::explain::Explain>,
 }
 
 #[test]
@@ -265,7 +266,7 @@ fn error_json(text: &str) -> (i32, serde_json::Value) {
 #[test]
 fn issue_8_live_checks_use_what_the_message_names() {
     // Connect side: curl to a loopback port nothing listens on.
-    let p = support_explain::dual_free_port();
+    let p = support::listeners::free_port();
     let (code, v) = error_json(&format!(
         "curl: (7) Failed to connect to 127.0.0.1 port {p}: Connection refused"
     ));

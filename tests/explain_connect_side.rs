@@ -1,15 +1,19 @@
 //! `netkit explain --connect HOST:PORT` (issue 8): a real trial connect, then causes with
 //! evidence from the inventory. Loopback, plus private network namespaces (root only; named
-//! `nk-explain-*` and deleted).
+//! `nk-*` and deleted).
 
-mod support_explain;
+mod support;
 
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
-use support_explain::{is_root, netkit, python};
+use support::cli::netkit;
+use support::is_root;
+use support::listeners::free_port;
+use support::netns::{Netns, ip};
+use support::python::python;
 
 /// `netkit explain --json --connect TARGET [--timeout T]`: (exit code, JSON).
 fn connect(target: &str, timeout: Option<&str>) -> (i32, Value) {
@@ -39,10 +43,6 @@ fn cause<'a>(v: &'a Value, kind: &str) -> &'a Value {
         .iter()
         .find(|c| c["kind"] == kind)
         .unwrap_or_else(|| panic!("no {kind} in {v:#}"))
-}
-
-fn free_port() -> u16 {
-    support_explain::dual_free_port()
 }
 
 #[test]
@@ -107,7 +107,15 @@ fn a_full_accept_queue_times_out_and_says_why() {
     let _held: Vec<_> = (0..2)
         .map(|_| std::net::TcpStream::connect(("127.0.0.1", p)).unwrap())
         .collect();
-    std::thread::sleep(Duration::from_millis(100));
+    // connect() returns before the listener's side has handled the last ACK (softirq work a
+    // loaded machine may defer): wait, bounded, until `ss` shows both queued (Recv-Q 2).
+    let queued = support::poll(Duration::from_secs(10), || {
+        (support::ss::ss_accept_queue("127.0.0.1", p) == Some(2)).then_some(())
+    });
+    assert!(
+        queued.is_some(),
+        "the accept queue never held both connections"
+    );
     let (code, v) = connect(&format!("127.0.0.1:{p}"), Some("1"));
     assert_eq!(code, 1);
     assert_eq!(v["errno"], "ETIMEDOUT", "{v:#}");
@@ -130,35 +138,6 @@ fn bad_targets_are_one_line_errors() {
             err.starts_with("netkit: ") && err.trim().lines().count() == 1,
             "{err}"
         );
-    }
-}
-
-fn ip(args: &[&str]) -> bool {
-    Command::new("ip")
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// A named namespace `nk-explain-…`, deleted on drop.
-struct Netns(String);
-
-impl Netns {
-    fn new(tag: &str) -> Option<Netns> {
-        let name = format!("nk-explain-{tag}-{}", std::process::id());
-        if !ip(&["netns", "add", &name]) {
-            return None;
-        }
-        let n = Netns(name);
-        ip(&["-n", &n.0, "link", "set", "lo", "up"]).then_some(n)
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        ip(&["netns", "del", &self.0]);
     }
 }
 

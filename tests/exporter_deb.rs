@@ -2,8 +2,11 @@
 //! contents, and the binary run from a temporary root it was unpacked into with `dpkg -x`.
 //! Skips with a printed reason when no .deb of this version was built.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use support::have;
 
 fn the_deb() -> Option<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/debian");
@@ -19,14 +22,6 @@ fn the_deb() -> Option<PathBuf> {
         .collect();
     debs.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
     debs.pop()
-}
-
-fn have(prog: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {prog}")])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
 }
 
 #[test]

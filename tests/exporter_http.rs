@@ -1,14 +1,15 @@
 //! `netkit exporter` over HTTP against real sockets on loopback: the metrics of listeners the
 //! test creates (labels and values), content negotiation, and clients that misbehave.
 
-mod support_exporter;
+mod support;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
 use socket2::{Domain, Socket, Type};
-use support_exporter::{Exporter, Exposition, get, my_comm, poll};
+use support::exporter::{Exporter, Exposition, get, my_comm};
+use support::poll;
 
 fn listener(backlog: i32) -> (Socket, u16) {
     let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
@@ -178,7 +179,7 @@ fn index_health_openmetrics_and_errors() {
     .unwrap();
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).unwrap();
-    let r = support_exporter::parse_response(&raw);
+    let r = support::exporter::parse_response(&raw);
     assert_eq!(r.status, 405);
     assert_eq!(r.header("allow"), Some("GET, HEAD"));
 }

@@ -4,12 +4,13 @@
 //! says how many processes it could not read. Root only (skips otherwise); needs setpriv
 //! and python3.
 
-mod support_exporter;
+mod support;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
-use support_exporter::{Exposition, have};
+use support::exporter::Exposition;
+use support::have;
 
 struct Holder(Child);
 impl Drop for Holder {

@@ -3,14 +3,16 @@
 //! Both skip with a printed reason where Debian's `prometheus` package is not installed
 //! (`.ci/run` installs it).
 
-mod support_exporter;
+mod support;
 
 use std::io::Write;
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use support_exporter::{Exporter, get, have, my_comm, poll};
+use support::exporter::{Exporter, get, my_comm};
+use support::listeners::free_port;
+use support::{have, poll};
 
 fn promtool_check(text: &str) -> (bool, String) {
     let mut child = Command::new("promtool")
@@ -65,14 +67,6 @@ impl Drop for Prometheus {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[test]

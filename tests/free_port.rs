@@ -1,9 +1,9 @@
 //! `netkit free-port`: ports bindable now, outside the ephemeral range by default, each one
 //! verified here by a real bind.
 
-mod support_explain;
+mod support;
 
-use support_explain::netkit;
+use support::cli::netkit;
 
 #[derive(serde::Deserialize)]
 struct Free {

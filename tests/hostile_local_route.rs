@@ -5,15 +5,16 @@
 //! The same with a `local` route on a veth (no interface address at all) and with IPv6.
 //! Each test runs in a private network namespace (root only; skipped otherwise).
 
-mod support_hostile;
-mod support_proxy;
+mod support;
 
 use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::Duration;
 
-use support_hostile::enter_ns;
-use support_proxy::{DoneServer, ProxyProc, ask, eventually, lab_request, netkit};
+use support::cli::netkit_bin;
+use support::eventually;
+use support::netns::{Inside, enter_netns};
+use support::proxy::{DoneServer, ProxyProc, ask_until_close, lab_request};
 
 const SETUP: &str = "ip addr add 10.98.0.1/24 dev lo; \
     ip link add nk-hostile-a type veth peer name nk-hostile-b; \
@@ -39,10 +40,12 @@ fn at(ip: &str, port: u16) -> SocketAddr {
 
 #[test]
 fn local_route_addresses_count_as_this_host_for_the_blocklist() {
-    if !enter_ns(
+    if !enter_netns(
         "local_route_addresses_count_as_this_host_for_the_blocklist",
-        SETUP,
-        false,
+        Inside {
+            setup: SETUP,
+            ..Inside::default()
+        },
     ) {
         return;
     }
@@ -54,20 +57,23 @@ fn local_route_addresses_count_as_this_host_for_the_blocklist() {
         TcpStream::connect_timeout(&at(ip, 7777), Duration::from_secs(2))
             .unwrap_or_else(|e| panic!("{ip}:7777 not local in the namespace: {e}"));
     }
-    eventually("direct connections counted", Duration::from_secs(3), || {
-        blocked.conns() == LOCAL_BY_ROUTE.len()
-    });
+    assert!(
+        eventually(Duration::from_secs(20), || {
+            blocked.conns() == LOCAL_BY_ROUTE.len()
+        }),
+        "timed out waiting for direct connections counted"
+    );
     let seen = blocked.conns();
     let p = ProxyProc::start(&ALLOW);
     for ip in LOCAL_BY_ROUTE {
         assert_eq!(
-            ask(p.addr, lab_request(ip, 7777, "tgmr").as_bytes()),
+            ask_until_close(p.addr, lab_request(ip, 7777, "tgmr").as_bytes()),
             "Error, not allowed address",
             "{ip}:7777 slipped past --block 127.0.0.1:7777"
         );
         // The allow list still works for the other port: the refusal is the blocklist's.
         assert_eq!(
-            ask(p.addr, lab_request(ip, open.port(), "tgmr").as_bytes()),
+            ask_until_close(p.addr, lab_request(ip, open.port(), "tgmr").as_bytes()),
             "DONE"
         );
     }
@@ -81,15 +87,17 @@ fn local_route_addresses_count_as_this_host_for_the_blocklist() {
 
 #[test]
 fn relay_to_a_local_route_address_of_a_blocked_port_is_refused_at_start() {
-    if !enter_ns(
+    if !enter_netns(
         "relay_to_a_local_route_address_of_a_blocked_port_is_refused_at_start",
-        SETUP,
-        false,
+        Inside {
+            setup: SETUP,
+            ..Inside::default()
+        },
     ) {
         return;
     }
     for target in ["10.98.0.2:7777", "10.97.0.5:7777", "[fd98::2]:7777"] {
-        let out = Command::new(netkit())
+        let out = Command::new(netkit_bin())
             .args(["run", "proxy", "--listen", "127.0.0.1:0", "--relay", target])
             .args(ALLOW)
             .output()

@@ -1,12 +1,16 @@
 //! `netkit listening`, `timewait` and `inspect` with their filters, against real sockets on
 //! loopback (ports from 0); JSON decoded into test-side structs.
 
-mod support_inv;
+mod support;
 
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::time::Duration;
 
-use support_inv::*;
+use support::cli::*;
+use support::inventory::*;
+use support::listeners::*;
+use support::python::*;
+use support::{is_root, poll};
 
 fn me() -> u32 {
     std::process::id()
@@ -22,8 +26,17 @@ fn listening_filters_by_port_pid_and_user() {
     };
     let pp = py.port.to_string();
 
-    let (r, code) = netkit_json::<SocketsJson>(&["listening", "--tcp", "--port", &p]);
-    let r = r.only("127.0.0.1");
+    // A child another test of this binary is spawning holds copies of our fds between
+    // fork() and exec(): retry (bounded) until that moment has passed.
+    let (r, code) = poll(Duration::from_secs(10), || {
+        let (r, code) = netkit_json::<SocketsJson>(&["listening", "--tcp", "--port", &p]);
+        let r = r.only("127.0.0.1");
+        (r.sockets.len() == 1 && r.sockets[0].pids() == vec![me()]).then_some((r, code))
+    })
+    .unwrap_or_else(|| {
+        let (r, code) = netkit_json::<SocketsJson>(&["listening", "--tcp", "--port", &p]);
+        (r.only("127.0.0.1"), code)
+    });
     assert_eq!((code, r.command.as_str()), (0, "listening"));
     assert_eq!(r.sockets.len(), 1);
     assert_eq!(r.sockets[0].pids(), vec![me()]);
@@ -136,7 +149,7 @@ fn timewait_summary_and_all_list_the_entries_made_here() {
     assert_eq!(lref.pid(), Some(me()));
     assert!(lref.owner.is_some() && lref.user.is_some());
 
-    let out = netkit(&["timewait", "--port", &p, "--json"]);
+    let out = netkit_output(&["timewait", "--port", &p, "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_keys(&v, &["ports", "notes", "total"]);
     assert_keys(
@@ -172,7 +185,7 @@ fn timewait_summary_and_all_list_the_entries_made_here() {
     }
 
     // The table: one summary row with the count and the listener's PID.
-    let out = netkit(&["timewait", "--port", &p]);
+    let out = netkit_output(&["timewait", "--port", &p]);
     let text = String::from_utf8_lossy(&out.stdout);
     let row = text
         .lines()
@@ -319,7 +332,7 @@ fn timewait_table_is_capped_by_limit_but_json_keeps_every_pair() {
     .expect("both TIME_WAIT pairs in the JSON despite --limit 1");
     assert!(r.ports.len() >= 2);
 
-    let out = netkit(&["timewait", "--limit", "1"]);
+    let out = netkit_output(&["timewait", "--limit", "1"]);
     let text = String::from_utf8_lossy(&out.stdout);
     let rows = text
         .lines()
@@ -331,7 +344,7 @@ fn timewait_table_is_capped_by_limit_but_json_keeps_every_pair() {
             .any(|l| l.starts_with("... and ") && l.contains("--limit 0")),
         "{text}"
     );
-    let all = netkit(&["timewait", "--limit", "0"]);
+    let all = netkit_output(&["timewait", "--limit", "0"]);
     let all = String::from_utf8_lossy(&all.stdout);
     assert!(
         all.contains(&format!("127.0.0.1:{pa} ")) && all.contains(&format!("127.0.0.1:{pb} ")),

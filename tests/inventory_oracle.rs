@@ -3,14 +3,17 @@
 //! (`inspect::procnet::read_all`) and netstat2 (`get_sockets_info`, sock_diag + full /proc walk);
 //! and the /proc/net fallback end to end, with sock_diag made unavailable by strace.
 
-mod support_inv;
+mod support;
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, TcpListener, TcpStream, UdpSocket};
 
 use netkit::inspect::{Proto, Query, procnet};
 use netstat2::{AddressFamilyFlags, ProtocolFlags, ProtocolSocketInfo, get_sockets_info};
-use support_inv::*;
+use support::cli::*;
+use support::have;
+use support::inventory::*;
+use support::listeners::*;
 
 /// (proto, local addr, local port, remote port, state, inode)
 type Row = (String, IpAddr, u16, Option<u16>, String, u64);

@@ -2,12 +2,15 @@
 //! root's sockets still appear, named by the socket's uid, without a PID, with one hint; the
 //! user's own sockets keep their PIDs; nothing fails for lack of permission.
 
-mod support_inv;
+mod support;
 
 use std::net::TcpListener;
 use std::process::{Command, Output};
 
-use support_inv::*;
+use support::cli::*;
+use support::inventory::*;
+use support::python::*;
+use support::{have, is_root};
 
 fn as_nobody(args: &[&str]) -> Option<Output> {
     if !is_root() {
@@ -40,10 +43,13 @@ fn as_nobody(args: &[&str]) -> Option<Output> {
 fn root_sockets_show_user_root_without_pid_and_a_hint() {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let p = l.local_addr().unwrap().port().to_string();
-    let Some(out) = as_nobody(&["who-owns", &p, "--tcp", "--json"]) else {
+    // who-owns on our address only: other programs may hold the same port number on other
+    // loopback addresses (a load generator's 127.0.0.9:P source port), with notes of theirs.
+    let spec = format!("127.0.0.1:{p}");
+    let Some(out) = as_nobody(&["who-owns", &spec, "--tcp", "--json"]) else {
         return;
     };
-    let (r, code): (SocketsJson, i32) = decode(&out, &["who-owns", &p, "--json"]);
+    let (r, code): (SocketsJson, i32) = decode(&out, &["who-owns", &spec, "--json"]);
     assert_eq!(code, 0, "the port is held, permission or not");
     let s = r
         .sockets
@@ -59,7 +65,7 @@ fn root_sockets_show_user_root_without_pid_and_a_hint() {
     assert!(r.notes[0].contains("root"), "{:?}", r.notes);
 
     // Table mode: `?` for the owner on stdout, exactly one hint line on stderr.
-    let out = as_nobody(&["who-owns", &p, "--tcp"]).unwrap();
+    let out = as_nobody(&["who-owns", &spec, "--tcp"]).unwrap();
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8_lossy(&out.stdout);
     let row = text.lines().find(|l| l.contains("LISTEN")).expect("row");
@@ -100,10 +106,13 @@ fn own_sockets_keep_their_pid_when_unprivileged() {
         return;
     };
     let p = py.port.to_string();
-    let Some(out) = as_nobody(&["who-owns", &p, "--tcp", "--json"]) else {
+    // who-owns on our address only: other programs may hold the same port number on other
+    // loopback addresses (a load generator's 127.0.0.9:P source port), with notes of theirs.
+    let spec = format!("127.0.0.1:{p}");
+    let Some(out) = as_nobody(&["who-owns", &spec, "--tcp", "--json"]) else {
         return;
     };
-    let (r, code): (SocketsJson, i32) = decode(&out, &["who-owns", &p]);
+    let (r, code): (SocketsJson, i32) = decode(&out, &["who-owns", &spec]);
     assert_eq!(code, 0);
     let s = r
         .sockets

@@ -2,12 +2,17 @@
 //! UDP, a listener shared with a forked child, a bound-only socket, a TIME_WAIT made here
 //! (checked against `ss -o`), exit codes, and the JSON schema as a contract.
 
-mod support_inv;
+mod support;
 
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::time::Duration;
 
-use support_inv::*;
+use support::cli::*;
+use support::inventory::*;
+use support::listeners::*;
+use support::python::*;
+use support::ss::*;
+use support::{have, poll};
 
 fn who_owns(port: u16, extra: &[&str]) -> (SocketsJson, i32) {
     let p = port.to_string();
@@ -116,7 +121,7 @@ fn listener_shared_with_a_forked_child_lists_both_pids() {
             .all(|o| o.cmdline.as_deref().is_some_and(|c| c.contains("python")))
     );
     // The table joins both owners in one cell.
-    let out = netkit(&["who-owns", &py.port.to_string()]);
+    let out = netkit_output(&["who-owns", &py.port.to_string()]);
     let text = String::from_utf8_lossy(&out.stdout);
     for pid in &py.pids {
         assert!(text.contains(&format!("{pid}/python")), "{text}");
@@ -285,7 +290,7 @@ fn free_port_exits_1_and_bad_arguments_exit_2() {
         }
         assert_eq!(code, if r.sockets.is_empty() { 1 } else { 0 });
         if code == 1 {
-            let out = netkit(&["who-owns", &port.to_string()]);
+            let out = netkit_output(&["who-owns", &port.to_string()]);
             assert_eq!(out.status.code(), Some(1));
             assert!(out.stdout.iter().filter(|b| **b == b'\n').count() <= 1);
             saw_free = true;
@@ -303,7 +308,7 @@ fn free_port_exits_1_and_bad_arguments_exit_2() {
         &["listening", "--pid", "4294967295"],
         &["timewait", "--port", "-1"],
     ] {
-        let out = netkit(args);
+        let out = netkit_output(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         assert!(out.stdout.is_empty(), "{args:?}");
         let err = String::from_utf8_lossy(&out.stderr);
@@ -315,7 +320,7 @@ fn free_port_exits_1_and_bad_arguments_exit_2() {
         &["listening", "--user", "no-such-user-netkit"],
         &["listening", "--pid", "4294967295"],
     ] {
-        let out = netkit(args);
+        let out = netkit_output(args);
         let err = String::from_utf8_lossy(&out.stderr);
         let lines: Vec<&str> = err.lines().collect();
         assert!(
@@ -331,7 +336,7 @@ fn json_schema_keys_are_present_even_when_null() {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     make_time_wait(&l);
-    let out = netkit(&["who-owns", &port.to_string(), "--json"]);
+    let out = netkit_output(&["who-owns", &port.to_string(), "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_keys(&v, &["sockets", "notes"]);
     let socks = v["sockets"].as_array().unwrap();

@@ -1,17 +1,18 @@
 //! Every command's REAL `--json` output, made against real sockets on loopback, validated
 //! against `docs/schema/<command>.schema.json` and the vocabulary rules
-//! (tests/support_schema). Also: every command in `netkit --help` has a schema file, and the
+//! (tests/support/schema.rs). Also: every command in `netkit --help` has a schema file, and the
 //! harness itself rejects what the vocabulary forbids.
 
-mod support_inv;
-mod support_schema;
+mod support;
 
 use std::net::{TcpListener, UdpSocket};
 use std::process::Command;
 
 use serde_json::{Value, json};
-use support_inv::{Py, PyHolder, free_port, make_time_wait, netkit};
-use support_schema::{schema_path, validate, validate_lines, validate_stdout, vocabulary};
+use support::cli::netkit_output;
+use support::listeners::{free_port, make_time_wait};
+use support::python::{Py, PyHolder};
+use support::schema::{schema_path, validate, validate_lines, validate_stdout, vocabulary};
 
 /// Commands in `netkit --help` whose `--json` has no schema yet: each owner removes their
 /// line when adding `docs/schema/<command>.schema.json` (the test fails while a listed
@@ -32,7 +33,7 @@ const NO_JSON: &[(&str, &str)] = &[
 fn json(args: &[&str]) -> (Value, i32, String) {
     let mut all = args.to_vec();
     all.push("--json");
-    let out = netkit(&all);
+    let out = netkit_output(&all);
     let command = if args[0] == "run" {
         format!("run {}", args[1])
     } else {
@@ -87,8 +88,16 @@ fn who_owns_listing_validates_with_listener_time_wait_udp_and_v6() {
     assert_eq!(mine["family"], "inet6");
     assert_eq!(mine["owners"][0]["pid"], std::process::id());
 
-    // Nothing found (exit 1) is still a valid object, with the note.
-    let (v, code, _) = json(&["who-owns", &free_port().to_string()]);
+    // Nothing found (exit 1) is still a valid object, with the note. A free port may be
+    // taken by another program (on another loopback address, say) before netkit looks: a
+    // fresh one is tried then (bounded).
+    let (v, code) = (0..20)
+        .map(|_| {
+            let (v, code, _) = json(&["who-owns", &free_port().to_string()]);
+            (v, code)
+        })
+        .find(|(_, code)| *code == 1)
+        .expect("who-owns never exited 1 for a free port in 20 tries");
     assert_eq!(code, 1);
     assert_eq!(v["sockets"], json!([]));
 }
@@ -229,12 +238,12 @@ fn every_command_in_help_has_a_schema_file() {
         "commands without docs/schema/<command>.schema.json: {missing:?}"
     );
     // Every schema file compiles (defs.schema.json is referenced by the others).
-    for entry in std::fs::read_dir(support_schema::schema_dir()).unwrap() {
+    for entry in std::fs::read_dir(support::schema::schema_dir()).unwrap() {
         let name = entry.unwrap().file_name().into_string().unwrap();
         if let Some(c) = name.strip_suffix(".schema.json")
             && c != "defs"
         {
-            support_schema::validator(c);
+            support::schema::validator(c);
         }
     }
 }
@@ -261,8 +270,8 @@ fn the_harness_rejects_what_the_vocabulary_forbids() {
         assert!(v.contains(want), "{want:?} not reported in:\n{v}");
     }
     assert!(!vocabulary("x", &json!({"schema_version": 1, "command": "y"})).is_empty());
-    assert!(support_schema::is_endpoint("[::1]:80"));
-    assert!(!support_schema::is_endpoint("2001:db8::1:80"));
+    assert!(support::schema::is_endpoint("[::1]:80"));
+    assert!(!support::schema::is_endpoint("2001:db8::1:80"));
     // The schema itself catches a missing field and a wrong type.
     let r = std::panic::catch_unwind(|| {
         validate(
@@ -284,7 +293,7 @@ fn the_harness_rejects_what_the_vocabulary_forbids() {
         "recv_q": 0, "send_q": 0});
     let listing = json!({"schema_version": 1, "command": "who-owns", "port": 1,
                          "sockets": [sock], "notes": []});
-    let errors: Vec<String> = support_schema::validator("who-owns")
+    let errors: Vec<String> = support::schema::validator("who-owns")
         .iter_errors(&listing)
         .map(|e| format!("{} {e}", e.instance_path()))
         .collect();
@@ -293,17 +302,17 @@ fn the_harness_rejects_what_the_vocabulary_forbids() {
     assert!(all.contains("OPEN") || all.contains("oneOf"), "{all}");
     let ok = json!({"schema_version": 1, "command": "who-owns", "port": 1,
                     "sockets": [], "notes": []});
-    assert!(support_schema::validator("who-owns").is_valid(&ok));
+    assert!(support::schema::validator("who-owns").is_valid(&ok));
     let mut one = ok.clone();
     one["sockets"] = json!([listing["sockets"][0].clone()]);
     one["sockets"][0]["state"] = json!("LISTEN");
     assert!(
-        !support_schema::validator("who-owns").is_valid(&one),
+        !support::schema::validator("who-owns").is_valid(&one),
         "old listener shape"
     );
     one["sockets"][0]["listener"] = json!(null);
     assert!(
-        support_schema::validator("who-owns").is_valid(&one),
+        support::schema::validator("who-owns").is_valid(&one),
         "{one}"
     );
 }
@@ -369,7 +378,7 @@ fn lab_server_and_client_events_validate() {
 
     let srv = lab_events(&["run", "server", "127.0.0.1", "-p", "0"], |port| {
         let to = format!("127.0.0.1:{port}");
-        let out = netkit(&[
+        let out = netkit_output(&[
             "run", "client", "--direct", "--server", &to, "--count", "2", "--json",
         ]);
         assert_eq!(out.status.code(), Some(0));
@@ -463,7 +472,7 @@ fn a_bind_failure_event_carries_the_envelope() {
         let a: Vec<&str> = std::iter::once("--json")
             .chain(args.iter().map(String::as_str))
             .collect();
-        let out = netkit(&a);
+        let out = netkit_output(&a);
         assert_eq!(out.status.code(), Some(2), "{cmd}: {out:?}");
         let events = validate_lines(cmd, &out.stdout);
         let e = events
@@ -487,7 +496,7 @@ fn udp_pair_events_validate() {
         .port();
     let p = port.to_string();
     let out = lab_events(&["run", "udp-server", "-p", &p], |_| {
-        let c = netkit(&[
+        let c = netkit_output(&[
             "run",
             "udp-client",
             "-p",
@@ -538,7 +547,14 @@ fn explain_bind_connect_and_error_validate() {
     assert_eq!(v["mode"], "bind");
     assert!(!v["causes"].as_array().unwrap().is_empty());
     // A bindable port, and an address that is not local.
-    let (v, code, _) = json(&["explain", &free_port().to_string()]);
+    // (A free port may be taken by another program before netkit looks: bounded retries.)
+    let (v, code) = (0..20)
+        .map(|_| {
+            let (v, code, _) = json(&["explain", &free_port().to_string()]);
+            (v, code)
+        })
+        .find(|(_, code)| *code == 0)
+        .expect("explain never found a free port bindable in 20 tries");
     assert_eq!((code, &v["bindable"]), (0, &Value::Bool(true)));
     let (_, code, _) = json(&["explain", "0", "--addr", "192.0.2.1"]);
     assert_eq!(code, 1);

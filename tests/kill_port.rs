@@ -1,11 +1,13 @@
 //! `netkit who-owns PORT --kill`: stops the listener, never a connected client; refuses
 //! without --yes when stdin is not a terminal; as a normal user only own processes.
 
-mod support_explain;
+mod support;
 
 use std::time::Duration;
 
-use support_explain::{Helper, is_root, netkit};
+use support::cli::netkit;
+use support::is_root;
+use support::python::Helper;
 
 #[derive(serde::Deserialize)]
 struct Target {
@@ -39,14 +41,17 @@ fn alive(pid: u32) -> bool {
 #[test]
 fn kills_the_listener_and_spares_the_connected_client() {
     let mut srv = Helper::start("serve", &["--addr", "127.0.0.1"], false);
-    let p = srv.port().to_string();
-    let cl = Helper::start("client", &["--addr", "127.0.0.1", "--port", &p], false);
+    let port = srv.port().to_string();
+    // Narrowed to our address and protocol: a bare port number would also match (and signal)
+    // another program's socket on a shared machine.
+    let p = format!("127.0.0.1:{port}");
+    let cl = Helper::start("client", &["--addr", "127.0.0.1", "--port", &port], false);
     // Refused without --yes when stdin is not a terminal.
-    let (code, _, err) = netkit(&["who-owns", &p, "--kill"]);
+    let (code, _, err) = netkit(&["who-owns", &p, "--tcp", "--kill"]);
     assert_eq!(code, 2);
     assert!(err.contains("--yes"), "{err}");
     assert!(alive(srv.pid()));
-    let (code, out, err) = netkit(&["who-owns", &p, "--kill", "--yes", "--json"]);
+    let (code, out, err) = netkit(&["who-owns", &p, "--tcp", "--kill", "--yes", "--json"]);
     assert_eq!(code, 0, "{out} {err}");
     let k: Killed = serde_json::from_str(&out).unwrap();
     assert_eq!(k.port, srv.port());
@@ -55,20 +60,22 @@ fn kills_the_listener_and_spares_the_connected_client() {
     assert_eq!(k.targets.len(), 1, "only the listener's process");
     assert_eq!(k.targets[0].pid, srv.pid());
     assert!(k.targets[0].signalled && k.targets[0].released);
-    let _ = srv.child.wait();
+    let _ = srv.proc.child.wait();
     std::thread::sleep(Duration::from_millis(50));
     assert!(alive(cl.pid()), "the connected client must survive");
-    srv.kill(libc::SIGKILL);
+    srv.proc.kill_group(libc::SIGKILL);
 }
 
 #[test]
 fn nothing_to_kill_is_exit_1_and_bad_signal_exit_2() {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let p = l.local_addr().unwrap().port().to_string();
+    let p = format!("127.0.0.1:{}", l.local_addr().unwrap().port());
     drop(l);
-    let (code, _, _) = netkit(&["who-owns", &p, "--kill", "--yes"]);
+    let (code, _, _) = netkit(&["who-owns", &p, "--tcp", "--kill", "--yes"]);
     assert_eq!(code, 1);
-    let (code, _, err) = netkit(&["who-owns", &p, "--kill", "--signal", "BOGUS", "--yes"]);
+    let (code, _, err) = netkit(&[
+        "who-owns", &p, "--tcp", "--kill", "--signal", "BOGUS", "--yes",
+    ]);
     assert_eq!(code, 2);
     assert!(err.starts_with("netkit: unknown signal"));
 }
@@ -82,7 +89,7 @@ fn another_users_listener_is_not_touched() {
         return;
     }
     let h = Helper::start("listen", &["--addr", "127.0.0.1"], false);
-    let p = h.port().to_string();
+    let p = format!("127.0.0.1:{}", h.port());
     let o = std::process::Command::new("setpriv")
         .args([
             "--reuid=65534",
@@ -90,7 +97,7 @@ fn another_users_listener_is_not_touched() {
             "--clear-groups",
             env!("CARGO_BIN_EXE_netkit"),
         ])
-        .args(["who-owns", &p, "--kill", "--yes", "--json"])
+        .args(["who-owns", &p, "--tcp", "--kill", "--yes", "--json"])
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
@@ -102,7 +109,7 @@ fn another_users_listener_is_not_touched() {
 #[test]
 fn kill_signal_option_is_used() {
     let mut h = Helper::start("udp", &["--addr", "127.0.0.1"], false);
-    let p = h.port().to_string();
+    let p = format!("127.0.0.1:{}", h.port());
     let (code, out, _) = netkit(&[
         "who-owns", &p, "--udp", "--kill", "--signal", "KILL", "--yes", "--json",
     ]);
@@ -110,8 +117,8 @@ fn kill_signal_option_is_used() {
     let k: Killed = serde_json::from_str(&out).unwrap();
     assert_eq!(k.signal, "KILL");
     assert!(k.targets.iter().all(|t| t.refused.is_none()));
-    let st = h.child.wait().unwrap();
+    let st = h.proc.child.wait().unwrap();
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(st.signal(), Some(libc::SIGKILL));
-    h.kill(libc::SIGKILL);
+    h.proc.kill_group(libc::SIGKILL);
 }

@@ -3,7 +3,7 @@
 //! `--block`, `--count`/`--persistent`, exit codes, and bind/connect failures explained
 //! from the socket inventory (EADDRINUSE at bind, EADDRNOTAVAIL on a reused 4-tuple).
 
-mod support_lab;
+mod support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
@@ -12,7 +12,9 @@ use std::thread;
 use std::time::Duration;
 
 use serde::Deserialize;
-use support_lab::*;
+use support::cli::*;
+use support::lab::*;
+use support::{eventually, have};
 
 #[derive(Debug, Deserialize)]
 struct Request {

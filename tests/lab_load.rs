@@ -4,13 +4,16 @@
 //! async: none), and a non-loopback target refused. The run-* event schemas are checked
 //! against real output here too.
 
-mod support_lab;
+mod support;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support_lab::*;
+use support::cli::*;
+use support::eventually;
+use support::lab::*;
+use support::listeners::*;
 
 fn schema(name: &str) -> Value {
     let path = format!(

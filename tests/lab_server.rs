@@ -3,7 +3,7 @@
 //! back-pressure at --max-conns, SIGTERM with a request in flight, fd exhaustion under a low
 //! `ulimit -n`, and bind failures explained.
 
-mod support_lab;
+mod support;
 
 use std::io::Write;
 use std::net::TcpStream;
@@ -11,7 +11,10 @@ use std::process::Command;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use support_lab::*;
+use support::cli::*;
+use support::lab::*;
+use support::listeners::*;
+use support::{eventually, have};
 
 const MODES: [&str; 3] = ["single", "threaded", "async"];
 
@@ -59,7 +62,7 @@ fn status_lines_follow_the_books_order_with_the_peer_address() {
 
 #[test]
 fn human_output_prints_the_books_lines() {
-    let mut p = std::process::Command::new(netkit())
+    let mut p = std::process::Command::new(netkit_bin())
         .args(["run", "server", "127.0.0.1", "-p", "0", "--protocol", "zen"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
@@ -372,7 +375,7 @@ fn running_out_of_file_descriptors_backs_off_and_recovers() {
     }
     for mode in ["async", "threaded"] {
         let mut cmd = Command::new("prlimit");
-        cmd.args(["--nofile=40:40", "--", netkit()]);
+        cmd.args(["--nofile=40:40", "--", netkit_bin()]);
         let srv = Proc::spawn_cmd(
             cmd,
             &[
@@ -514,7 +517,7 @@ fn human_server_lines<T>(
     act: impl FnOnce(std::net::SocketAddr) -> T,
 ) -> (T, String) {
     use std::io::BufRead;
-    let mut p = std::process::Command::new(netkit())
+    let mut p = std::process::Command::new(netkit_bin())
         .args(["run", "server", "127.0.0.1", "-p", "0"])
         .args(args)
         .stdout(std::process::Stdio::piped())

@@ -3,12 +3,13 @@
 //! and the server everything else; without them (or with the option on one side only) the
 //! second bind fails with EADDRINUSE naming the server. Multicast on `lo` when it works.
 
-mod support_lab;
+mod support;
 
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::Duration;
 
-use support_lab::*;
+use support::cli::*;
+use support::lab::*;
 
 /// A free UDP port on 127.0.0.1 (bound with port 0, then released).
 fn free_udp_port() -> u16 {

@@ -4,25 +4,15 @@
 //! Real namespaces (`unshare --net`, `ip netns add`) and real cgroups; root-only parts skip with
 //! a printed reason.
 
-mod support_schema;
+mod support;
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::process::{Child, Command, Output, Stdio};
 
 use serde_json::Value;
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-fn netkit(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_netkit"))
-        .args(args)
-        .output()
-        .expect("netkit runs")
-}
+use support::cli::netkit_output;
+use support::is_root;
 
 /// A process in its own network namespace (made by `prefix`, e.g. `unshare --net`) holding a
 /// TCP listener on 127.0.0.1; the port it got.
@@ -97,9 +87,9 @@ fn who_owns_finds_a_listener_in_another_namespace_instead_of_saying_nothing() {
         eprintln!("skipped: port {port} happens to be in use in this namespace too");
         return;
     }
-    let out = netkit(&["who-owns", &port, "--json"]);
+    let out = netkit_output(&["who-owns", &port, "--json"]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
-    let v = support_schema::validate_stdout("who-owns", &out);
+    let v = support::schema::validate_stdout("who-owns", &out);
     let sockets = v["sockets"].as_array().expect("sockets");
     let s = sockets
         .iter()
@@ -121,7 +111,7 @@ fn who_owns_finds_a_listener_in_another_namespace_instead_of_saying_nothing() {
     assert!(notes.contains("not reachable from here"), "{notes}");
 
     // The table names the namespace, the hint goes to stderr.
-    let out = netkit(&["who-owns", &port]);
+    let out = netkit_output(&["who-owns", &port]);
     assert_eq!(out.status.code(), Some(0));
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -132,7 +122,7 @@ fn who_owns_finds_a_listener_in_another_namespace_instead_of_saying_nothing() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("another namespace"));
 
     // --here: only this namespace, where nothing holds it.
-    let out = netkit(&["who-owns", &port, "--here"]);
+    let out = netkit_output(&["who-owns", &port, "--here"]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("nothing holds"));
 }
@@ -142,9 +132,9 @@ fn netns_runs_the_command_inside_and_all_netns_tags_rows() {
     let Some(h) = unshared() else { return };
     let port = h.port.to_string();
     let spec = format!("pid:{}", h.pid());
-    let out = netkit(&["who-owns", &port, "--netns", &spec, "--json"]);
+    let out = netkit_output(&["who-owns", &port, "--netns", &spec, "--json"]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
-    let v = support_schema::validate_stdout("who-owns", &out);
+    let v = support::schema::validate_stdout("who-owns", &out);
     let s = &v["sockets"][0];
     assert_eq!(s["local_port"], h.port);
     assert!(
@@ -152,9 +142,9 @@ fn netns_runs_the_command_inside_and_all_netns_tags_rows() {
         "inside, rows are this namespace's: {s}"
     );
 
-    let out = netkit(&["listening", "--all-netns", "--json"]);
+    let out = netkit_output(&["listening", "--all-netns", "--json"]);
     assert_eq!(out.status.code(), Some(0));
-    let v = support_schema::validate_stdout("listening", &out);
+    let v = support::schema::validate_stdout("listening", &out);
     let row = v["sockets"]
         .as_array()
         .expect("sockets")
@@ -164,7 +154,7 @@ fn netns_runs_the_command_inside_and_all_netns_tags_rows() {
     assert!(row["netns"]["inode"].as_u64().is_some_and(|i| i > 0));
 
     // explain --netns agrees with a real bind inside that namespace.
-    let out = netkit(&[
+    let out = netkit_output(&[
         "explain",
         &port,
         "--addr",
@@ -214,9 +204,9 @@ fn a_named_namespace_is_named() {
         return;
     };
     let port = h.port.to_string();
-    let out = netkit(&["who-owns", &port, "--all-netns", "--json"]);
+    let out = netkit_output(&["who-owns", &port, "--all-netns", "--json"]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
-    let v = support_schema::validate_stdout("who-owns", &out);
+    let v = support::schema::validate_stdout("who-owns", &out);
     assert!(
         v["sockets"]
             .as_array()
@@ -225,9 +215,9 @@ fn a_named_namespace_is_named() {
             .any(|s| s["netns"]["name"] == name.as_str()),
         "{v}"
     );
-    let out = netkit(&["who-owns", &port, "--netns", &name]);
+    let out = netkit_output(&["who-owns", &port, "--netns", &name]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
-    let out = netkit(&["who-owns", &port, "--netns", "nk-netns-no-such-name"]);
+    let out = netkit_output(&["who-owns", &port, "--netns", "nk-netns-no-such-name"]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
@@ -269,13 +259,13 @@ fn an_owner_in_a_docker_named_cgroup_is_named_as_the_container() {
     };
     std::fs::write(dir.join("cgroup.procs"), h.pid().to_string()).expect("move into cgroup");
     let port = h.port.to_string();
-    let out = netkit(&["who-owns", &port, "--json"]);
-    let table = netkit(&["who-owns", &port]);
+    let out = netkit_output(&["who-owns", &port, "--json"]);
+    let table = netkit_output(&["who-owns", &port]);
     drop(h);
     let _ = std::fs::remove_dir(&dir);
     let _ = std::fs::remove_dir(root.join("system.slice"));
     assert_eq!(out.status.code(), Some(0), "{out:?}");
-    let v = support_schema::validate_stdout("who-owns", &out);
+    let v = support::schema::validate_stdout("who-owns", &out);
     let c = &v["sockets"][0]["owners"][0]["container"];
     assert_eq!(c["runtime"], "docker", "{v}");
     assert_eq!(c["id"], id);
@@ -290,15 +280,15 @@ fn wait_listen_and_free_port_work_inside_a_namespace() {
     let port = h.port.to_string();
     let spec = format!("pid:{}", h.pid());
     let target = format!("127.0.0.1:{port}");
-    let out = netkit(&["wait-listen", &target, "--timeout", "2", "--netns", &spec]);
+    let out = netkit_output(&["wait-listen", &target, "--timeout", "2", "--netns", &spec]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     // Here nothing listens on that port (unless by chance): one check, exit 1.
     if TcpListener::bind(("127.0.0.1", h.port)).is_ok() {
-        let out = netkit(&["wait-listen", &target, "--timeout", "0"]);
+        let out = netkit_output(&["wait-listen", &target, "--timeout", "0"]);
         assert_eq!(out.status.code(), Some(1), "{out:?}");
     }
     // free-port inside the namespace never offers the port its listener holds there.
-    let out = netkit(&["free-port", "--prefer", &port, "--netns", &spec, "--json"]);
+    let out = netkit_output(&["free-port", "--prefer", &port, "--netns", &spec, "--json"]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let v = json(&out);
     let offered = v["ports"].as_array().expect("ports");

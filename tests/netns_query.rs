@@ -1,15 +1,13 @@
 //! A socket in another network namespace is invisible to a dump made here and visible to one
 //! made from a thread that entered that namespace (`inspect::netns::run_in`).
 
+mod support;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 use netkit::inspect::{Query, SockState, diag, netns};
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
+use support::is_root;
 
 #[test]
 fn a_listener_in_an_anonymous_namespace_is_found_by_entering_it() {

@@ -3,14 +3,15 @@
 //! a closed stdout. Stdout here is a real pipe whose read end is already closed, so the first
 //! write fails with EPIPE every time (not only when the output outgrows the pipe buffer).
 
-mod support_inv;
+mod support;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use support_inv::{free_port, make_time_wait, netkit_cmd};
+use support::cli::netkit_cmd;
+use support::listeners::{free_port, make_time_wait};
 
 /// Runs netkit with stdout connected to a pipe nobody reads.
 fn closed_stdout(args: &[&str]) -> Output {

@@ -1,18 +1,18 @@
 //! `--pids` (like `lsof -t`) and `--watch [SECS]` (like `watch ss`) on real loopback sockets.
 
-mod support_inv;
-mod support_out;
-mod support_schema;
+mod support;
 
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, UdpSocket};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use support_inv::{Py, PyHolder, free_port, make_time_wait, netkit, netkit_cmd};
+use support::cli::{netkit_cmd, netkit_output};
+use support::listeners::{free_port, make_time_wait};
+use support::python::{Py, PyHolder};
 
 fn stdout_lines(args: &[&str]) -> (Vec<String>, i32, String) {
-    let out = netkit(args);
+    let out = netkit_output(args);
     (
         String::from_utf8_lossy(&out.stdout)
             .lines()
@@ -28,7 +28,9 @@ fn pids_prints_each_owner_once() {
     let Some(py) = Py::start(PyHolder::ForkedListen, false) else {
         return;
     };
-    let p = py.port.to_string();
+    // Our address only: other programs may hold the same port number on other loopback
+    // addresses (a load generator's 127.0.0.9:P source port), with their own PIDs.
+    let p = format!("127.0.0.1:{}", py.port);
     let mut want: Vec<String> = py.pids.iter().map(|p| p.to_string()).collect();
     want.sort_by_key(|p| p.parse::<u32>().unwrap());
     for args in [
@@ -45,19 +47,20 @@ fn pids_prints_each_owner_once() {
     let _u = UdpSocket::bind(("127.0.0.1", port)).unwrap();
     let _c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     let _a = l.accept().unwrap();
-    let (lines, code, _) = stdout_lines(&["who-owns", &port.to_string(), "--pids"]);
+    let (lines, code, _) = stdout_lines(&["who-owns", &format!("127.0.0.1:{port}"), "--pids"]);
     assert_eq!(code, 0);
     assert_eq!(lines, vec![std::process::id().to_string()]);
 }
 
 #[test]
 fn pids_keeps_the_exit_codes_and_refuses_json_and_kill() {
-    let f = free_port().to_string();
+    // Our address only (see pids_prints_each_owner_once).
+    let f = format!("127.0.0.1:{}", free_port());
     let (lines, code, _) = stdout_lines(&["who-owns", &f, "--pids"]);
     assert_eq!((code, lines.len()), (1, 0));
     // Only kernel-held sockets: found (exit 0), but no PID to print.
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port().to_string();
+    let port = format!("127.0.0.1:{}", l.local_addr().unwrap().port());
     make_time_wait(&l);
     drop(l);
     let (lines, code, _) = stdout_lines(&["who-owns", &port, "--pids", "--tcp"]);
@@ -67,7 +70,7 @@ fn pids_keeps_the_exit_codes_and_refuses_json_and_kill() {
         vec!["who-owns", &f, "--kill", "--pids", "--yes"],
         vec!["who-owns", &f, "--watch", "0"],
     ] {
-        let out = netkit(&args);
+        let out = netkit_output(&args);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
@@ -172,7 +175,7 @@ fn watch_json_prints_one_valid_object_per_frame_with_ts() {
         let (lines, code) = watch_piped(&args, |l| l.len() >= 3);
         assert_eq!(code, Some(0));
         assert!(lines.len() >= 2, "{lines:?}");
-        let v = support_schema::validate_lines(command, lines.join("\n").as_bytes());
+        let v = support::schema::validate_lines(command, lines.join("\n").as_bytes());
         let ts: Vec<&str> = v.iter().map(|o| o["ts"].as_str().unwrap()).collect();
         assert!(ts.windows(2).all(|w| w[0] < w[1]), "{ts:?}");
     }
@@ -182,7 +185,7 @@ fn watch_json_prints_one_valid_object_per_frame_with_ts() {
 fn watch_on_a_terminal_redraws_in_place() {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let p = l.local_addr().unwrap().port().to_string();
-    let t = support_out::on_tty_interrupted(
+    let t = support::tty::on_tty_interrupted(
         &["who-owns", &p, "--watch", "0.2"],
         80,
         Duration::from_millis(1500),

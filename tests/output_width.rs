@@ -2,14 +2,15 @@
 //! cells end in `…`; `-w/--wide` shows everything; piped output is never cut; explain's
 //! paragraphs and the hints wrap at word boundaries. Runs netkit on a real pseudo-terminal.
 
-mod support_inv;
-mod support_out;
+mod support;
 
 use std::collections::HashSet;
 use std::net::TcpListener;
 
-use support_inv::{Py, PyHolder, make_time_wait, netkit};
-use support_out::on_tty;
+use support::cli::netkit_output;
+use support::listeners::make_time_wait;
+use support::python::{Py, PyHolder};
+use support::tty::on_tty;
 use unicode_width::UnicodeWidthStr;
 
 #[test]
@@ -18,7 +19,7 @@ fn who_owns_on_an_80_column_terminal_clips_the_command_line() {
         return;
     };
     let port = py.port.to_string();
-    let piped = netkit(&["who-owns", &port]);
+    let piped = netkit_output(&["who-owns", &port]);
     let piped = String::from_utf8_lossy(&piped.stdout).into_owned();
     let full_row = piped.lines().find(|l| l.contains("LISTEN")).unwrap();
     assert!(
@@ -56,7 +57,7 @@ fn who_owns_on_an_80_column_terminal_clips_the_command_line() {
     let c = on_tty(&["who-owns", &port], 60, &[("COLUMNS", "120")]);
     assert!(c.widest() <= 120 && c.widest() > 60, "{}", c.text);
     // Piped output ignores COLUMNS: grep sees full rows.
-    let out = support_inv::netkit_cmd()
+    let out = support::cli::netkit_cmd()
         .args(["who-owns", &port])
         .env("COLUMNS", "40")
         .output()
@@ -144,7 +145,7 @@ fn explain_paragraphs_wrap_at_word_boundaries_with_a_hanging_indent() {
         return;
     };
     let port = py.port.to_string();
-    let piped = netkit(&["explain", &port]);
+    let piped = netkit_output(&["explain", &port]);
     let piped_text = format!(
         "{}{}",
         String::from_utf8_lossy(&piped.stdout),
@@ -187,7 +188,7 @@ fn explain_paragraphs_wrap_at_word_boundaries_with_a_hanging_indent() {
 
 #[test]
 fn hints_on_a_terminal_wrap_too() {
-    let port = support_inv::free_port().to_string();
+    let port = support::listeners::free_port().to_string();
     let t = on_tty(&["who-owns", &port], 40, &[]);
     assert_eq!(t.code, Some(1));
     let lines = t.lines();

@@ -1,7 +1,7 @@
 //! `netkit run proxy` in JSON mode end to end: the seed's lines, the Python lab client, bare
 //! and newline-delimited requests, every error reply, idle clients, the connection cap.
 
-mod support_proxy;
+mod support;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -9,9 +9,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
-use support_proxy::{
-    DoneServer, ProxyProc, ask, ask_bare, closed_port, eventually, lab_request, netkit,
-};
+use support::cli::netkit_bin;
+use support::eventually;
+use support::listeners::free_port;
+use support::proxy::{DoneServer, ProxyProc, ask_bare, ask_until_close, lab_request};
 
 #[test]
 fn seed_lines_are_printed_and_done_is_relayed() {
@@ -117,7 +118,7 @@ fn newline_requests_share_one_connection_and_get_one_line_each() {
         lab_request("127.1", port, "b"),
         lab_request("localhost", port, "c")
     );
-    let out = ask(p.addr, body.as_bytes());
+    let out = ask_until_close(p.addr, body.as_bytes());
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 4, "{out:?}");
     assert_eq!(lines[0], "DONE");
@@ -129,7 +130,7 @@ fn newline_requests_share_one_connection_and_get_one_line_each() {
 }
 
 fn bad(p: &ProxyProc, request: &[u8]) -> String {
-    let r = ask(p.addr, request);
+    let r = ask_until_close(p.addr, request);
     assert!(r.starts_with("Error, bad request: "), "{r}");
     r
 }
@@ -211,7 +212,7 @@ fn message_over_the_limit_gets_a_bad_request_reply() {
     );
     assert!(r.contains("message is 9 bytes, over the limit of 8"), "{r}");
     assert_eq!(
-        ask(
+        ask_until_close(
             p.addr,
             lab_request("127.0.0.1", srv.port(), "12345678").as_bytes()
         ),
@@ -231,9 +232,9 @@ fn message_over_the_limit_gets_a_bad_request_reply() {
 #[test]
 fn refused_target_gets_server_unreachable() {
     let p = ProxyProc::start(&[]);
-    let r = ask(
+    let r = ask_until_close(
         p.addr,
-        lab_request("127.0.0.1", closed_port(), "x").as_bytes(),
+        lab_request("127.0.0.1", free_port(), "x").as_bytes(),
     );
     assert_eq!(r, "Error, server unreachable: connection refused");
 }
@@ -260,7 +261,7 @@ fn silent_target_gets_server_unreachable_after_the_connect_timeout() {
     }
     let p = ProxyProc::start(&["--connect-timeout", "0.3"]);
     let t = Instant::now();
-    let r = ask(
+    let r = ask_until_close(
         p.addr,
         lab_request("127.0.0.1", addr.port(), "x").as_bytes(),
     );
@@ -277,16 +278,16 @@ fn a_proxy_whose_server_vanished_answers_server_unreachable() {
     let port = srv.port();
     let p = ProxyProc::start(&[]);
     assert_eq!(
-        ask(p.addr, lab_request("127.0.0.1", port, "x").as_bytes()),
+        ask_until_close(p.addr, lab_request("127.0.0.1", port, "x").as_bytes()),
         "DONE"
     );
     drop(srv);
-    let r = ask(p.addr, lab_request("127.0.0.1", port, "x").as_bytes());
+    let r = ask_until_close(p.addr, lab_request("127.0.0.1", port, "x").as_bytes());
     assert_eq!(r, "Error, server unreachable: connection refused");
     // And it keeps serving.
     let again = DoneServer::start();
     assert_eq!(
-        ask(
+        ask_until_close(
             p.addr,
             lab_request("127.0.0.1", again.port(), "x").as_bytes()
         ),
@@ -360,10 +361,9 @@ fn connection_cap_holds(args: &[&str]) {
             h
         })
         .collect();
-    eventually(
-        "both holders reach the slow server",
-        Duration::from_secs(3),
-        || slow.conns() == 2,
+    assert!(
+        eventually(Duration::from_secs(20), || slow.conns() == 2),
+        "timed out waiting for both holders reach the slow server"
     );
     // The third connection completes in the kernel's listen queue but is not served yet.
     let mut third = TcpStream::connect(p.addr).unwrap();
@@ -404,20 +404,23 @@ fn json_status_lines_carry_each_request() {
     let srv = DoneServer::start();
     let p = ProxyProc::start(&[]);
     assert_eq!(
-        ask(p.addr, lab_request("0x7f.1", srv.port(), "tgmr").as_bytes()),
+        ask_until_close(p.addr, lab_request("0x7f.1", srv.port(), "tgmr").as_bytes()),
         "DONE"
     );
     assert_eq!(
-        ask(p.addr, lab_request("127.0.0.1", 7777, "x").as_bytes()),
+        ask_until_close(p.addr, lab_request("127.0.0.1", 7777, "x").as_bytes()),
         "Error, not allowed address"
     );
-    eventually("two request lines", Duration::from_secs(5), || {
-        p.stdout()
-            .iter()
-            .filter(|l| l.contains("\"request\""))
-            .count()
-            == 2
-    });
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            p.stdout()
+                .iter()
+                .filter(|l| l.contains("\"request\""))
+                .count()
+                == 2
+        }),
+        "timed out waiting for two request lines"
+    );
     let reqs: Vec<RequestLine> = p
         .stdout()
         .iter()
@@ -454,7 +457,7 @@ fn bad_arguments_exit_2_with_one_line() {
         &["--relay", "nowhere"],
         &["--deny-client", "10.0.0.0/8"],
     ] {
-        let out = Command::new(netkit())
+        let out = Command::new(netkit_bin())
             .args(["run", "proxy", "--listen", "127.0.0.1:0"])
             .args(args)
             .output()
@@ -466,7 +469,7 @@ fn bad_arguments_exit_2_with_one_line() {
         );
     }
     let busy = TcpListener::bind("127.0.0.1:0").unwrap();
-    let out = Command::new(netkit())
+    let out = Command::new(netkit_bin())
         .args([
             "run",
             "proxy",
@@ -494,8 +497,8 @@ fn bad_arguments_exit_2_with_one_line() {
 /// and client are another slice; until they exist this test says so and skips.
 #[test]
 fn netkit_server_proxy_and_client_end_to_end() {
-    let port = closed_port();
-    let mut server = Command::new(netkit())
+    let port = free_port();
+    let mut server = Command::new(netkit_bin())
         .args(["run", "server", "127.0.0.1", "-p", &port.to_string()])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
@@ -524,7 +527,7 @@ fn netkit_server_proxy_and_client_end_to_end() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let p = ProxyProc::start(&[]);
-    let out = Command::new(netkit())
+    let out = Command::new(netkit_bin())
         .args(["run", "client", "--proxy", &p.addr.to_string()])
         .args([
             "--server",
@@ -552,7 +555,7 @@ fn a_client_that_vanishes_mid_request_does_not_disturb_others() {
     gone.shutdown(Shutdown::Both).unwrap();
     drop(gone);
     assert_eq!(
-        ask(p.addr, lab_request("127.0.0.1", srv.port(), "x").as_bytes()),
+        ask_until_close(p.addr, lab_request("127.0.0.1", srv.port(), "x").as_bytes()),
         "DONE"
     );
 }
@@ -610,7 +613,7 @@ fn defer_accept_keeps_silent_clients_in_the_kernel() {
         "DONE"
     );
     assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
-    let out = Command::new(netkit())
+    let out = Command::new(netkit_bin())
         .args(["run", "proxy", "--relay", "127.0.0.1:1", "--defer-accept"])
         .output()
         .unwrap();

@@ -1,14 +1,14 @@
 //! The library entry point `lab::proxy::serve` (mini-redis style): an already-bound listener
 //! on port 0, a manual shutdown handle, and the drain summary.
 
-mod support_proxy;
+mod support;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use netkit::lab::proxy::{self, ProxyConfig};
 use netkit::lab::shutdown::Shutdown;
-use support_proxy::{DoneServer, lab_request};
+use support::proxy::{DoneServer, lab_request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 

@@ -2,7 +2,7 @@
 //! drain deadline, a second signal, running out of file descriptors, and the socket options
 //! from flags as the kernel reports them on the proxy's real sockets.
 
-mod support_proxy;
+mod support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -10,7 +10,10 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support_proxy::{DoneServer, ProxyProc, ask_bare, eventually, lab_request, netkit};
+use support::cli::netkit_bin;
+use support::eventually;
+use support::proxy::{DoneServer, ProxyProc, ask_bare, lab_request};
+use support::ss::ss_accept_queue;
 
 fn requests_in_flight_survive(sig: i32, args: &[&str]) {
     let srv = DoneServer::with_delay(Duration::from_millis(400));
@@ -23,9 +26,10 @@ fn requests_in_flight_survive(sig: i32, args: &[&str]) {
         })
         .collect();
     // Every request has reached the server: all are in flight.
-    eventually("16 requests at the server", Duration::from_secs(10), || {
-        srv.conns() == 16
-    });
+    assert!(
+        eventually(Duration::from_secs(10), || { srv.conns() == 16 }),
+        "timed out waiting for 16 requests at the server"
+    );
     p.signal(sig);
     let replies: Vec<String> = clients.into_iter().map(|c| c.join().unwrap()).collect();
     assert!(replies.iter().all(|r| r == "DONE"), "{replies:?}");
@@ -62,7 +66,14 @@ fn connected_client_whose_request_arrives_just_after_the_signal_is_served() {
     let mut p = ProxyProc::start(&[]);
     let mut c = TcpStream::connect(p.addr).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    std::thread::sleep(Duration::from_millis(50));
+    // The proxy must have accept()ed it before the signal (one still in the listen queue
+    // at shutdown is reset): wait, bounded, until the queue is empty.
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            ss_accept_queue("127.0.0.1", p.addr.port()) == Some(0)
+        }),
+        "the proxy never accepted the connection"
+    );
     p.signal(libc::SIGTERM);
     std::thread::sleep(Duration::from_millis(50));
     c.write_all(lab_request("127.0.0.1", srv.port(), "late").as_bytes())
@@ -87,9 +98,10 @@ fn drain_deadline_cuts_stuck_requests_and_still_exits_0() {
         let _ = s.read_to_end(&mut out);
         out
     });
-    eventually("request at the server", Duration::from_secs(5), || {
-        srv.conns() == 1
-    });
+    assert!(
+        eventually(Duration::from_secs(5), || { srv.conns() == 1 }),
+        "timed out waiting for request at the server"
+    );
     let t = Instant::now();
     p.signal(libc::SIGTERM);
     assert_eq!(p.wait_exit(Duration::from_secs(5)).unwrap().code(), Some(0));
@@ -106,11 +118,20 @@ fn a_second_signal_exits_at_once() {
     let addr = p.addr;
     let req = lab_request("127.0.0.1", srv.port(), "stuck");
     let _c = std::thread::spawn(move || ask_bare(addr, &req));
-    eventually("request at the server", Duration::from_secs(5), || {
-        srv.conns() == 1
-    });
+    assert!(
+        eventually(Duration::from_secs(5), || { srv.conns() == 1 }),
+        "timed out waiting for request at the server"
+    );
     p.signal(libc::SIGTERM);
-    std::thread::sleep(Duration::from_millis(100));
+    // Two signals sent before the proxy handles the first merge into one (a pending signal
+    // is not queued twice): send the second once it says it is shutting down.
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            p.stderr().iter().any(|l| l.starts_with("shutting down"))
+        }),
+        "no shutdown announcement: {:?}",
+        p.stderr()
+    );
     p.signal(libc::SIGTERM);
     assert_eq!(
         p.wait_exit(Duration::from_secs(3)).unwrap().code(),
@@ -126,15 +147,18 @@ fn running_out_of_file_descriptors_is_survived() {
         "-c",
         "ulimit -n 48 && exec \"$0\" --json run proxy --listen 127.0.0.1:0",
     ])
-    .arg(netkit());
+    .arg(netkit_bin());
     let p = ProxyProc::start_with(cmd, &[], true);
     // More idle clients than the proxy has descriptors: accept fails with EMFILE.
     let hogs: Vec<TcpStream> = (0..80)
         .filter_map(|_| TcpStream::connect(p.addr).ok())
         .collect();
-    eventually("EMFILE logged", Duration::from_secs(10), || {
-        p.stderr().iter().any(|l| l.contains("pausing accepts"))
-    });
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            p.stderr().iter().any(|l| l.contains("pausing accepts"))
+        }),
+        "timed out waiting for EMFILE logged"
+    );
     drop(hogs);
     // Once the hogs are gone the proxy serves again, without a restart.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -225,9 +249,10 @@ fn keepalive_and_sndbuf_from_flags_are_on_the_proxys_real_sockets() {
     let mut c = TcpStream::connect(p.addr).unwrap();
     c.write_all(lab_request("127.0.0.1", srv.port(), "x").as_bytes())
         .unwrap();
-    eventually("request at the server", Duration::from_secs(5), || {
-        srv.conns() == 1
-    });
+    assert!(
+        eventually(Duration::from_secs(5), || { srv.conns() == 1 }),
+        "timed out waiting for request at the server"
+    );
     let fds = match sockets_of(p.pid()) {
         Ok(f) => f,
         Err(e) => {

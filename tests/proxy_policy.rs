@@ -3,13 +3,13 @@
 //! then that the block refuses it without touching the server), and the open-relay refusals
 //! inside a private network namespace so a policy bug cannot send a packet off loopback.
 
-mod support_proxy;
+mod support;
 
 use std::time::Duration;
 
-use support_proxy::{
-    DoneServer, ProxyProc, ask, enter_netns, enter_netns_with_hosts, eventually, lab_request,
-};
+use support::eventually;
+use support::netns::{Inside, enter_netns};
+use support::proxy::{DoneServer, ProxyProc, ask_until_close, lab_request};
 
 const NOT_ALLOWED: &str = "Error, not allowed address";
 
@@ -21,14 +21,18 @@ fn blocked_spelling_never_reaches_the_server(spelling: &str) {
     let req = lab_request(spelling, port, "tgmr");
     let open = ProxyProc::start(&["--no-default-block"]);
     assert_eq!(
-        ask(open.addr, req.as_bytes()),
+        ask_until_close(open.addr, req.as_bytes()),
         "DONE",
         "{spelling} must reach the server when nothing blocks it"
     );
     let before = srv.conns();
     let block = format!("127.0.0.1:{port}");
     let guarded = ProxyProc::start(&["--no-default-block", "--block", &block]);
-    assert_eq!(ask(guarded.addr, req.as_bytes()), NOT_ALLOWED, "{spelling}");
+    assert_eq!(
+        ask_until_close(guarded.addr, req.as_bytes()),
+        NOT_ALLOWED,
+        "{spelling}"
+    );
     std::thread::sleep(Duration::from_millis(50));
     assert_eq!(srv.conns(), before, "{spelling} touched the blocked server");
 }
@@ -66,7 +70,7 @@ fn zone_id_is_a_bad_request_and_never_connects() {
     let srv = DoneServer::bind("[::]:0", Duration::ZERO);
     let p = ProxyProc::start(&["--no-default-block"]);
     for s in ["::1%lo", "[::1%1]", "fe80::1%lo"] {
-        let r = ask(p.addr, lab_request(s, srv.port(), "x").as_bytes());
+        let r = ask_until_close(p.addr, lab_request(s, srv.port(), "x").as_bytes());
         assert!(r.starts_with("Error, bad request: "), "{s}: {r}");
         assert!(r.contains("zone"), "{s}: {r}");
     }
@@ -86,7 +90,7 @@ fn malformed_addresses_are_bad_requests() {
         "08.0.0.1",
         "a b",
     ] {
-        let r = ask(p.addr, lab_request(s, srv.port(), "x").as_bytes());
+        let r = ask_until_close(p.addr, lab_request(s, srv.port(), "x").as_bytes());
         assert!(r.starts_with("Error, bad request: "), "{s:?}: {r}");
     }
     assert_eq!(srv.conns(), 0);
@@ -103,7 +107,7 @@ fn default_blocklist_refuses_the_lab_port_7777() {
         "localhost",
     ] {
         assert_eq!(
-            ask(p.addr, lab_request(s, 7777, "x").as_bytes()),
+            ask_until_close(p.addr, lab_request(s, 7777, "x").as_bytes()),
             NOT_ALLOWED,
             "{s}"
         );
@@ -119,7 +123,7 @@ fn block_by_port_refuses_every_address() {
     let p = ProxyProc::start(&["--no-default-block", "--block", &port]);
     for s in ["127.0.0.1", "127.0.0.9", "::1"] {
         assert_eq!(
-            ask(p.addr, lab_request(s, &port, "x").as_bytes()),
+            ask_until_close(p.addr, lab_request(s, &port, "x").as_bytes()),
             NOT_ALLOWED
         );
     }
@@ -137,7 +141,7 @@ fn block_by_address_refuses_every_port() {
         "127.0.0.3",
     ]);
     // 127.0.0.3 is an address of this host, so it stands for the host (every local address).
-    let r = ask(p.addr, lab_request("127.0.0.3", srv.port(), "x").as_bytes());
+    let r = ask_until_close(p.addr, lab_request("127.0.0.3", srv.port(), "x").as_bytes());
     assert_eq!(r, NOT_ALLOWED);
     assert_eq!(srv.conns(), 0);
 }
@@ -147,12 +151,12 @@ fn block_by_cidr_refuses_addresses_inside_only() {
     let inside = DoneServer::bind("127.0.0.5:0", Duration::ZERO);
     let outside = DoneServer::bind("127.0.1.5:0", Duration::ZERO);
     let p = ProxyProc::start(&["--no-default-block", "--block", "127.0.0.0/24"]);
-    let r = ask(
+    let r = ask_until_close(
         p.addr,
         lab_request("127.0.0.5", inside.port(), "x").as_bytes(),
     );
     assert_eq!(r, NOT_ALLOWED);
-    let r = ask(
+    let r = ask_until_close(
         p.addr,
         lab_request("127.0.1.5", outside.port(), "x").as_bytes(),
     );
@@ -163,7 +167,7 @@ fn block_by_cidr_refuses_addresses_inside_only() {
 #[test]
 fn bad_block_entries_are_refused_at_start() {
     for bad in ["127.0.0.1:0", "10.0.0.0/40", "example.com", "1.2.3.4.5:80"] {
-        let out = std::process::Command::new(support_proxy::netkit())
+        let out = std::process::Command::new(support::cli::netkit_bin())
             .args(["run", "proxy", "--listen", "127.0.0.1:0", "--block", bad])
             .output()
             .unwrap();
@@ -180,20 +184,23 @@ fn bad_block_entries_are_refused_at_start() {
 
 #[test]
 fn default_block_never_touches_7777_in_netns() {
-    if !enter_netns("default_block_never_touches_7777_in_netns") {
+    if !enter_netns(
+        "default_block_never_touches_7777_in_netns",
+        Inside::default(),
+    ) {
         return;
     }
     // A fixed port is safe here: the namespace is ours alone.
     let srv = DoneServer::bind("127.0.0.1:7777", Duration::ZERO);
     let p = ProxyProc::start(&[]);
     assert_eq!(
-        ask(p.addr, lab_request("127.0.0.1", 7777, "x").as_bytes()),
+        ask_until_close(p.addr, lab_request("127.0.0.1", 7777, "x").as_bytes()),
         NOT_ALLOWED
     );
     assert_eq!(srv.conns(), 0);
     let cleared = ProxyProc::start(&["--no-default-block"]);
     assert_eq!(
-        ask(cleared.addr, lab_request("127.0.0.1", 7777, "x").as_bytes()),
+        ask_until_close(cleared.addr, lab_request("127.0.0.1", 7777, "x").as_bytes()),
         "DONE"
     );
     assert_eq!(srv.conns(), 1);
@@ -202,7 +209,7 @@ fn default_block_never_touches_7777_in_netns() {
 fn refused_in_netns(targets: &[(&str, u16)], extra: &[&str]) {
     let p = ProxyProc::start(extra);
     for (ip, port) in targets {
-        let r = ask(p.addr, lab_request(ip, port, "x").as_bytes());
+        let r = ask_until_close(p.addr, lab_request(ip, port, "x").as_bytes());
         assert_eq!(r, NOT_ALLOWED, "{ip}:{port}");
     }
     // The event line is printed just after the reply is sent.
@@ -212,16 +219,15 @@ fn refused_in_netns(targets: &[(&str, u16)], extra: &[&str]) {
             .filter(|l| l.contains("\"not_allowed\""))
             .count()
     };
-    eventually(
-        "a not_allowed line per target",
-        Duration::from_secs(5),
-        || refused() == targets.len(),
+    assert!(
+        eventually(Duration::from_secs(5), || refused() == targets.len()),
+        "timed out waiting for a not_allowed line per target"
     );
 }
 
 #[test]
 fn open_relay_refuses_public_ipv4_in_netns() {
-    if !enter_netns("open_relay_refuses_public_ipv4_in_netns") {
+    if !enter_netns("open_relay_refuses_public_ipv4_in_netns", Inside::default()) {
         return;
     }
     refused_in_netns(
@@ -232,7 +238,10 @@ fn open_relay_refuses_public_ipv4_in_netns() {
 
 #[test]
 fn open_relay_refuses_other_spellings_of_public_addresses_in_netns() {
-    if !enter_netns("open_relay_refuses_other_spellings_of_public_addresses_in_netns") {
+    if !enter_netns(
+        "open_relay_refuses_other_spellings_of_public_addresses_in_netns",
+        Inside::default(),
+    ) {
         return;
     }
     refused_in_netns(
@@ -249,7 +258,10 @@ fn open_relay_refuses_other_spellings_of_public_addresses_in_netns() {
 
 #[test]
 fn open_relay_refuses_ipv6_outside_loopback_in_netns() {
-    if !enter_netns("open_relay_refuses_ipv6_outside_loopback_in_netns") {
+    if !enter_netns(
+        "open_relay_refuses_ipv6_outside_loopback_in_netns",
+        Inside::default(),
+    ) {
         return;
     }
     refused_in_netns(
@@ -265,9 +277,13 @@ fn open_relay_refuses_ipv6_outside_loopback_in_netns() {
 #[test]
 fn open_relay_refuses_hostnames_resolving_outside_in_netns() {
     let hosts = "127.0.0.1 localhost\n::1 localhost\n10.9.8.7 outside.test\n127.0.0.1 mixed.test\n10.9.8.8 mixed.test\n";
-    if !enter_netns_with_hosts(
+    let inside = Inside {
+        hosts: Some(hosts),
+        ..Inside::default()
+    };
+    if !enter_netns(
         "open_relay_refuses_hostnames_resolving_outside_in_netns",
-        Some(hosts),
+        inside,
     ) {
         return;
     }
@@ -284,15 +300,15 @@ fn open_relay_refuses_hostnames_resolving_outside_in_netns() {
 
 #[test]
 fn allow_widens_the_policy_in_netns() {
-    if !enter_netns("allow_widens_the_policy_in_netns") {
+    if !enter_netns("allow_widens_the_policy_in_netns", Inside::default()) {
         return;
     }
     let p = ProxyProc::start(&["--allow", "10.0.0.0/8"]);
     // Allowed, so the proxy tries: the namespace has no route, so the kernel says so at once.
-    let r = ask(p.addr, lab_request("10.1.2.3", 80, "x").as_bytes());
+    let r = ask_until_close(p.addr, lab_request("10.1.2.3", 80, "x").as_bytes());
     assert_eq!(r, "Error, server unreachable: network unreachable");
     assert_eq!(
-        ask(p.addr, lab_request("11.1.2.3", 80, "x").as_bytes()),
+        ask_until_close(p.addr, lab_request("11.1.2.3", 80, "x").as_bytes()),
         NOT_ALLOWED
     );
 }

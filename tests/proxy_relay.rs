@@ -1,7 +1,7 @@
 //! `netkit run proxy --relay`: byte-exact large transfers both ways (splice and copy loop),
 //! half-close in both directions, `--deny-client`, an unreachable upstream, the idle timeout.
 
-mod support_proxy;
+mod support;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
-use support_proxy::{ProxyProc, closed_port};
+use support::listeners::free_port;
+use support::proxy::ProxyProc;
 
 /// An upstream that echoes every byte until EOF, then sends `BYE` and closes: both
 /// directions carry the whole transfer, and the reply after the client's FIN proves that
@@ -154,7 +155,7 @@ fn denied_clients_are_closed_without_touching_upstream() {
 
 #[test]
 fn unreachable_upstream_closes_the_client_and_is_logged() {
-    let up = format!("127.0.0.1:{}", closed_port());
+    let up = format!("127.0.0.1:{}", free_port());
     let p = ProxyProc::start(&["--relay", &up]);
     let mut c = TcpStream::connect(p.addr).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();

@@ -1,9 +1,11 @@
 //! `netkit sockopt PID`: reads back options a python3 process set on its own socket
 //! (SO_REUSEPORT, keepalive, SO_SNDBUF) through pidfd_getfd; EPERM gives a clear exit 2.
 
-mod support_explain;
+mod support;
 
-use support_explain::{Helper, is_root, netkit};
+use support::cli::netkit;
+use support::is_root;
+use support::python::Helper;
 
 #[derive(serde::Deserialize)]
 struct Opts {

@@ -2,7 +2,7 @@
 //! netkit process (a pidfd_getfd(2) copy, read with getsockopt; never set), and as `ss -tion`
 //! shows them: listener, accepted and outgoing sockets, in every server mode.
 
-mod support_lab;
+mod support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -11,7 +11,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use netkit::sockopt::{Applied, read_back};
-use support_lab::*;
+use support::have;
+use support::lab::*;
+use support::listeners::*;
 
 /// Copies every socket fd of `pid` into this process. `None` when pidfd_getfd is not
 /// permitted (needs ptrace rights over the target: root, or the same uid and Yama allowing it).

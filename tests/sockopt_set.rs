@@ -3,8 +3,7 @@
 //! kernel shows it to other processes, from outside (`ss -tinmo`: keepalive timer, skmem
 //! buffers; an RST for linger=0). Needs pidfd_getfd rights over our own children.
 
-mod support_schema;
-mod support_sockopt;
+mod support;
 
 use std::io::Read;
 use std::net::TcpStream;
@@ -12,7 +11,12 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
-use support_sockopt::*;
+use support::can_setpriv;
+use support::cli::*;
+use support::netns::*;
+use support::proc::*;
+use support::sockopt::*;
+use support::ss::*;
 
 fn change<'a>(out: &'a Value, fd_peer: u16, opt: &str) -> &'a Value {
     out["sockets"]
@@ -66,7 +70,7 @@ fn every_option_changes_inside_the_target_and_shows_outside() {
     for s in &sets {
         args.extend(["--set", s]);
     }
-    let (code, out, err) = netkit_json(&args);
+    let (code, out, err) = netkit_json_validated(&args);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out["schema_version"], 1);
     assert_eq!(out["command"], "sockopt");
@@ -172,7 +176,8 @@ fn keepalive_off_then_on_and_dry_run_changes_nothing() {
     let pid = t.pid().to_string();
     let port = t.port.to_string();
     // A timer change alone does not switch keepalive on, and says so.
-    let (code, out, _) = netkit_json(&["sockopt", &pid, "--port", &port, "--set", "keepidle=40"]);
+    let (code, out, _) =
+        netkit_json_validated(&["sockopt", &pid, "--port", &port, "--set", "keepidle=40"]);
     assert_eq!(code, 0);
     let ch = change(&out, me, "keepidle");
     assert!(
@@ -181,7 +186,7 @@ fn keepalive_off_then_on_and_dry_run_changes_nothing() {
     );
     assert_eq!(t.conn(me)["keepalive"], false);
     // Dry run: reported, not applied.
-    let (code, out, _) = netkit_json(&[
+    let (code, out, _) = netkit_json_validated(&[
         "sockopt",
         &pid,
         "--port",
@@ -195,7 +200,8 @@ fn keepalive_off_then_on_and_dry_run_changes_nothing() {
     assert_eq!(change(&out, me, "keepalive")["outcome"], "would_change");
     assert_eq!(t.conn(me)["keepalive"], false);
     // For real: the timer starts at once with the idle time set earlier.
-    let (code, out, _) = netkit_json(&["sockopt", &pid, "--port", &port, "--set", "keepalive=on"]);
+    let (code, out, _) =
+        netkit_json_validated(&["sockopt", &pid, "--port", &port, "--set", "keepalive=on"]);
     assert_eq!(code, 0);
     assert_eq!(change(&out, me, "keepalive")["after"], true);
     assert_eq!(t.conn(me)["keepalive"], true);
@@ -224,7 +230,7 @@ fn sndbuf_beyond_wmem_max_is_reported_clamped_with_the_sysctl() {
         .unwrap();
     let ask = format!("sndbuf={}", max * 4);
     let pid = t.pid().to_string();
-    let (code, out, _) = netkit_json(&["sockopt", &pid, "--all", "--set", &ask]);
+    let (code, out, _) = netkit_json_validated(&["sockopt", &pid, "--all", "--set", &ask]);
     assert_eq!(code, 0);
     let ch = change(&out, me, "sndbuf");
     assert_eq!(ch["outcome"], "clamped");
@@ -276,12 +282,14 @@ fn udp_socket_refuses_tcp_options() {
     let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let port = u.local_addr().unwrap().port().to_string();
     let me = std::process::id().to_string();
-    let (code, out, _) = netkit_json(&["sockopt", &me, "--port", &port, "--set", "keepidle=5"]);
+    let (code, out, _) =
+        netkit_json_validated(&["sockopt", &me, "--port", &port, "--set", "keepidle=5"]);
     assert_eq!(code, 2);
     let ch = &out["sockets"][0]["changes"][0];
     assert_eq!(ch["outcome"], "refused");
     // Buffers apply to UDP.
-    let (code, out, _) = netkit_json(&["sockopt", &me, "--port", &port, "--set", "rcvbuf=32768"]);
+    let (code, out, _) =
+        netkit_json_validated(&["sockopt", &me, "--port", &port, "--set", "rcvbuf=32768"]);
     assert_eq!(code, 0);
     assert_eq!(out["sockets"][0]["changes"][0]["after"], 65536);
 }
@@ -326,13 +334,13 @@ fn lab_proxy_keepalive_is_retuned_live() {
         "75",
     ])
     .args(["--idle-timeout", "300", "--quiet"]);
-    let p = Proc::spawn(cmd);
+    let p = GroupChild::spawn(cmd);
     let _first = p.line();
     let pid = p.pid().to_string();
     if !permitted(p.pid()) {
         return;
     }
-    let (code, out, err) = netkit_json(&["sockopt", &pid]);
+    let (code, out, err) = netkit_json_validated(&["sockopt", &pid]);
     assert_eq!(code, 0, "{err}");
     let listener = out["sockets"]
         .as_array()
@@ -355,7 +363,8 @@ fn lab_proxy_keepalive_is_retuned_live() {
     let t0 = t0.expect("proxy's accepted socket has a keepalive timer");
     assert!(t0 > 60.0, "{t0}");
     let ps = port.to_string();
-    let (code, out, err) = netkit_json(&["sockopt", &pid, "--port", &ps, "--set", "keepidle=30"]);
+    let (code, out, err) =
+        netkit_json_validated(&["sockopt", &pid, "--port", &ps, "--set", "keepidle=30"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(change(&out, me, "keepidle")["after"], 30);
     let t1 = keepalive_timer_s(&ss_conn(port, me)).unwrap();
@@ -391,7 +400,7 @@ fn keepcnt_keepintvl_and_user_timeout_end_a_silent_connection_on_time() {
         return;
     }
     let port = t.port.to_string();
-    let mut c1 = ns.peer("client", &[&port]);
+    let mut c1 = peer_in(&ns, "client", &[&port]);
     let p1: u16 = c1
         .line()
         .split_whitespace()
@@ -399,7 +408,7 @@ fn keepcnt_keepintvl_and_user_timeout_end_a_silent_connection_on_time() {
         .unwrap()
         .parse()
         .unwrap();
-    let mut c2 = ns.peer("client", &[&port]);
+    let mut c2 = peer_in(&ns, "client", &[&port]);
     let p2: u16 = c2
         .line()
         .split_whitespace()
@@ -411,7 +420,7 @@ fn keepcnt_keepintvl_and_user_timeout_end_a_silent_connection_on_time() {
     t.conn(p2);
     let pid = t.pid().to_string();
     let fd_of = |peer: u16| -> String {
-        let (_, out, _) = netkit_json(&["sockopt", &pid, "--port", &port]);
+        let (_, out, _) = netkit_json_validated(&["sockopt", &pid, "--port", &port]);
         out["sockets"]
             .as_array()
             .unwrap()

@@ -2,14 +2,16 @@
 //! two waves of real TIME_WAIT sockets on loopback, made ~10.5 s apart so they land in two
 //! different 10-second buckets, counted by netkit and by `ss -o` in the same moment.
 
-mod support_inv;
+mod support;
 
 use std::net::TcpListener;
-use std::process::Command;
 use std::time::Duration;
 
 use serde::Deserialize;
-use support_inv::*;
+use support::cli::*;
+use support::have;
+use support::listeners::*;
+use support::ss::*;
 
 #[derive(Debug, Deserialize, PartialEq, Eq, Clone, Copy)]
 struct BucketJson {
@@ -22,23 +24,6 @@ struct BucketJson {
 struct HistJson {
     total: usize,
     expiry_buckets: Vec<BucketJson>,
-}
-
-/// The kernel's TIME_WAIT timers on local port `port` (any address), via `ss -o`, in ms.
-fn kernel_timers(port: u16) -> Vec<u64> {
-    let out = Command::new("ss")
-        .args(["-tan", "-o", "state", "time-wait"])
-        .arg(format!("sport = :{port}"))
-        .output()
-        .expect("run ss");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| {
-            let i = l.find("timer:(timewait,")?;
-            let rest = &l[i + "timer:(timewait,".len()..];
-            ss_timer_ms(&rest[..rest.find(',')?])
-        })
-        .collect()
 }
 
 /// Ten-second buckets of time left, as the kernel's timers fall.
@@ -72,9 +57,9 @@ fn histogram_counts_match_the_kernels_timers() {
     // timers fall into the same buckets just before and just after netkit's reading.
     let mut checked = None;
     for _ in 0..5 {
-        let before = buckets_of(&kernel_timers(port));
+        let before = buckets_of(&ss_timewait_ms_where(&format!("sport = :{port}")));
         let (r, code) = netkit_json::<HistJson>(&["timewait", "--port", &p]);
-        let after = buckets_of(&kernel_timers(port));
+        let after = buckets_of(&ss_timewait_ms_where(&format!("sport = :{port}")));
         if before != after {
             continue;
         }
@@ -100,7 +85,7 @@ fn histogram_counts_match_the_kernels_timers() {
     assert!(r.expiry_buckets[5].count >= 2, "{r:?}");
 
     // The table shows the histogram above the per-port rows.
-    let out = netkit(&["timewait", "--port", &p]);
+    let out = netkit_output(&["timewait", "--port", &p]);
     let text = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = text.lines().collect();
     let head = lines

@@ -1,11 +1,12 @@
 //! `netkit wait-free`: returns 0 as soon as a listener that closes after ~1 s is gone, and 1
 //! on timeout; shows a countdown from a TIME_WAIT expiry when one is the cause.
 
-mod support_explain;
+mod support;
 
 use std::time::{Duration, Instant};
 
-use support_explain::{Helper, netkit};
+use support::cli::netkit;
+use support::python::Helper;
 
 #[derive(serde::Deserialize)]
 struct Wait {
@@ -40,14 +41,14 @@ fn returns_when_the_listener_closes() {
     ]);
     let took = t0.elapsed();
     killer.join().unwrap();
-    let _ = h.child.wait();
+    let _ = h.proc.child.wait();
     assert_eq!(code, 0, "{out} {err}");
     let w: Wait = serde_json::from_str(&out).unwrap();
     assert!(w.free && w.port == h.port());
     assert!(w.waited_ms >= 800, "waited {} ms", w.waited_ms);
     assert!(took < Duration::from_secs(5), "took {took:?}");
     assert!(err.contains("EADDRINUSE"), "{err}");
-    h.kill(libc::SIGKILL);
+    h.proc.kill_group(libc::SIGKILL);
 }
 
 #[test]
@@ -86,7 +87,7 @@ fn times_out_with_exit_1_and_counts_down_time_wait() {
 
 #[test]
 fn waiting_cannot_fix_a_privilege_error() {
-    if support_explain::is_root() {
+    if support::is_root() {
         eprintln!("skipped: as root no port is privileged");
         return;
     }

@@ -1,7 +1,6 @@
-//! Test helpers for the proxy tests: an in-test DONE server (the seed's lab server), the
-//! proxy binary under a kill-on-drop guard, one-shot clients, and re-running a test inside a
-//! private network namespace so policy tests can never reach beyond loopback.
-#![allow(dead_code)]
+//! The proxy tests' pieces: an in-test DONE server (the seed's lab server), `netkit run
+//! proxy` under a kill-on-drop guard, one-shot clients. Policy tests run inside a private
+//! namespace ([`super::netns::enter_netns`]) so they can never reach beyond loopback.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -9,14 +8,11 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Deserialize;
 
-/// The netkit binary.
-pub fn netkit() -> &'static str {
-    env!("CARGO_BIN_EXE_netkit")
-}
+use super::cli::netkit_bin;
 
 /// A lab server: reads one message (as `recv(1024)` does), replies `DONE`, closes. Counts
 /// connections, so tests can prove a refused target was never touched.
@@ -111,17 +107,17 @@ pub struct ProxyProc {
 impl ProxyProc {
     /// Starts the proxy on 127.0.0.1:0 with `--json` status lines plus `args`.
     pub fn start(args: &[&str]) -> ProxyProc {
-        ProxyProc::start_with(Command::new(netkit()), args, true)
+        ProxyProc::start_with(Command::new(netkit_bin()), args, true)
     }
 
     /// Starts it with table output (the seed's lines).
     pub fn start_table(args: &[&str]) -> ProxyProc {
-        ProxyProc::start_with(Command::new(netkit()), args, false)
+        ProxyProc::start_with(Command::new(netkit_bin()), args, false)
     }
 
     /// Starts `cmd` (netkit or a wrapper such as `sh -c 'ulimit -n 64; exec netkit ...'`).
     pub fn start_with(mut cmd: Command, args: &[&str], json: bool) -> ProxyProc {
-        if cmd.get_program() == netkit() {
+        if cmd.get_program() == netkit_bin() {
             cmd.args(["run", "proxy", "--listen", "127.0.0.1:0"]);
             if json {
                 cmd.arg("--json");
@@ -189,18 +185,10 @@ impl ProxyProc {
 
     /// Waits until some stdout line satisfies `pred`.
     pub fn wait_line(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(l) = self.stdout().iter().find(|l| pred(l)) {
-                return l.clone();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no line {what}: {:?}",
-                self.stdout()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        super::poll(Duration::from_secs(10), || {
+            self.stdout().into_iter().find(|l| pred(l))
+        })
+        .unwrap_or_else(|| panic!("no line {what}: {:?}", self.stdout()))
     }
 
     pub fn signal(&self, sig: i32) {
@@ -210,16 +198,7 @@ impl ProxyProc {
 
     /// Waits for exit (polling with a deadline).
     pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return Some(s);
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        super::proc::wait_exit(&mut self.child, limit)
     }
 }
 
@@ -231,7 +210,7 @@ impl Drop for ProxyProc {
 }
 
 /// Sends `request`, half-closes, and reads everything until the proxy closes.
-pub fn ask(proxy: SocketAddr, request: &[u8]) -> String {
+pub fn ask_until_close(proxy: SocketAddr, request: &[u8]) -> String {
     let mut s = TcpStream::connect(proxy).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s.write_all(request).unwrap();
@@ -254,105 +233,4 @@ pub fn ask_bare(proxy: SocketAddr, request: &str) -> String {
     let mut buf = [0u8; 1024];
     let n = s.read(&mut buf).unwrap();
     String::from_utf8_lossy(&buf[..n]).into_owned()
-}
-
-/// An address on loopback where nothing listens (bound then closed).
-pub fn closed_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
-/// Polls `cond` until true or the deadline.
-pub fn eventually(what: &str, limit: Duration, cond: impl Fn() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-const NETNS_ENV: &str = "NETKIT_PROXY_TEST_IN_NETNS";
-
-/// Runs the calling test again inside a new network namespace with only `lo` up, so that a
-/// policy bug can never send a packet off the machine. Returns true in the child (do the
-/// work), false in the parent (the child's result was checked) or when namespaces are not
-/// available (a reason is printed).
-pub fn enter_netns(test_name: &str) -> bool {
-    enter_netns_with_hosts(test_name, None)
-}
-
-/// Like [`enter_netns`], and when `hosts` is given, a private mount namespace where
-/// /etc/hosts is replaced by that text (so hostnames resolve where the test says).
-pub fn enter_netns_with_hosts(test_name: &str, hosts: Option<&str>) -> bool {
-    if std::env::var_os(NETNS_ENV).is_some() {
-        // /proc/self/net/dev lists the interfaces of this process's namespace (sysfs would
-        // show the namespace it was mounted in).
-        let dev = std::fs::read_to_string("/proc/self/net/dev").unwrap();
-        let ifaces: Vec<String> = dev
-            .lines()
-            .skip(2)
-            .filter_map(|l| l.split(':').next())
-            .map(|n| n.trim().to_string())
-            .collect();
-        assert_eq!(ifaces, vec!["lo".to_string()], "not in a private netns");
-        return true;
-    }
-    let ok = Command::new("unshare")
-        .args(["--net", "true"])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        eprintln!(
-            "skipped: cannot create a network namespace (unshare --net needs root or user namespaces)"
-        );
-        return false;
-    }
-    let exe = std::env::current_exe().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new("unshare");
-    match hosts {
-        None => {
-            cmd.args([
-                "--net",
-                "sh",
-                "-c",
-                "ip link set lo up && exec \"$0\" \"$@\"",
-            ]);
-        }
-        Some(text) => {
-            let path = dir.path().join("hosts");
-            std::fs::write(&path, text).unwrap();
-            let script = format!(
-                "ip link set lo up && mount --bind {} /etc/hosts && exec \"$0\" \"$@\"",
-                path.display()
-            );
-            cmd.args([
-                "--net",
-                "--mount",
-                "--propagation",
-                "private",
-                "sh",
-                "-c",
-                &script,
-            ]);
-        }
-    }
-    let out = cmd
-        .arg(exe)
-        .args(["--exact", test_name, "--nocapture", "--test-threads=1"])
-        .env(NETNS_ENV, "1")
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "netns child failed:\n{text}");
-    assert!(
-        text.contains("1 passed"),
-        "netns child ran no test:\n{text}"
-    );
-    false
 }

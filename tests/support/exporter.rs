@@ -1,11 +1,12 @@
 //! Helpers for the exporter tests: a running `netkit exporter` (killed on drop), a minimal
 //! HTTP/1.1 client for the scrapes, and an exposition parser for the assertions.
-#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use super::cli::netkit_cmd;
 
 /// A `netkit exporter` child on a loopback port chosen by the kernel.
 pub struct Exporter {
@@ -16,7 +17,7 @@ pub struct Exporter {
 impl Exporter {
     /// Starts `netkit exporter --listen 127.0.0.1:0 ARGS` and waits for its address line.
     pub fn start(args: &[&str]) -> Exporter {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_netkit"))
+        let mut child = netkit_cmd()
             .args(["exporter", "--listen", "127.0.0.1:0"])
             .args(args)
             .stdout(Stdio::null())
@@ -203,30 +204,6 @@ fn parse_labels(s: &str) -> Vec<(String, String)> {
         }
     }
     out
-}
-
-/// Polls `f` every 50 ms until it returns Some or `limit` passes.
-pub fn poll<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let end = Instant::now() + limit;
-    loop {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        if Instant::now() > end {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// True when `prog` is on PATH.
-pub fn have(prog: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {prog}")])
-        .stdout(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
 }
 
 /// The comm of this test process, as the kernel truncates it (15 bytes).

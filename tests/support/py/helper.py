@@ -103,7 +103,9 @@ def main():
         ready(s.getsockname()[1])
         hold()
     if mode == "serve":
-        # Listen and hold every accepted connection.
+        # Listen and hold every accepted connection; say ACCEPTED for each (a test that
+        # kills the server must know the connection left the accept queue, or the kernel
+        # resets it instead of closing it).
         s = make(o)
         bind(s, o)
         s.listen(16)
@@ -112,6 +114,7 @@ def main():
         while True:
             c, _ = s.accept()
             conns.append(c)
+            print("ACCEPTED", flush=True)
     if mode == "orphan":
         # Accept one connection, close the listener, keep the connection (rule 8).
         s = make(o)

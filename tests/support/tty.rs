@@ -1,6 +1,5 @@
 //! Helpers for the output tests: run netkit on a real pseudo-terminal of a chosen size
 //! (stdout and stderr both the terminal, as in a shell), and display widths.
-#![allow(dead_code)]
 
 use std::io::Read;
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -35,7 +34,25 @@ pub fn on_tty(args: &[&str], cols: u16, env: &[(&str, &str)]) -> TtyRun {
 }
 
 /// [`on_tty`] for any command.
-pub fn on_tty_cmd(mut cmd: Command, cols: u16, env: &[(&str, &str)]) -> TtyRun {
+pub fn on_tty_cmd(cmd: Command, cols: u16, env: &[(&str, &str)]) -> TtyRun {
+    run_on_pty(cmd, cols, env, None)
+}
+
+/// Runs `netkit ARGS` on a pty of `cols` columns and sends SIGINT after `after`.
+pub fn on_tty_interrupted(args: &[&str], cols: u16, after: Duration) -> TtyRun {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_netkit"));
+    cmd.args(args);
+    run_on_pty(cmd, cols, &[], Some(after))
+}
+
+/// Runs `cmd` with a pty of `cols` columns as stdout and stderr until it exits (SIGINT
+/// after `interrupt_after` when given; killed after 60 s) and collects what it printed.
+fn run_on_pty(
+    mut cmd: Command,
+    cols: u16,
+    env: &[(&str, &str)],
+    interrupt_after: Option<Duration>,
+) -> TtyRun {
     let (mut master, slave) = open_pty(cols, 50);
     cmd.env_remove("COLUMNS");
     for (k, v) in env {
@@ -50,6 +67,15 @@ pub fn on_tty_cmd(mut cmd: Command, cols: u16, env: &[(&str, &str)]) -> TtyRun {
     // The Command holds our copies of the slave: drop it, so that reading the master returns
     // EIO once the child (the last holder) exits.
     drop(cmd);
+    let pid = child.id() as i32;
+    let killer = interrupt_after.map(|after| {
+        std::thread::spawn(move || {
+            std::thread::sleep(after);
+            // SAFETY: kill(2) on the child this helper started (not yet reaped: wait() below
+            // runs after this thread is joined).
+            unsafe { libc::kill(pid, libc::SIGINT) };
+        })
+    });
     let mut out = Vec::new();
     let mut buf = [0u8; 65536];
     let end = Instant::now() + Duration::from_secs(60);
@@ -63,6 +89,9 @@ pub fn on_tty_cmd(mut cmd: Command, cols: u16, env: &[(&str, &str)]) -> TtyRun {
             let _ = child.wait();
             panic!("netkit on a pty did not finish in 60 s");
         }
+    }
+    if let Some(k) = killer {
+        k.join().unwrap();
     }
     let status = child.wait().unwrap();
     TtyRun {
@@ -98,41 +127,5 @@ fn open_pty(cols: u16, rows: u16) -> (std::fs::File, OwnedFd) {
             std::fs::File::from_raw_fd(master),
             OwnedFd::from_raw_fd(slave),
         )
-    }
-}
-
-/// Runs `netkit ARGS` on a pty of `cols` columns and sends SIGINT after `after`.
-pub fn on_tty_interrupted(args: &[&str], cols: u16, after: Duration) -> TtyRun {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_netkit"));
-    cmd.args(args);
-    let (mut master, slave) = open_pty(cols, 50);
-    cmd.env_remove("COLUMNS");
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(slave.try_clone().unwrap()))
-        .stderr(Stdio::from(slave))
-        .spawn()
-        .expect("spawn on a pty");
-    drop(cmd);
-    let pid = child.id() as i32;
-    let killer = std::thread::spawn(move || {
-        std::thread::sleep(after);
-        // SAFETY: kill(2) on the child this helper started (not yet reaped: wait() below
-        // runs after this thread is joined).
-        unsafe { libc::kill(pid, libc::SIGINT) };
-    });
-    let mut out = Vec::new();
-    let mut buf = [0u8; 65536];
-    loop {
-        match master.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-        }
-    }
-    killer.join().unwrap();
-    let status = child.wait().unwrap();
-    TtyRun {
-        code: status.code(),
-        text: String::from_utf8_lossy(&out).replace("\r\n", "\n"),
     }
 }

@@ -6,11 +6,10 @@
 //!
 //! Use from a test file:
 //! ```ignore
-//! mod support_schema;
-//! let v = support_schema::validate_stdout("who-owns", &output);      // one object
-//! let events = support_schema::validate_lines("run server", &stdout); // JSON lines
+//! mod support;
+//! let v = support::schema::validate_stdout("who-owns", &output);      // one object
+//! let events = support::schema::validate_lines("run server", &stdout); // JSON lines
 //! ```
-#![allow(dead_code)]
 
 use std::path::PathBuf;
 use std::process::Output;

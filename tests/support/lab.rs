@@ -1,19 +1,16 @@
-//! Helpers for the lab integration tests: a spawned `netkit run …` process with its JSON
-//! status lines collected, killed on drop; polling with deadlines; small socket helpers.
-#![allow(dead_code)]
+//! The lab tests' pieces: a spawned `netkit run …` (or `netkit load`) with its JSON status
+//! lines collected as they come, killed on drop; the book's zen question.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Deserialize;
 
-/// Path of the binary under test.
-pub fn netkit() -> &'static str {
-    env!("CARGO_BIN_EXE_netkit")
-}
+use super::cli::netkit_bin;
+use super::listeners::recv_until;
 
 /// One status line (only the fields the tests look at; the rest are ignored). Addresses
 /// arrive split (`local_addr` + `local_port`, `peer_addr` + `peer_port`) and are joined here:
@@ -99,7 +96,7 @@ impl Proc {
     /// Starts `netkit --json ARGS`; `wrap` (e.g. `sh -c 'ulimit -n 64; exec "$0" "$@"'`) may
     /// prefix it.
     pub fn spawn(args: &[&str]) -> Proc {
-        Self::spawn_cmd(Command::new(netkit()), args)
+        Self::spawn_cmd(Command::new(netkit_bin()), args)
     }
 
     /// Starts `cmd ARGS --json`.
@@ -150,16 +147,7 @@ impl Proc {
 
     /// Waits up to `d` for a line matching `f`.
     pub fn wait_line(&self, d: Duration, f: impl Fn(&Line) -> bool) -> Option<Line> {
-        let until = Instant::now() + d;
-        loop {
-            if let Some(l) = self.lines().into_iter().find(|l| f(l)) {
-                return Some(l);
-            }
-            if Instant::now() >= until {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        super::poll(d, || self.lines().into_iter().find(|l| f(l)))
     }
 
     /// Number of lines with this event.
@@ -183,16 +171,7 @@ impl Proc {
 
     /// Waits up to `d` for exit; returns the exit code (None: still running or killed).
     pub fn wait_exit(&mut self, d: Duration) -> Option<std::process::ExitStatus> {
-        let until = Instant::now() + d;
-        loop {
-            if let Some(s) = self.child.try_wait().expect("try_wait") {
-                return Some(s);
-            }
-            if Instant::now() >= until {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        super::proc::wait_exit(&mut self.child, d)
     }
 }
 
@@ -212,88 +191,8 @@ pub fn server(args: &[&str]) -> (Proc, SocketAddr) {
     (p, a)
 }
 
-/// Polls `f` until true or `d` passes.
-pub fn eventually(d: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let until = Instant::now() + d;
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() >= until {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// Connects with a read timeout.
-pub fn connect(a: SocketAddr, read_timeout: Duration) -> TcpStream {
-    let s = TcpStream::connect_timeout(&a, Duration::from_secs(5)).expect("connect");
-    s.set_read_timeout(Some(read_timeout)).unwrap();
-    s
-}
-
-/// The book's `recv_until(sock, b'.')`: reads until the data ends with `suffix`. Returns what
-/// arrived (possibly incomplete) when the timeout or EOF comes first.
-pub fn recv_until(s: &mut TcpStream, suffix: u8) -> Vec<u8> {
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    while got.last() != Some(&suffix) {
-        match s.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-        }
-    }
-    got
-}
-
 /// Sends a zen question and returns the answer (empty on timeout).
 pub fn ask(s: &mut TcpStream, q: &str) -> String {
     s.write_all(q.as_bytes()).unwrap();
     String::from_utf8_lossy(&recv_until(s, b'.')).into_owned()
-}
-
-/// Reads to EOF (or timeout).
-pub fn read_all(s: &mut TcpStream) -> Vec<u8> {
-    let mut v = Vec::new();
-    let _ = s.read_to_end(&mut v);
-    v
-}
-
-/// True when `python3` runs.
-pub fn have(cmd: &str) -> bool {
-    Command::new(cmd)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// Runs `netkit ARGS` to completion with a deadline; returns (code, stdout, stderr).
-pub fn run(args: &[&str], d: Duration) -> (Option<i32>, String, String) {
-    let mut c = Command::new(netkit())
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let until = Instant::now() + d;
-    loop {
-        if c.try_wait().unwrap().is_some() {
-            break;
-        }
-        if Instant::now() >= until {
-            let _ = c.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let out = c.wait_with_output().unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
