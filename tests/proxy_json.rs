@@ -655,14 +655,14 @@ fn a_zen_answer_to_a_question_is_relayed_as_whole_without_a_half_close() {
     let port = srv.local_addr().unwrap().port();
     let p = ProxyProc::start(&[]);
     let zen = lab_request("127.0.0.1", port, "Beautiful is better than?");
-    assert_eq!(ask(p.addr, zen.as_bytes()), "Ugly.");
+    assert_eq!(ask_until_close(p.addr, zen.as_bytes()), "Ugly.");
     // Newline framing too: one line per answer on the same client connection.
     assert_eq!(
-        ask(p.addr, format!("{zen}\n{zen}\n").as_bytes()),
+        ask_until_close(p.addr, format!("{zen}\n{zen}\n").as_bytes()),
         "Ugly.\nUgly.\n"
     );
     // The rule is the zen protocol's only: an answer ending in '.' to a message that is not
     // a question is not known to be whole, so the proxy half-closes and relays what follows.
     let lab = lab_request("127.0.0.1", port, "tgmr");
-    assert_eq!(ask(p.addr, lab.as_bytes()), "Ugly.late");
+    assert_eq!(ask_until_close(p.addr, lab.as_bytes()), "Ugly.late");
 }
