@@ -110,6 +110,11 @@ pub struct Applied {
     pub rcvbuf: Option<usize>,
     /// TCP_NODELAY.
     pub nodelay: Option<bool>,
+    /// TCP_USER_TIMEOUT (tcp(7)), milliseconds; 0 = the kernel's default (retransmissions
+    /// bounded by `net.ipv4.tcp_retries2`).
+    pub user_timeout: Option<u32>,
+    /// SO_LINGER (socket(7)): off, or the seconds close() waits for unsent data.
+    pub linger: Option<Linger>,
     /// IPV6_V6ONLY (IPv6 sockets only).
     pub v6only: Option<bool>,
     /// SO_SNDBUF asked for, when one was.
@@ -118,9 +123,28 @@ pub struct Applied {
     pub rcvbuf_asked: Option<u32>,
 }
 
+/// SO_LINGER as getsockopt reports it. JSON: `false` when off, else the seconds (the same
+/// encoding as `sockopt --set linger=` changes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Linger {
+    /// l_onoff 0: close() returns at once, the kernel sends what is left in the background.
+    Off,
+    /// l_onoff 1: close() waits up to this many seconds; 0 makes close() send an RST.
+    Secs(u32),
+}
+
+impl Serialize for Linger {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Linger::Off => s.serialize_bool(false),
+            Linger::Secs(n) => s.serialize_u32(*n),
+        }
+    }
+}
+
 impl fmt::Display for Applied {
     /// `reuseaddr on, reuseport off, keepalive on (idle 75s intvl 75s cnt 9), sndbuf 131072
-    /// (asked 65536), rcvbuf 131072, nodelay off`.
+    /// (asked 65536), rcvbuf 131072, nodelay off, user-timeout default, linger off`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let onoff = |b: Option<bool>| match b {
             Some(true) => "on",
@@ -159,6 +183,16 @@ impl fmt::Display for Applied {
         if self.nodelay.is_some() {
             write!(f, ", nodelay {}", onoff(self.nodelay))?;
         }
+        match self.user_timeout {
+            Some(0) => f.write_str(", user-timeout default")?,
+            Some(ms) => write!(f, ", user-timeout {ms}ms")?,
+            None => {}
+        }
+        match self.linger {
+            Some(Linger::Off) => f.write_str(", linger off")?,
+            Some(Linger::Secs(n)) => write!(f, ", linger {n}s")?,
+            None => {}
+        }
         if let Some(v) = self.v6only {
             write!(f, ", v6only {}", if v { "on" } else { "off" })?;
         }
@@ -190,6 +224,17 @@ pub fn read_back(fd: impl AsFd) -> Applied {
         sndbuf: s.send_buffer_size().ok(),
         rcvbuf: s.recv_buffer_size().ok(),
         nodelay: is_tcp.then(|| s.tcp_nodelay().ok()).flatten(),
+        user_timeout: is_tcp
+            .then(|| {
+                s.tcp_user_timeout()
+                    .ok()
+                    .map(|d| d.map_or(0, |d| u32::try_from(d.as_millis()).unwrap_or(u32::MAX)))
+            })
+            .flatten(),
+        linger: s.linger().ok().map(|l| match l {
+            None => Linger::Off,
+            Some(d) => Linger::Secs(u32::try_from(d.as_secs()).unwrap_or(u32::MAX)),
+        }),
         v6only: is_v6.then(|| s.only_v6().ok()).flatten(),
         sndbuf_asked: None,
         rcvbuf_asked: None,
@@ -393,6 +438,33 @@ mod tests {
         assert_eq!(a.reuseaddr, Some(true));
         assert_eq!(a.v6only, None);
         assert!(a.to_string().contains("sndbuf 131072 (asked 65536)"));
+        assert_eq!((a.user_timeout, a.linger), (Some(0), Some(Linger::Off)));
+        assert!(a.to_string().ends_with("user-timeout default, linger off"));
+    }
+
+    #[test]
+    fn user_timeout_and_linger_are_read_back() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let s = SockRef::from(&l);
+        s.set_tcp_user_timeout(Some(Duration::from_millis(4500)))
+            .unwrap();
+        s.set_linger(Some(Duration::from_secs(7))).unwrap();
+        let a = read_back(&l);
+        assert_eq!(
+            (a.user_timeout, a.linger),
+            (Some(4500), Some(Linger::Secs(7)))
+        );
+        assert!(a.to_string().ends_with("user-timeout 4500ms, linger 7s"));
+        let j = serde_json::to_value(&a).unwrap();
+        assert_eq!(
+            (&j["user_timeout"], &j["linger"]),
+            (&4500.into(), &7.into())
+        );
+        // UDP has no TCP_USER_TIMEOUT; SO_LINGER is a socket-level option and reads there too.
+        let u = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let a = read_back(&u);
+        assert_eq!((a.user_timeout, a.linger), (None, Some(Linger::Off)));
+        assert_eq!(serde_json::to_value(&a).unwrap()["linger"], false);
     }
 
     #[test]

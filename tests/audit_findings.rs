@@ -412,15 +412,21 @@ fn human_output_names_severity_rule_and_fix() {
     let port = port_of(&mine).to_string();
     let (code, out, _) = netkit(&["audit"]);
     assert_eq!(code, 1);
-    let line = out
-        .lines()
-        .find(|l| l.contains("udp_reuseaddr") && l.contains(&format!(":{port} ")))
+    // Each finding: a head line (severity, rule, kind), the message and the fix indented
+    // under it, then the evidence table.
+    let lines: Vec<&str> = out.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.starts_with("      UDP 127.0.0.1:") && l.contains(&format!(":{port} ")))
         .unwrap_or_else(|| panic!("{out}"));
+    let head: Vec<&str> = lines[at - 1].split_whitespace().collect();
+    assert!(matches!(head[0], "HIGH" | "WARN"), "{}", lines[at - 1]);
+    assert_eq!(head[1..], ["U2", "udp_reuseaddr"], "{}", lines[at - 1]);
     assert!(
-        line.starts_with("HIGH") || line.starts_with("WARN"),
-        "{line}"
+        lines[at + 1].starts_with("      fix: Drop SO_REUSEADDR"),
+        "{out}"
     );
-    assert!(out.contains("fix: Drop SO_REUSEADDR"));
+    assert!(lines[at + 2].starts_with("      PROTO"), "{out}");
     assert!(out.lines().last().unwrap().contains("finding(s):"));
 }
 

@@ -1,4 +1,4 @@
-//! Runs scripts/check-80col: every listing command and explain in a real 80-column tmux
+//! Runs scripts/check-80col: every listing command, explain, audit and sockopt in a real 80-column tmux
 //! pane, failing on any wrapped line. Skips with a reason when tmux or python3 is missing
 //! (.ci/run installs tmux).
 
@@ -33,4 +33,6 @@ fn every_listing_and_explain_fits_an_80_column_tmux_pane() {
         "{stdout}"
     );
     assert!(stdout.contains("ok: netkit explain"), "{stdout}");
+    assert!(stdout.contains("ok: netkit audit"), "{stdout}");
+    assert!(stdout.contains("ok: netkit sockopt"), "{stdout}");
 }

@@ -82,8 +82,10 @@ fn unshared() -> Option<Holder> {
 fn who_owns_finds_a_listener_in_another_namespace_instead_of_saying_nothing() {
     let Some(h) = unshared() else { return };
     let port = h.port.to_string();
-    // Is the port also in use here? Then the fallback would not run; pick the answer apart.
-    if TcpListener::bind(("127.0.0.1", h.port)).is_err() {
+    // Is the port also in use here (any socket, any state: a TIME_WAIT or a client's
+    // ephemeral port of another program on this shared machine)? Then the fallback does not
+    // run. (A trial bind cannot tell: SO_REUSEADDR binds past TIME_WAIT and connected ones.)
+    if netkit_output(&["who-owns", &port, "--here"]).status.code() != Some(1) {
         eprintln!("skipped: port {port} happens to be in use in this namespace too");
         return;
     }
@@ -94,7 +96,7 @@ fn who_owns_finds_a_listener_in_another_namespace_instead_of_saying_nothing() {
     let s = sockets
         .iter()
         .find(|s| s["state"] == "LISTEN")
-        .expect("the listener");
+        .unwrap_or_else(|| panic!("the listener: {v}"));
     assert_eq!(s["netns"]["current"], false);
     assert!(
         s["netns"]["pids"]
@@ -261,6 +263,8 @@ fn an_owner_in_a_docker_named_cgroup_is_named_as_the_container() {
     let port = h.port.to_string();
     let out = netkit_output(&["who-owns", &port, "--json"]);
     let table = netkit_output(&["who-owns", &port]);
+    let inspected = netkit_output(&["inspect", "--port", &port, "--json"]);
+    let inspect_table = netkit_output(&["inspect", "--port", &port]);
     drop(h);
     let _ = std::fs::remove_dir(&dir);
     let _ = std::fs::remove_dir(root.join("system.slice"));
@@ -270,6 +274,14 @@ fn an_owner_in_a_docker_named_cgroup_is_named_as_the_container() {
     assert_eq!(c["runtime"], "docker", "{v}");
     assert_eq!(c["id"], id);
     let t = String::from_utf8_lossy(&table.stdout);
+    assert!(t.contains("UNIT/CONTAINER"), "{t}");
+    assert!(t.contains(&format!("docker:{}", &id[..12])), "{t}");
+    // inspect names it the same way.
+    let v = support::schema::validate_stdout("inspect", &inspected);
+    let c = &v["sockets"][0]["owners"][0]["container"];
+    assert_eq!(c["runtime"], "docker", "{v}");
+    assert_eq!(c["id"], id);
+    let t = String::from_utf8_lossy(&inspect_table.stdout);
     assert!(t.contains("UNIT/CONTAINER"), "{t}");
     assert!(t.contains(&format!("docker:{}", &id[..12])), "{t}");
 }

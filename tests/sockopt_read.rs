@@ -1,11 +1,13 @@
 //! `netkit sockopt PID`: reads back options a python3 process set on its own socket
-//! (SO_REUSEPORT, keepalive, SO_SNDBUF) through pidfd_getfd; EPERM gives a clear exit 2.
+//! (SO_REUSEPORT, keepalive, SO_SNDBUF, TCP_USER_TIMEOUT, SO_LINGER) through pidfd_getfd;
+//! EPERM gives a clear exit 2.
 
 mod support;
 
-use support::cli::netkit;
+use support::cli::{netkit, netkit_json_validated};
 use support::is_root;
 use support::python::Helper;
+use support::sockopt::Target;
 
 #[derive(serde::Deserialize)]
 struct Opts {
@@ -100,4 +102,77 @@ fn no_permission_or_no_process_is_a_clear_error() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("ptrace") && err.contains("root"), "{err}");
     assert_eq!(err.trim().lines().count(), 1);
+}
+
+#[test]
+fn user_timeout_and_linger_are_read_as_the_target_itself_reads_them() {
+    // target.py sets both on its listener; the accepted connection inherits them
+    // (sk_clone_lock copies sk_lingertime, SOCK_LINGER and icsk_user_timeout).
+    let mut t = Target::start(&["--user-timeout", "4000", "--linger", "3"]);
+    let pid = t.pid().to_string();
+    let (code, _, err) = netkit(&["sockopt", &pid]);
+    if code == 2 && err.contains("EPERM") {
+        eprintln!("skipped: pidfd_getfd on our own child is not permitted here: {err}");
+        return;
+    }
+    let c = std::net::TcpStream::connect(("127.0.0.1", t.port)).unwrap();
+    let me = c.local_addr().unwrap().port();
+    let inside = t.conn(me);
+    assert_eq!(
+        (&inside["user_timeout"], &inside["linger"]),
+        (&4000.into(), &3.into())
+    );
+    let port = t.port.to_string();
+    let (code, out, err) = netkit_json_validated(&["sockopt", &pid, "--port", &port]);
+    assert_eq!(code, 0, "{err}");
+    let socks = out["sockets"].as_array().unwrap();
+    assert_eq!(socks.len(), 2, "{out}");
+    let dump = t.dump();
+    for s in socks {
+        let own = if s["state"] == "LISTEN" {
+            &dump["listener"]
+        } else {
+            assert_eq!(s["remote_port"], me);
+            &inside
+        };
+        assert_eq!(s["options"]["user_timeout"], own["user_timeout"], "{s}");
+        assert_eq!(s["options"]["linger"], own["linger"], "{s}");
+    }
+    let (code, human, _) = netkit(&["sockopt", &pid, "--port", &port]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        human.matches("user-timeout 4000ms, linger 3s").count(),
+        2,
+        "{human}"
+    );
+    // The defaults: 0 (the kernel's retransmission limit) and off, as the target reads them.
+    let mut d = Target::start(&[]);
+    let _c = std::net::TcpStream::connect(("127.0.0.1", d.port)).unwrap();
+    let own = d.conn(_c.local_addr().unwrap().port());
+    assert_eq!(
+        (&own["user_timeout"], &own["linger"]),
+        (&0.into(), &serde_json::Value::Null)
+    );
+    let (code, out, _) = netkit_json_validated(&["sockopt", &d.pid().to_string()]);
+    assert_eq!(code, 0);
+    for s in out["sockets"].as_array().unwrap() {
+        assert_eq!(s["options"]["user_timeout"], 0, "{s}");
+        assert_eq!(s["options"]["linger"], false, "{s}");
+    }
+    let (_, human, _) = netkit(&["sockopt", &d.pid().to_string()]);
+    assert!(
+        human.contains("user-timeout default, linger off"),
+        "{human}"
+    );
+    // SO_LINGER is a socket-level option, so a UDP socket has it; TCP_USER_TIMEOUT is null.
+    let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let up = u.local_addr().unwrap().port().to_string();
+    let me = std::process::id().to_string();
+    let (code, out, _) = netkit_json_validated(&["sockopt", &me, "--port", &up]);
+    assert_eq!(code, 0);
+    let o = &out["sockets"][0]["options"];
+    assert_eq!(
+        (&o["user_timeout"], &o["linger"]),
+        (&serde_json::Value::Null, &false.into())
+    );
 }

@@ -1,7 +1,8 @@
 //! `netkit sockopt PID --set`: live re-tune of another process's sockets through pidfd_getfd.
 //! Each option is checked from inside the target (target.py's own getsockopt) and, where the
 //! kernel shows it to other processes, from outside (`ss -tinmo`: keepalive timer, skmem
-//! buffers; an RST for linger=0). Needs pidfd_getfd rights over our own children.
+//! buffers, the data segments a burst of small writes took for TCP_NODELAY; an RST for
+//! linger=0). Needs pidfd_getfd rights over our own children.
 
 mod support;
 
@@ -492,4 +493,93 @@ fn keepcnt_keepintvl_and_user_timeout_end_a_silent_connection_on_time() {
     assert_eq!(dropped, want);
     c1.say("x");
     c2.say("x");
+}
+
+/// `data_segs_out` minus retransmissions (`retrans:A/TOTAL`) of the connection `sport`→`dport`
+/// in `ss -ti`, read once nothing is unacknowledged or waiting to be sent (bounded: 10 s).
+/// A tail-loss probe re-sends a segment already counted, so it is taken off.
+fn new_data_segments(sport: u16, dport: u16) -> u64 {
+    let field = |ss: &str, k: &str| -> u64 {
+        ss.split_whitespace()
+            .find_map(|w| w.strip_prefix(k)?.parse().ok())
+            .unwrap_or(0)
+    };
+    for _ in 0..1000 {
+        let ss = ss_conn(sport, dport);
+        assert!(ss.contains("127.0.0.1"), "connection gone: {ss:?}");
+        if !ss.contains(" unacked:") && !ss.contains(" notsent:") {
+            let retrans = ss
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("retrans:")?.split('/').nth(1)?.parse().ok())
+                .unwrap_or(0);
+            return field(&ss, "data_segs_out:") - retrans;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!(
+        "{sport}->{dport} still has data in flight: {}",
+        ss_conn(sport, dport)
+    );
+}
+
+/// The target sends 5 × 10 bytes with 5 back-to-back send() calls to us while our socket
+/// delays its ACKs (TCP_QUICKACK off); returns the data segments its kernel sent for them.
+///
+/// Nagle (tcp(7), RFC 896 with Minshall's rule, net/ipv4/tcp_output.c tcp_nagle_check)
+/// holds a small segment while an earlier small one is unacknowledged. On loopback the ACK
+/// of a quick-acking peer is back before the next send(), so Nagle alone changes nothing
+/// (measured: 5 segments either way); with delayed ACKs (TCP_DELACK_MIN, 40 ms) the first
+/// send goes out and the other four wait, coalesced in one skb, for the ACK: 2 segments.
+/// With TCP_NODELAY each send() is a segment: 5 (cwnd 10 does not limit them).
+/// The count is exact when the 5 calls take well under 40 ms (about 60 µs measured); a burst
+/// preempted longer is tried again (bounded), since the ACK may then have come in between.
+fn burst_segments(t: &mut Target, c: &TcpStream, me: u16) -> u64 {
+    for attempt in 1..=5 {
+        // Re-armed each time: the kernel leaves this pingpong (delayed-ACK) mode when a
+        // delayed ACK fires (net/ipv4/tcp_timer.c tcp_delack_timer_handler).
+        socket2::SockRef::from(c).set_tcp_quickack(false).unwrap();
+        let before = new_data_segments(t.port, me);
+        t.proc.say(&format!("burst {me} 5 10"));
+        let l = t.proc.line();
+        let us: u64 = l
+            .strip_prefix("BURST ")
+            .and_then(|u| u.parse().ok())
+            .unwrap_or_else(|| panic!("{l}"));
+        let segs = new_data_segments(t.port, me) - before;
+        if us < 10_000 {
+            return segs;
+        }
+        eprintln!(
+            "attempt {attempt}: the 5 send() calls took {us} µs (preempted), not well inside the 40 ms delayed ACK ({segs} segments); again"
+        );
+    }
+    panic!("5 bursts of 5 send() calls each took more than 10 ms");
+}
+
+#[test]
+fn nodelay_is_seen_from_outside_as_one_segment_per_write() {
+    let mut t = Target::start(&[]);
+    if !permitted(t.pid()) {
+        return;
+    }
+    let c = TcpStream::connect(("127.0.0.1", t.port)).unwrap();
+    let me = c.local_addr().unwrap().port();
+    assert_eq!(t.conn(me)["nodelay"], false);
+    let pid = t.pid().to_string();
+    let port = t.port.to_string();
+    // Nagle on (the default): the first write goes out, the other four wait for its ACK.
+    assert_eq!(burst_segments(&mut t, &c, me), 2, "Nagle on");
+    let (code, out, err) =
+        netkit_json_validated(&["sockopt", &pid, "--port", &port, "--set", "nodelay=on"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(change(&out, me, "nodelay")["after"], true);
+    assert_eq!(t.conn(me)["nodelay"], true);
+    // TCP_NODELAY, set live by netkit: every write is its own segment.
+    assert_eq!(burst_segments(&mut t, &c, me), 5, "TCP_NODELAY on");
+    let (code, out, err) =
+        netkit_json_validated(&["sockopt", &pid, "--port", &port, "--set", "nodelay=off"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(change(&out, me, "nodelay")["before"], true);
+    assert_eq!(t.conn(me)["nodelay"], false);
+    assert_eq!(burst_segments(&mut t, &c, me), 2, "Nagle on again");
 }

@@ -170,7 +170,7 @@ pub fn close_wait_per_process(sockets: &[SocketEntry]) -> Vec<Finding> {
                 severity: Severity::Warn,
                 message: format!(
                     "PID {pid} ({}) holds {} connections in CLOSE_WAIT (from {} peer address(es)): the peers closed and the process never called close(); no kernel timer ends CLOSE_WAIT, so each keeps an fd and its buffers until the process closes it",
-                    owners(v[0]),
+                    v[0].owners.first().map_or("?", |o| o.command.as_str()),
                     v.len(),
                     peers.len()
                 ),
@@ -230,5 +230,26 @@ mod tests {
         );
         h.ephemeral = (32768, 60999);
         assert!(ephemeral_per_destination(&v, &h).is_empty());
+    }
+
+    #[test]
+    fn close_wait_names_the_process_once() {
+        let v: Vec<SocketEntry> = (0..10)
+            .map(|i| {
+                let mut s = sock(Proto::Tcp, SockState::CloseWait, "127.0.0.1", 40000 + i, 7);
+                s.remote_addr = Some("127.0.0.1".parse().unwrap());
+                s.remote_port = Some(8080);
+                s
+            })
+            .collect();
+        let f = close_wait_per_process(&v);
+        assert_eq!(f.len(), 1);
+        assert!(
+            f[0].message
+                .starts_with("PID 107 (prog) holds 10 connections"),
+            "{}",
+            f[0].message
+        );
+        assert!(close_wait_per_process(&v[..9]).is_empty());
     }
 }

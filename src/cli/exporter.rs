@@ -26,6 +26,11 @@ pub struct ExporterArgs {
     /// Busiest destinations of outgoing connections given their own series.
     #[arg(long, default_value_t = 50, value_name = "N")]
     pub max_destinations: usize,
+    /// Every network namespace of the host (named ones, every process's), each with its own
+    /// series, labelled netns (the namespace inode) and netns_name (the ip netns name or the
+    /// container, where known). Needs root (entering a namespace needs CAP_SYS_ADMIN).
+    #[arg(long)]
+    pub all_netns: bool,
     /// Print one exposition to stdout and exit.
     #[arg(long, conflicts_with = "textfile")]
     pub once: bool,

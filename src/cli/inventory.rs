@@ -98,7 +98,7 @@ pub struct TimewaitArgs {
     #[arg(long, default_value_t = 25)]
     pub limit: usize,
     #[command(flatten)]
-    pub ns: super::netns::OneNetnsArgs,
+    pub ns: super::netns::NetnsArgs,
     #[command(flatten)]
     pub watch: super::view::Watch,
 }

@@ -56,26 +56,18 @@ impl Report for AuditReport {
                 ),
                 None => String::new(),
             };
+            // The head stays short so it never wraps (wrapping would fold its aligned
+            // columns); the message and the fix are paragraphs under it, wrapped at a
+            // terminal's width with the output module's hanging indent.
             out.push(Block::Line(format!(
-                "{:<4}  {:<3}  {}{ns}  {}",
+                "{:<4}  {:<3}  {}{ns}",
                 f.severity.name().to_uppercase(),
                 f.rule.unwrap_or("-"),
                 f.kind,
-                f.message
             )));
+            out.push(Block::Line(format!("      {}", f.message)));
             out.push(Block::Line(format!("      fix: {}", f.fix)));
-            let rows = f
-                .evidence
-                .iter()
-                .map(|s| {
-                    let mut c = sockets_report::cells(s, false);
-                    c[0] = format!("      {}", c[0]);
-                    c
-                })
-                .collect();
-            let mut header = sockets_report::header(false);
-            header[0] = format!("      {}", header[0]);
-            out.push(Block::Table { header, rows });
+            out.push(evidence_table(&f.evidence));
         }
         out.push(Block::Line(format!(
             "{} finding(s): {} high, {} warn, {} info ({} sockets examined)",
@@ -93,6 +85,37 @@ impl Report for AuditReport {
     fn command(&self) -> Option<&'static str> {
         Some("audit")
     }
+}
+
+/// A finding's sockets as the listing shows them, indented under the finding. USER and TIMER
+/// are left out when they say `-` on every row (TIME_WAIT has no user, live sockets no timer),
+/// so that the addresses stay uncut in an 80-column terminal.
+fn evidence_table(sockets: &[SocketEntry]) -> Block {
+    let header = sockets_report::header(false);
+    let mut rows: Vec<Vec<String>> = sockets
+        .iter()
+        .map(|s| sockets_report::cells(s, false))
+        .collect();
+    let keep: Vec<bool> = header
+        .iter()
+        .enumerate()
+        .map(|(i, h)| !matches!(h.as_str(), "USER" | "TIMER") || rows.iter().any(|r| r[i] != "-"))
+        .collect();
+    let pick = |cells: Vec<String>| -> Vec<String> {
+        cells
+            .into_iter()
+            .zip(&keep)
+            .filter(|(_, k)| **k)
+            .map(|(c, _)| c)
+            .collect()
+    };
+    let mut header = pick(header);
+    header[0] = format!("      {}", header[0]);
+    for r in &mut rows {
+        *r = pick(std::mem::take(r));
+        r[0] = format!("      {}", r[0]);
+    }
+    Block::Table { header, rows }
 }
 
 /// Reads the options of the sockets in `want` from their first visible owner: one

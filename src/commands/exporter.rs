@@ -19,6 +19,7 @@ fn options(a: &ExporterArgs) -> Options {
         ports: a.ports.clone(),
         max_ports: a.max_ports,
         max_destinations: a.max_destinations,
+        all_netns: a.all_netns,
     }
 }
 

@@ -15,29 +15,52 @@ use serde::ser::{SerializeSeq, SerializeStruct};
 use serde::{Serialize, Serializer};
 
 use super::filters::{
-    apply_ports, apply_proto, awaits_accept, check_pid, keep, port_matches, user_filter,
+    apply_ports, apply_proto, awaits_accept, check_pid, keep, port_matches, scope_of, user_filter,
 };
-use super::sockets_report::{cells, cells_into, header, with_empty_note};
+use super::sockets_report::{Columns, cells_with, header_with, with_empty_note};
 use crate::cli::inventory::InspectArgs;
 use crate::cli::state::StateFilter;
 use crate::inspect::diag::{self, DiagMsg};
+use crate::inspect::multi::{self, Scope};
+use crate::inspect::netns::Netns;
 use crate::inspect::{
     self, Family, InspectError, ListenerRef, OwnerScope, Proto, Query, SockState, SocketEntry,
-    addrs_overlap, procfd, users,
+    addrs_overlap, cgroup, procfd, users,
 };
 use crate::output::{Block, Report, Rows};
 
-/// One row: the kernel's record, or a full entry when the /proc/net fallback produced it.
+/// One row: the kernel's record, or a full entry when the /proc/net fallback produced it;
+/// each with the index of its namespace in [`InspectReport::namespaces`] (0 without
+/// `--all-netns`).
 enum Row {
-    Diag(Proto, DiagMsg),
-    Entry(Box<SocketEntry>),
+    Diag(Proto, u16, DiagMsg),
+    Entry(u16, Box<SocketEntry>),
 }
 
 impl Row {
     /// The table order of this row ([`inspect::sort_key`]), without building an entry.
-    fn key(&self) -> inspect::SortKey {
+    fn key(&self) -> (u16, inspect::SortKey) {
+        (self.ns(), self.sort_key())
+    }
+
+    /// The namespace index.
+    fn ns(&self) -> u16 {
         match self {
-            Row::Diag(p, m) => {
+            Row::Diag(_, ns, _) | Row::Entry(ns, _) => *ns,
+        }
+    }
+
+    /// The socket's inode.
+    fn inode(&self) -> u64 {
+        match self {
+            Row::Diag(_, _, m) => u64::from(m.inode),
+            Row::Entry(_, e) => e.inode,
+        }
+    }
+
+    fn sort_key(&self) -> inspect::SortKey {
+        match self {
+            Row::Diag(p, _, m) => {
                 let state = diag::to_state(*p, m);
                 let peerless = matches!(
                     state,
@@ -59,15 +82,15 @@ impl Row {
                     (!peerless).then_some(m.dport),
                 )
             }
-            Row::Entry(e) => inspect::sort_key(e),
+            Row::Entry(_, e) => inspect::sort_key(e),
         }
     }
 
     /// The entry without owners, user or listener (no allocation for a `Diag` row).
     fn bare(&self) -> SocketEntry {
         match self {
-            Row::Diag(p, m) => diag::to_entry(*p, m),
-            Row::Entry(e) => (**e).clone(),
+            Row::Diag(p, _, m) => diag::to_entry(*p, m),
+            Row::Entry(_, e) => (**e).clone(),
         }
     }
 }
@@ -80,7 +103,12 @@ pub struct InspectReport {
     users: HashMap<u32, Arc<str>>,
     /// LISTEN / UNCONN sockets with owners, for the `listener` of kernel-held rows.
     listeners: Vec<SocketEntry>,
-    by_port: HashMap<(Proto, u16), Vec<usize>>,
+    /// (namespace index, proto, port) → indexes into `listeners`.
+    by_port: HashMap<(u16, Proto, u16), Vec<usize>>,
+    /// The namespace of each index rows carry (`[None]` without `--all-netns`).
+    namespaces: Vec<Option<Arc<Netns>>>,
+    /// The optional columns: UNIT/CONTAINER when an owner has one, NETNS with `--all-netns`.
+    cols: Columns,
     notes: Vec<String>,
 }
 
@@ -99,20 +127,17 @@ impl InspectReport {
     pub fn owner_pids(&self) -> Vec<u32> {
         self.rows
             .iter()
-            .filter_map(|r| {
-                let inode = match r {
-                    Row::Diag(_, m) => u64::from(m.inode),
-                    Row::Entry(e) => e.inode,
-                };
-                self.owners.get(&inode)
-            })
+            .filter_map(|r| self.owners.get(&r.inode()))
             .flat_map(|o| o.iter().map(|p| p.pid))
             .collect()
     }
 
     /// The full entry of row `i`, as every other listing shows it.
     pub fn entry(&self, i: usize) -> SocketEntry {
-        let mut s = self.rows[i].bare();
+        let row = &self.rows[i];
+        let ns = row.ns();
+        let mut s = row.bare();
+        s.netns = self.namespaces.get(usize::from(ns)).cloned().flatten();
         if let Some(o) = self.owners.get(&s.inode) {
             s.owners = o.clone();
         }
@@ -122,7 +147,7 @@ impl InspectReport {
         if s.is_ownerless() || awaits_accept(&s) {
             s.listener = self
                 .by_port
-                .get(&(s.proto, s.local_port))
+                .get(&(ns, s.proto, s.local_port))
                 .into_iter()
                 .flatten()
                 .map(|&j| &self.listeners[j])
@@ -158,16 +183,18 @@ impl Serialize for InspectReport {
 
 impl Rows for InspectReport {
     fn header(&self) -> Vec<String> {
-        header(false)
+        header_with(self.cols)
     }
     fn len(&self) -> usize {
         self.rows.len()
     }
     fn row(&self, i: usize) -> Vec<String> {
-        cells(&self.entry(i), false)
+        let mut out = Vec::new();
+        cells_with(&self.entry(i), self.cols, &mut out);
+        out
     }
     fn row_into(&self, i: usize, out: &mut Vec<String>) {
-        cells_into(&self.entry(i), false, out)
+        cells_with(&self.entry(i), self.cols, out)
     }
 }
 
@@ -249,89 +276,118 @@ pub fn report(args: &InspectArgs) -> anyhow::Result<InspectReport> {
             && uid.is_none_or(|u| s.uid == Some(u))
     };
 
-    // Rows and listeners, straight from the kernel's dump.
+    // Rows and listeners, straight from the kernel's dump: one per namespace with
+    // --all-netns (each from a thread that entered it), owners from one walk below.
+    let scope = scope_of(&args.ns);
     let mut notes = Vec::new();
-    let mut listeners: Vec<SocketEntry> = Vec::new();
+    let mut listeners: Vec<(u16, SocketEntry)> = Vec::new();
     // Listeners as the kernel's compact records until the kernel-held rows are known: only
     // the listeners of ports with TIME_WAIT / orphan rows are kept (the `listener` column).
-    let mut raw_listeners: Vec<(Proto, DiagMsg)> = Vec::new();
+    let mut raw_listeners: Vec<(u16, Proto, DiagMsg)> = Vec::new();
     let mut rows: Vec<Row> = Vec::new();
-    let gathered = diag::for_each_job(&q, |proto, acc: &mut Gather, m: &DiagMsg| {
-        let e = diag::to_entry(proto, m);
-        if proto == Proto::Tcp && !q.tcp_states.contains(&e.state) {
-            return;
-        }
-        if matches!(e.state, SockState::Listen | SockState::Unconn) {
-            acc.listeners.push((proto, m.clone()));
-        }
-        if wanted(&e) {
-            acc.rows.push(Row::Diag(proto, m.clone()));
-        }
-    });
-    match gathered {
-        Ok(parts) => {
-            let mut parts = parts;
-            parts.sort_by_key(|p| std::cmp::Reverse(p.rows.len()));
-            for mut p in parts {
-                if rows.is_empty() {
-                    rows = std::mem::take(&mut p.rows);
-                } else {
-                    rows.append(&mut p.rows);
-                }
-                raw_listeners.append(&mut p.listeners);
+    let dump = || {
+        diag::for_each_job(&q, |proto, acc: &mut Gather, m: &DiagMsg| {
+            let e = diag::to_entry(proto, m);
+            if proto == Proto::Tcp && !q.tcp_states.contains(&e.state) {
+                return;
             }
-        }
-        // Without sock_diag: the /proc/net fallback, as full entries.
+            if matches!(e.state, SockState::Listen | SockState::Unconn) {
+                acc.listeners.push((proto, m.clone()));
+            }
+            if wanted(&e) {
+                acc.rows.push(Row::Diag(proto, 0, m.clone()));
+            }
+        })
+    };
+    let per_ns = match multi::each(&scope, dump) {
+        Ok(p) => p,
+        // Without sock_diag (here: another namespace's failure is a skipped namespace): the
+        // /proc/net fallback, as full entries.
         Err(InspectError::Netlink { .. }) => {
             let (all, n) = inspect::table(&q).context("reading the socket table")?;
             notes.extend(n);
+            let mut g = Gather::default();
             for e in all {
                 if matches!(e.state, SockState::Listen | SockState::Unconn) {
-                    listeners.push(e.clone());
+                    listeners.push((0, e.clone()));
                 }
                 if wanted(&e) {
-                    rows.push(Row::Entry(Box::new(e)));
+                    g.rows.push(Row::Entry(0, Box::new(e)));
                 }
+            }
+            multi::PerNs {
+                parts: vec![(None, vec![g])],
+                skipped: Vec::new(),
+                notes: Vec::new(),
             }
         }
         Err(e) => return Err(anyhow::Error::new(e).context("reading the socket table")),
+    };
+    notes.extend(per_ns.notes);
+    let mut namespaces: Vec<Option<Arc<Netns>>> = Vec::new();
+    for (ns, mut parts) in per_ns.parts {
+        let idx = u16::try_from(namespaces.len()).unwrap_or(u16::MAX);
+        namespaces.push(ns);
+        parts.sort_by_key(|p| std::cmp::Reverse(p.rows.len()));
+        for mut p in parts {
+            if idx != 0 {
+                for r in &mut p.rows {
+                    let (Row::Diag(_, n, _) | Row::Entry(n, _)) = r;
+                    *n = idx;
+                }
+            }
+            if rows.is_empty() {
+                rows = std::mem::take(&mut p.rows);
+            } else {
+                rows.append(&mut p.rows);
+            }
+            raw_listeners.extend(p.listeners.into_iter().map(|(pr, m)| (idx, pr, m)));
+        }
     }
 
-    let held_ports: std::collections::HashSet<(Proto, u16)> = rows
+    let held_ports: std::collections::HashSet<(u16, Proto, u16)> = rows
         .iter()
-        .map(Row::bare)
-        .filter(|s| s.is_ownerless() || awaits_accept(s))
-        .map(|s| (s.proto, s.local_port))
+        .filter_map(|r| {
+            let s = r.bare();
+            (s.is_ownerless() || awaits_accept(&s)).then_some((r.ns(), s.proto, s.local_port))
+        })
         .collect();
     listeners.extend(
         raw_listeners
             .into_iter()
-            .filter(|(p, m)| held_ports.contains(&(*p, m.sport)))
-            .map(|(p, m)| diag::to_entry(p, &m)),
+            .filter(|(ns, p, m)| held_ports.contains(&(*ns, *p, m.sport)))
+            .map(|(ns, p, m)| (ns, diag::to_entry(p, &m))),
     );
-    listeners.retain(|l| held_ports.contains(&(l.proto, l.local_port)));
+    listeners.retain(|(ns, l)| held_ports.contains(&(*ns, l.proto, l.local_port)));
     listeners.shrink_to_fit();
 
-    // Owners of every row and of the listeners, from one walk.
-    let inodes: Vec<u64> = rows
+    // Owners of every row and of the listeners, from one walk (socket inodes are unique
+    // host-wide, so one walk serves every namespace).
+    let want: std::collections::HashSet<u64> = rows
         .iter()
-        .map(|r| match r {
-            Row::Diag(_, m) => u64::from(m.inode),
-            Row::Entry(e) => e.inode,
-        })
-        .chain(listeners.iter().map(|l| l.inode))
+        .map(Row::inode)
+        .chain(listeners.iter().map(|(_, l)| l.inode))
         .filter(|&i| i != 0)
         .collect();
-    let want: std::collections::HashSet<u64> = inodes.into_iter().collect();
-    let (owners, unreadable) = inspect::owner_map(&want, procfd::Reach::Shared);
+    let (mut owners, unreadable) = inspect::owner_map(&want, procfd::Reach::Shared);
     if unreadable.count > 0 && want.len() > owners.len() {
         notes.push(inspect::unreadable_note(&unreadable));
     }
-    for l in listeners.iter_mut() {
+    // The systemd unit or container of each owner, once per process.
+    let placement = cgroup::attribute(owners.lists_mut().flat_map(|l| l.iter_mut()));
+    for (_, l) in listeners.iter_mut() {
         if let Some(o) = owners.get(&l.inode) {
             l.owners = o.clone();
         }
     }
+    let mut by_port: HashMap<(u16, Proto, u16), Vec<usize>> = HashMap::new();
+    for (i, (ns, l)) in listeners.iter().enumerate() {
+        by_port
+            .entry((*ns, l.proto, l.local_port))
+            .or_default()
+            .push(i);
+    }
+    let mut listeners: Vec<SocketEntry> = listeners.into_iter().map(|(_, l)| l).collect();
     inspect::name_users(&mut listeners);
 
     let mut names = users::UserNames::default();
@@ -341,10 +397,11 @@ pub fn report(args: &InspectArgs) -> anyhow::Result<InspectReport> {
             user_map.entry(u).or_insert_with(|| names.name(u));
         }
     }
-    let mut by_port: HashMap<(Proto, u16), Vec<usize>> = HashMap::new();
-    for (i, l) in listeners.iter().enumerate() {
-        by_port.entry((l.proto, l.local_port)).or_default().push(i);
-    }
+    let cols = Columns {
+        cmdline: false,
+        placement,
+        netns: scope != Scope::Here,
+    };
     let mut report = InspectReport {
         port: ports.single(),
         rows,
@@ -352,6 +409,8 @@ pub fn report(args: &InspectArgs) -> anyhow::Result<InspectReport> {
         users: user_map,
         listeners,
         by_port,
+        namespaces,
+        cols,
         notes,
     };
     if args.pid.is_some() {
@@ -405,8 +464,8 @@ mod tests {
             (Proto::Udp, msg(10, 7, "::", "::")),
             (Proto::Udp, msg(2, 1, "127.0.0.1", "127.0.0.2")),
         ] {
-            let r = Row::Diag(proto, m);
-            assert_eq!(r.key(), inspect::sort_key(&r.bare()));
+            let r = Row::Diag(proto, 0, m);
+            assert_eq!(r.sort_key(), inspect::sort_key(&r.bare()));
         }
     }
 }

@@ -266,10 +266,30 @@ fn examples(page: &str) -> &'static [(&'static str, &'static str)] {
                 "8080 when it is bindable, another port otherwise.",
             ),
         ],
-        "netkit-sockopt" => &[(
-            "netkit sockopt 1234 --port 8080",
-            "SO_REUSEADDR, SO_REUSEPORT, keepalive and buffers of process 1234's socket on 8080.",
-        )],
+        "netkit-sockopt" => &[
+            (
+                "netkit sockopt 1234 --port 8080",
+                "SO_REUSEADDR, SO_REUSEPORT, keepalive, buffers, TCP_NODELAY, TCP_USER_TIMEOUT and SO_LINGER of process 1234's sockets on 8080.",
+            ),
+            (
+                "netkit sockopt 1234 --port 8080 --set keepidle=30 --set user-timeout=20000",
+                "Change them live on the listener and its connections; prints before -> after as the kernel reports them.",
+            ),
+        ],
+        "netkit-audit" => &[
+            (
+                "sudo netkit audit",
+                "Every finding on this host, most severe first: the claim, the fix and the sockets.",
+            ),
+            (
+                "netkit audit --fail-on high --json",
+                "For CI: exit 1 only for high findings; the report as one JSON object.",
+            ),
+            (
+                "sudo netkit audit --all-netns",
+                "Every network namespace (containers too), each finding tagged with its namespace.",
+            ),
+        ],
         "netkit-completions" => &[(
             "netkit completions bash > /etc/bash_completion.d/netkit",
             "Install bash completions.",
@@ -295,6 +315,9 @@ fn exit_status(page: &str) -> &'static str {
         }
         "netkit-free-port" => {
             "0 as many ports as asked were found. 1 fewer were found. 2 an error."
+        }
+        "netkit-audit" => {
+            "0 no finding (at or above --fail-on). 1 findings. 2 an error (the socket table or a --netns namespace could not be read)."
         }
         "netkit-completions" => {
             "0 the script was written (also when its reader closed the pipe early). 2 an error."

@@ -46,7 +46,7 @@ impl Columns {
             placement: sockets.iter().any(|s| {
                 s.owners
                     .iter()
-                    .any(|o| o.unit.is_some() || o.container.is_some())
+                    .any(|o| o.unit.is_some() || o.container.is_some() || o.forwards_to.is_some())
             }),
             netns: sockets.iter().any(|s| s.netns.is_some()),
         }

@@ -66,6 +66,9 @@ pub struct SockoptReport {
     pub sockets: Vec<SockoptEntry>,
     /// Hints.
     pub notes: Vec<String>,
+    /// The terminal's width (`None`: a pipe or `--wide`), for the read table's layout.
+    #[serde(skip)]
+    pub width: Option<usize>,
 }
 
 impl SockoptEntry {
@@ -96,7 +99,7 @@ impl Report for SockoptReport {
             }
         ));
         if self.sockets.iter().all(|s| s.changes.is_none()) {
-            let rows = self
+            let rows: Vec<Vec<String>> = self
                 .sockets
                 .iter()
                 .map(|s| {
@@ -110,13 +113,29 @@ impl Report for SockoptReport {
                     ]
                 })
                 .collect();
-            return vec![
-                head,
-                Block::table(
-                    &["FD", "PROTO", "STATE", "LOCAL", "REMOTE", "OPTIONS"],
-                    rows,
-                ),
-            ];
+            let header = ["FD", "PROTO", "STATE", "LOCAL", "REMOTE", "OPTIONS"];
+            if self
+                .width
+                .is_none_or(|w| w >= natural_width(&header, &rows))
+            {
+                return vec![head, Block::table(&header, rows)];
+            }
+            // A terminal too narrow for the options: rather than cut them to `…` as a
+            // free-text column, the table keeps the sockets and each socket's options follow
+            // as a wrapped line. Piped output keeps one greppable row per socket.
+            let mut out = vec![head];
+            let mut lines = Vec::new();
+            let rows: Vec<Vec<String>> = rows
+                .into_iter()
+                .map(|mut r| {
+                    let opts = r.pop().unwrap_or_default();
+                    lines.push(Block::Line(format!("fd {}: {opts}", r[0])));
+                    r
+                })
+                .collect();
+            out.push(Block::table(&header[..5], rows));
+            out.extend(lines);
+            return out;
         }
         let mut rows = Vec::new();
         let mut lines = Vec::new();
@@ -164,6 +183,19 @@ impl Report for SockoptReport {
     fn command(&self) -> Option<&'static str> {
         Some("sockopt")
     }
+}
+
+/// The width of `rows` under `header` as a table lays them out (2 spaces between columns).
+fn natural_width(header: &[&str], rows: &[Vec<String>]) -> usize {
+    use unicode_width::UnicodeWidthStr;
+    let widths = (0..header.len()).map(|i| {
+        rows.iter()
+            .map(|r| r.get(i).map_or(0, |c| c.width()))
+            .max()
+            .unwrap_or(0)
+            .max(header[i].width())
+    });
+    widths.sum::<usize>() + 2 * header.len().saturating_sub(1)
 }
 
 fn outcome_word(o: Outcome) -> &'static str {
@@ -290,6 +322,7 @@ pub fn run(a: &SockoptArgs, f: Format) -> anyhow::Result<i32> {
         dry_run: a.dry_run,
         sockets,
         notes,
+        width: crate::output::Layout::detect().width,
     };
     emit_found(&r, f, found)?;
     Ok(if failed || none_applicable {
@@ -299,4 +332,59 @@ pub fn run(a: &SockoptArgs, f: Format) -> anyhow::Result<i32> {
     } else {
         NOTHING
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(width: Option<usize>) -> SockoptReport {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let a = l.local_addr().unwrap();
+        SockoptReport {
+            process: Process {
+                pid: 1,
+                command: "python3".into(),
+                cmdline: None,
+            },
+            dry_run: false,
+            sockets: vec![SockoptEntry {
+                fd: 3,
+                inode: 1,
+                proto: "tcp".into(),
+                state: Some(SockState::Listen),
+                local_addr: a.ip(),
+                local_port: a.port(),
+                remote_addr: None,
+                remote_port: None,
+                options: sockopt::read_back(&l),
+                changes: None,
+            }],
+            notes: vec![],
+            width,
+        }
+    }
+
+    #[test]
+    fn options_follow_the_table_on_a_narrow_terminal_and_stay_in_the_row_elsewhere() {
+        let piped = report(None).human();
+        let Block::Table { header, rows } = &piped[1] else {
+            panic!("{piped:?}")
+        };
+        assert_eq!(header.last().map(String::as_str), Some("OPTIONS"));
+        assert!(rows[0][5].ends_with("user-timeout default, linger off"));
+        let narrow = report(Some(80)).human();
+        let Block::Table { header, .. } = &narrow[1] else {
+            panic!("{narrow:?}")
+        };
+        assert_eq!(header.last().map(String::as_str), Some("REMOTE"));
+        assert!(
+            matches!(&narrow[2], Block::Line(l) if l.starts_with("fd 3: reuseaddr")),
+            "{narrow:?}"
+        );
+        // Wide enough for the whole row: the greppable table.
+        let wide = report(Some(400)).human();
+        assert_eq!(wide.len(), 2);
+        assert!(matches!(&wide[1], Block::Table { header, .. } if header.len() == 6));
+    }
 }

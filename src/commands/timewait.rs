@@ -5,12 +5,16 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use anyhow::Context;
 use serde::Serialize;
 
+use super::filters::scope_of;
 use super::sockets_report::SocketsReport;
 use crate::cli::inventory::TimewaitArgs;
+use crate::inspect::multi::{self, Scope};
+use crate::inspect::netns::Netns;
 use crate::inspect::{
     self, InspectError, ListenerIndex, ListenerRef, Proto, Query, SockState, SocketEntry, diag,
     fmt_endpoint,
@@ -30,8 +34,22 @@ pub struct PortSummary {
     pub min_expires_ms: u64,
     /// Latest expiry, ms.
     pub max_expires_ms: u64,
-    /// The current listener of that port, if any.
+    /// The current listener of that port, if any (in the same namespace).
     pub listener: Option<ListenerRef>,
+    /// The network namespace of the entries (`--all-netns` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub netns: Option<Arc<Netns>>,
+}
+
+/// One namespace's TIME_WAIT entries (`--all-netns`).
+#[derive(Debug, Serialize)]
+pub struct NsSummary {
+    /// The namespace.
+    pub netns: Arc<Netns>,
+    /// Its TIME_WAIT sockets.
+    pub total: usize,
+    /// When they expire, as [`TimewaitReport::expiry_buckets`].
+    pub expiry_buckets: Vec<ExpiryBucket>,
 }
 
 /// Width of one expiry bucket, in seconds.
@@ -108,6 +126,9 @@ pub struct TimewaitReport {
     pub expiry_buckets: Vec<ExpiryBucket>,
     /// Per local address:port, most entries first.
     pub ports: Vec<PortSummary>,
+    /// With `--all-netns`: every namespace read, with its own count and histogram.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespaces: Option<Vec<NsSummary>>,
     /// Hints.
     pub notes: Vec<String>,
     /// Rows the table shows (0 = all).
@@ -152,6 +173,13 @@ impl Report for TimewaitReport {
                         None => "-".into(),
                     },
                 ]
+                .into_iter()
+                .chain(
+                    self.namespaces
+                        .is_some()
+                        .then(|| p.netns.as_ref().map_or("-".into(), |n| n.label())),
+                )
+                .collect()
             })
             .collect();
         let mut out = Vec::new();
@@ -163,11 +191,36 @@ impl Report for TimewaitReport {
             );
             out.push(Block::Line(String::new()));
         }
+        // --all-netns: each namespace that has entries gets its own histogram, when there
+        // is more than one (with one, it is the histogram above).
+        let busy: Vec<&NsSummary> = self
+            .namespaces
+            .iter()
+            .flatten()
+            .filter(|n| n.total > 0)
+            .collect();
+        if busy.len() > 1 {
+            for n in busy {
+                out.push(Block::Line(format!(
+                    "netns {} (inode {}): {} TIME_WAIT",
+                    n.netns.label(),
+                    n.netns.inode,
+                    n.total
+                )));
+                out.extend(
+                    histogram_lines(&n.expiry_buckets)
+                        .into_iter()
+                        .map(Block::Line),
+                );
+                out.push(Block::Line(String::new()));
+            }
+        }
         if !rows.is_empty() {
-            out.push(Block::table(
-                &["LOCAL", "COUNT", "SOONEST", "LATEST", "LISTENER"],
-                rows,
-            ));
+            let mut header = vec!["LOCAL", "COUNT", "SOONEST", "LATEST", "LISTENER"];
+            if self.namespaces.is_some() {
+                header.push("NETNS");
+            }
+            out.push(Block::table(&header, rows));
         }
         let hidden = &self.ports[self.shown()..];
         if !hidden.is_empty() {
@@ -224,8 +277,10 @@ pub fn report(args: &TimewaitArgs) -> anyhow::Result<Timewait> {
     }
     inspect::trace::note("timewait: dump starts");
     // Fold TIME_WAIT entries into per-address:port counters as the kernel sends them: a
-    // summary of 100,000 entries never holds 100,000 rows.
-    let folded = diag::for_each_job(&q, |_, acc: &mut Fold, m| {
+    // summary of 100,000 entries never holds 100,000 rows. With --all-netns, one dump per
+    // namespace (from a thread that entered it).
+    let scope = scope_of(&args.ns);
+    let fold = |_: Proto, acc: &mut Fold, m: &diag::DiagMsg| {
         let state = diag::to_state(Proto::Tcp, m);
         // Listeners are kept whatever their address: a TIME_WAIT on 127.0.0.1:P belongs to
         // the wildcard listener of P.
@@ -241,61 +296,60 @@ pub fn report(args: &TimewaitArgs) -> anyhow::Result<Timewait> {
             SockState::FinWait2 if m.inode == 0 => acc.orphans += 1,
             _ => {}
         }
-    });
-    let (parts, mut notes) = match folded {
-        Ok(parts) => (parts, Vec::new()),
-        // Without sock_diag, fold the /proc/net fallback's rows the same way.
-        Err(InspectError::Netlink { .. }) => {
-            let (rows, notes) = inspect::table(&q).context("reading the socket table")?;
-            let mut acc = Fold::default();
-            for s in rows {
-                match s.state {
-                    SockState::TimeWait => {
-                        acc.add_time_wait(s.local_addr, s.local_port, s.expires_ms.unwrap_or(0))
+    };
+    let (per_ns, mut notes): (Vec<NsFold>, Vec<String>) =
+        match multi::each(&scope, || diag::for_each_job(&q, fold)) {
+            Ok(p) => (
+                p.parts
+                    .into_iter()
+                    .map(|(ns, parts)| (ns, Fold::merge(parts)))
+                    .collect(),
+                p.notes,
+            ),
+            // Without sock_diag, fold the /proc/net fallback's rows the same way.
+            Err(InspectError::Netlink { .. }) => {
+                let (rows, notes) = inspect::table(&q).context("reading the socket table")?;
+                let mut acc = Fold::default();
+                for s in rows {
+                    match s.state {
+                        SockState::TimeWait => {
+                            acc.add_time_wait(s.local_addr, s.local_port, s.expires_ms.unwrap_or(0))
+                        }
+                        SockState::Listen => acc.listeners.push(s),
+                        SockState::FinWait2 if s.inode == 0 => acc.orphans += 1,
+                        _ => {}
                     }
-                    SockState::Listen => acc.listeners.push(s),
-                    SockState::FinWait2 if s.inode == 0 => acc.orphans += 1,
-                    _ => {}
                 }
+                (vec![(None, acc)], notes)
             }
-            (vec![acc], notes)
-        }
-        Err(e) => return Err(anyhow::Error::new(e).context("reading the socket table")),
-    };
+            Err(e) => return Err(anyhow::Error::new(e).context("reading the socket table")),
+        };
     inspect::trace::note("timewait: dump and fold done");
-    let mut groups: HashMap<(IpAddr, u16), Agg> = HashMap::new();
-    let mut listeners = Vec::new();
-    let mut orphans = 0;
-    let mut buckets = [0usize; BUCKETS];
-    for p in parts {
-        orphans += p.orphans;
-        for (b, n) in buckets.iter_mut().zip(p.buckets) {
-            *b += n;
-        }
-        listeners.extend(p.listeners);
-        for (k, v) in p.groups {
-            let g = groups.entry(k).or_insert(Agg::EMPTY);
-            g.count += v.count;
-            g.min = g.min.min(v.min);
-            g.max = g.max.max(v.max);
-        }
-    }
-    // Owners only for the listeners some TIME_WAIT group actually belongs to (same port and
-    // an overlapping address): one /proc walk that can stop early.
-    let matched: HashSet<u64> = {
-        let index = ListenerIndex::new(&listeners);
-        groups
-            .keys()
-            .filter_map(|(addr, port)| index.find(Proto::Tcp, *addr, *port))
-            .map(|l| l.inode)
-            .collect()
-    };
+    // Owners only for the listeners some TIME_WAIT group actually belongs to (same port, an
+    // overlapping address, the same namespace): one /proc walk for every namespace, which
+    // can stop early.
+    let matched: HashSet<u64> = per_ns
+        .iter()
+        .flat_map(|(_, f)| {
+            let index = ListenerIndex::new(&f.listeners);
+            f.groups
+                .keys()
+                .filter_map(|(addr, port)| index.find(Proto::Tcp, *addr, *port))
+                .map(|l| l.inode)
+                .collect::<Vec<u64>>()
+        })
+        .collect();
     inspect::trace::note(&format!(
-        "timewait: {} groups, {} listeners, {} matched",
-        groups.len(),
-        listeners.len(),
+        "timewait: {} namespace(s), {} matched listeners",
+        per_ns.len(),
         matched.len()
     ));
+    let mut listeners: Vec<SocketEntry> = Vec::new();
+    let mut ranges = Vec::new();
+    for (_, f) in &per_ns {
+        ranges.push(listeners.len()..listeners.len() + f.listeners.len());
+        listeners.extend(f.listeners.iter().cloned());
+    }
     // The summary names one listener per port, so the first owner found is enough.
     notes.extend(inspect::resolve_owners_within(
         &mut listeners,
@@ -304,25 +358,47 @@ pub fn report(args: &TimewaitArgs) -> anyhow::Result<Timewait> {
     ));
     inspect::trace::note("timewait: owners done");
     inspect::name_users(&mut listeners);
-    orphan_note(orphans, &mut notes);
-    let index = ListenerIndex::new(&listeners);
-    let total = groups.values().map(|g| g.count).sum();
-    let mut ports: Vec<PortSummary> = groups
-        .into_iter()
-        .map(|((addr, port), g)| PortSummary {
+    let mut orphans = 0;
+    let mut buckets = [0usize; BUCKETS];
+    let mut ports: Vec<PortSummary> = Vec::new();
+    let mut namespaces = Vec::new();
+    for ((ns, f), range) in per_ns.into_iter().zip(ranges) {
+        orphans += f.orphans;
+        for (b, n) in buckets.iter_mut().zip(f.buckets) {
+            *b += n;
+        }
+        let index = ListenerIndex::new(&listeners[range]);
+        let ns_total: usize = f.groups.values().map(|g| g.count).sum();
+        ports.extend(f.groups.into_iter().map(|((addr, port), g)| PortSummary {
             local_addr: addr,
             local_port: port,
             count: g.count,
             min_expires_ms: g.min,
             max_expires_ms: g.max,
             listener: index.find(Proto::Tcp, addr, port).map(ListenerRef::of),
-        })
-        .collect();
+            netns: ns.clone(),
+        }));
+        if let Some(ns) = ns {
+            namespaces.push(NsSummary {
+                netns: ns,
+                total: ns_total,
+                expiry_buckets: expiry_buckets(&f.buckets),
+            });
+        }
+    }
+    orphan_note(orphans, &mut notes);
+    let total = ports.iter().map(|p| p.count).sum();
     ports.sort_by(|a, b| {
         b.count
             .cmp(&a.count)
             .then(a.local_port.cmp(&b.local_port))
             .then(a.local_addr.cmp(&b.local_addr))
+            .then(
+                a.netns
+                    .as_ref()
+                    .map(|n| n.inode)
+                    .cmp(&b.netns.as_ref().map(|n| n.inode)),
+            )
     });
     if total == 0 {
         notes.push(if asked.is_empty() {
@@ -346,10 +422,14 @@ pub fn report(args: &TimewaitArgs) -> anyhow::Result<Timewait> {
         total,
         expiry_buckets: expiry_buckets(&buckets),
         ports,
+        namespaces: (scope != Scope::Here).then_some(namespaces),
         notes,
         limit: args.limit,
     }))
 }
+
+/// One namespace's fold (`None`: this namespace, without `--all-netns`).
+type NsFold = (Option<Arc<Netns>>, Fold);
 
 /// Counters of one local address:port.
 #[derive(Debug, Clone, Copy)]
@@ -377,6 +457,25 @@ struct Fold {
 }
 
 impl Fold {
+    /// The dumps of one namespace (tcp4, tcp6, ... in parallel) as one fold.
+    fn merge(parts: Vec<Fold>) -> Fold {
+        let mut out = Fold::default();
+        for p in parts {
+            out.orphans += p.orphans;
+            for (b, n) in out.buckets.iter_mut().zip(p.buckets) {
+                *b += n;
+            }
+            out.listeners.extend(p.listeners);
+            for (k, v) in p.groups {
+                let g = out.groups.entry(k).or_insert(Agg::EMPTY);
+                g.count += v.count;
+                g.min = g.min.min(v.min);
+                g.max = g.max.max(v.max);
+            }
+        }
+        out
+    }
+
     fn add_time_wait(&mut self, addr: IpAddr, port: u16, left_ms: u64) {
         let g = self.groups.entry((addr, port)).or_insert(Agg::EMPTY);
         g.count += 1;
@@ -397,7 +496,22 @@ fn orphan_note(orphans: usize, notes: &mut Vec<String>) {
 /// `timewait --all`: every TIME_WAIT socket with its port's listener.
 fn list_all(args: &TimewaitArgs, q: &Query) -> anyhow::Result<Timewait> {
     let ports = args.port_set();
-    let (mut sockets, mut notes) = inspect::table(q).context("reading the socket table")?;
+    // With --all-netns, one dump per namespace, each row tagged with its namespace.
+    let per_ns = multi::each(&scope_of(&args.ns), || inspect::table(q))
+        .context("reading the socket table")?;
+    let mut notes = per_ns.notes;
+    let mut sockets = Vec::new();
+    for (ns, (rows, n)) in per_ns.parts {
+        for n in n {
+            if !notes.contains(&n) {
+                notes.push(n);
+            }
+        }
+        sockets.extend(rows.into_iter().map(|mut s| {
+            s.netns = ns.clone();
+            s
+        }));
+    }
     sockets.retain(|s| {
         ports.is_empty()
             || (s.state == SockState::Listen && ports.has_port(s.local_port))
@@ -418,9 +532,21 @@ fn list_all(args: &TimewaitArgs, q: &Query) -> anyhow::Result<Timewait> {
     }));
     inspect::name_users(&mut sockets);
     orphan_note(orphans, &mut notes);
-    inspect::link_listeners(&mut sockets);
-    sockets.retain(|s| s.state == SockState::TimeWait);
-    inspect::sort(&mut sockets);
+    // A TIME_WAIT's listener is the one of its own namespace: link within each.
+    let mut by_ns: Vec<Vec<SocketEntry>> = Vec::new();
+    let mut rest = sockets.into_iter().peekable();
+    while let Some(first) = rest.next() {
+        let key = first.netns.as_ref().map(|n| n.inode);
+        let mut part = vec![first];
+        while let Some(s) = rest.next_if(|s| s.netns.as_ref().map(|n| n.inode) == key) {
+            part.push(s);
+        }
+        inspect::link_listeners(&mut part);
+        part.retain(|s| s.state == SockState::TimeWait);
+        inspect::sort(&mut part);
+        by_ns.push(part);
+    }
+    let sockets: Vec<SocketEntry> = by_ns.into_iter().flatten().collect();
     Ok(Timewait::All(SocketsReport {
         command: "timewait",
         port: ports.single(),

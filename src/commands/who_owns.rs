@@ -72,6 +72,7 @@ pub fn report(args: &WhoOwnsArgs) -> anyhow::Result<SocketsReport> {
             names.join(", ")
         ));
     }
+    forwarder_notes(&sockets, &mut notes);
     let kernel_held = sockets.iter().filter(|s| s.is_ownerless()).count();
     if kernel_held > 0 {
         let latest = sockets
@@ -144,4 +145,65 @@ fn what_was_searched(args: &WhoOwnsArgs, ports: &PortSet) -> String {
         _ => "IPv6",
     };
     format!("{protos}, {families}, any state")
+}
+
+/// One hint per port forwarder (docker-proxy, ...) holding a listed socket: where it forwards,
+/// the arguments that say so, the namespace that owns that address and the process listening
+/// there, or why it could not be told.
+fn forwarder_notes(sockets: &[inspect::SocketEntry], notes: &mut Vec<String>) {
+    let mut seen = std::collections::HashSet::new();
+    for s in sockets.iter().filter(|s| s.is_binder()) {
+        for o in &s.owners {
+            let Some(f) = &o.forwards_to else { continue };
+            if !seen.insert((o.pid, s.local_port)) {
+                continue;
+            }
+            let target = match (f.target_addr, f.target_port) {
+                (Some(a), Some(p)) => inspect::fmt_endpoint(a, p),
+                _ => {
+                    notes.push(format!(
+                        "PID {} ({}) is a port forwarder; its command line does not say where it forwards port {}",
+                        o.pid, f.tool, s.local_port
+                    ));
+                    continue;
+                }
+            };
+            let mut line = format!(
+                "port {} is held by {} (PID {}), which forwards it to {target} (its arguments: {})",
+                s.local_port,
+                f.tool,
+                o.pid,
+                f.args.join(" ")
+            );
+            match &f.netns {
+                Some(ns) => {
+                    line.push_str(&format!(
+                        "; {} is an address of network namespace {}{}",
+                        f.target_addr.map(|a| a.to_string()).unwrap_or_default(),
+                        ns.label(),
+                        f.container
+                            .as_ref()
+                            .map(|c| format!(" (container {})", c.label()))
+                            .unwrap_or_default()
+                    ));
+                    match &f.listener {
+                        Some(l) => line.push_str(&format!(
+                            ", where PID {} ({}) listens on it: that process serves port {}",
+                            l.pid, l.command, s.local_port
+                        )),
+                        None => line.push_str(&format!(
+                            ", but nothing listens on port {} there: connections to {} will be refused or reset",
+                            f.target_port.unwrap_or(0),
+                            s.local_port
+                        )),
+                    }
+                }
+                None if !procfd::is_root() => line.push_str(
+                    "; finding the namespace that owns that address needs root (entering namespaces)",
+                ),
+                None => line.push_str("; no network namespace on this host has that address"),
+            }
+            notes.push(line);
+        }
+    }
 }

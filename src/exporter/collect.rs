@@ -25,6 +25,8 @@ pub struct Options {
     pub max_ports: usize,
     /// Busiest destinations of outgoing connections given their own series.
     pub max_destinations: usize,
+    /// Every network namespace of the host, each with its own series (a `netns` label).
+    pub all_netns: bool,
 }
 
 impl Default for Options {
@@ -33,8 +35,22 @@ impl Default for Options {
             ports: Vec::new(),
             max_ports: 50,
             max_destinations: 50,
+            all_netns: false,
         }
     }
+}
+
+/// The network namespace a collection describes (`--all-netns`): its labels.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetnsLabels {
+    /// The namespace's inode (`lsns -t net`, `ls -iL /proc/PID/ns/net`): stable while it
+    /// lives, unique on the host.
+    pub inode: u64,
+    /// Its `ip netns` name, else the container its processes run in (`docker:3f9a1c2b7e4d
+    /// (web)`), else empty.
+    pub name: String,
+    /// True for the exporter's own namespace.
+    pub current: bool,
 }
 
 /// A port label: a number, or the bucket of everything beyond the limit.
@@ -144,8 +160,17 @@ pub struct Collection {
     pub close_wait: BTreeMap<ProcessLabels, u64>,
     /// Processes whose fds could not be read (owners may be missing).
     pub unreadable_processes: usize,
+    /// With `--all-netns`: namespaces that could not be entered or read (without
+    /// CAP_SYS_ADMIN, every namespace but the exporter's own).
+    pub unreadable_namespaces: usize,
     /// How long the collection took, seconds.
     pub duration_s: f64,
+    /// With `--all-netns`: the namespace these counts are from (the exporter's own for this
+    /// collection), else `None`.
+    pub netns: Option<NetnsLabels>,
+    /// With `--all-netns`: the other namespaces' collections (each with `netns` set), those
+    /// holding at least one socket, in `inspect::multi::namespaces` order.
+    pub namespaces: Vec<Collection>,
 }
 
 impl Collection {
@@ -351,6 +376,9 @@ impl OwnerSource for ProcOwners {
 /// # Errors
 /// When the sock_diag dump fails (the exporter reports it as a scrape error).
 pub fn collect(opts: &Options) -> Result<Collection, InspectError> {
+    if opts.all_netns {
+        return collect_all_netns(opts);
+    }
     let started = Instant::now();
     let eph = sysctl::ephemeral_range();
     let q = Query {
@@ -367,6 +395,105 @@ pub fn collect(opts: &Options) -> Result<Collection, InspectError> {
     let mut c = build(fold, opts, eph, &ProcOwners);
     c.duration_s = started.elapsed().as_secs_f64();
     Ok(c)
+}
+
+/// [`collect`] for every namespace of the host: one dump per namespace from a thread that
+/// entered it (its own `ip_local_port_range`, which is per namespace), owners for all of them
+/// from ONE walk of `/proc` (socket inodes are unique host-wide), then one collection each.
+/// Namespaces without a socket are left out (no series), except the exporter's own.
+///
+/// # Errors
+/// When the dump of the exporter's own namespace fails; others that fail are left out.
+fn collect_all_netns(opts: &Options) -> Result<Collection, InspectError> {
+    use crate::inspect::multi::{self, Scope};
+    let started = Instant::now();
+    let q = Query {
+        owners: inspect::OwnerScope::None,
+        ..Query::default()
+    };
+    let per_ns = multi::each(&Scope::All, || {
+        // Read inside the namespace: /proc/sys/net shows the reader's namespace.
+        let eph = sysctl::ephemeral_range();
+        let parts = diag::for_each_job(&q, |proto, acc: &mut Fold, m| {
+            acc.add(&Record::from_diag(proto, m), eph);
+        })?;
+        let mut fold = Fold::default();
+        for p in parts {
+            fold.merge(p);
+        }
+        Ok((eph, fold))
+    })?;
+    // Every listener and CLOSE_WAIT socket of every namespace: a superset of what each
+    // collection names, resolved in one walk.
+    let want: HashSet<u64> = per_ns
+        .parts
+        .iter()
+        .flat_map(|(_, (_, f))| {
+            f.listeners
+                .iter()
+                .map(|l| l.inode)
+                .chain(f.close_wait.iter().map(|(i, _)| *i))
+        })
+        .filter(|&i| i != 0)
+        .collect();
+    let (owners, unreadable) = if want.is_empty() {
+        (HashMap::new(), 0)
+    } else {
+        ProcOwners.owners(&want)
+    };
+    let src = Prefetched { owners, unreadable };
+    let skipped = per_ns.skipped.len();
+    let mut out: Option<Collection> = None;
+    let mut others = Vec::new();
+    for (ns, (eph, fold)) in per_ns.parts {
+        let Some(ns) = ns else { continue };
+        if !ns.current && fold.states.is_empty() {
+            continue;
+        }
+        let mut c = build(fold, opts, eph, &src);
+        c.netns = Some(NetnsLabels {
+            inode: ns.inode,
+            name: ns.name.clone().unwrap_or_else(|| {
+                ns.pids
+                    .iter()
+                    .find_map(|&pid| inspect::cgroup::resolve(pid)?.container)
+                    .map(|c| c.label())
+                    .unwrap_or_default()
+            }),
+            current: ns.current,
+        });
+        if ns.current && out.is_none() {
+            out = Some(c);
+        } else {
+            others.push(c);
+        }
+    }
+    let mut c = out.unwrap_or_default();
+    c.namespaces = others;
+    c.unreadable_namespaces = skipped;
+    c.duration_s = started.elapsed().as_secs_f64();
+    Ok(c)
+}
+
+/// Owners found beforehand for several collections (`--all-netns`).
+#[derive(Debug)]
+struct Prefetched {
+    owners: HashMap<u64, Arc<Owner>>,
+    unreadable: usize,
+}
+
+impl OwnerSource for Prefetched {
+    fn owners(&self, want: &HashSet<u64>) -> (HashMap<u64, Arc<Owner>>, usize) {
+        let found = want
+            .iter()
+            .filter_map(|i| self.owners.get(i).map(|o| (*i, o.clone())))
+            .collect();
+        (found, self.unreadable)
+    }
+
+    fn placement(&self, pid: u32) -> (String, String) {
+        ProcOwners.placement(pid)
+    }
 }
 
 /// Builds a collection from records (tests: synthetic records, a fake owner source).
@@ -649,6 +776,7 @@ mod tests {
             ports: vec![1000],
             max_ports: 2,
             max_destinations: 10,
+            ..Options::default()
         };
         let c = collect_records(&v, &opts, (32768, 60999), &Fake);
         let est = |l: PortLabel| {

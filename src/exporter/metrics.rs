@@ -167,6 +167,11 @@ pub const METRICS: &[(&str, &str, &str)] = &[
         "Processes whose file descriptors the exporter could not read, so their sockets have no owner labels",
     ),
     (
+        "netkit_exporter_unreadable_namespaces",
+        "gauge",
+        "With --all-netns: network namespaces the exporter could not enter or read (entering needs CAP_SYS_ADMIN), so their sockets are not reported",
+    ),
+    (
         "netkit_exporter_scrape_duration_seconds",
         "gauge",
         "Time the last collection of the socket table took",
@@ -243,6 +248,33 @@ fn family(f: Family) -> &'static str {
 
 type Labels = Vec<(&'static str, String)>;
 
+/// With `--all-netns`: the namespace labels of a collection's series, `netns` (the inode) and
+/// `netns_name` where known.
+fn netns_labels(l: &mut Labels, c: &Collection) {
+    if let Some(n) = &c.netns {
+        l.push(("netns", n.inode.to_string()));
+        if !n.name.is_empty() {
+            l.push(("netns_name", n.name.clone()));
+        }
+    }
+}
+
+/// The series of every collection (this namespace's and, with `--all-netns`, the others'),
+/// each labelled with its namespace.
+fn each<V>(
+    all: &[&Collection],
+    rows: impl Fn(&Collection) -> Vec<(Labels, V)>,
+) -> Vec<(Labels, V)> {
+    let mut out = Vec::new();
+    for c in all {
+        for (mut l, v) in rows(c) {
+            netns_labels(&mut l, c);
+            out.push((l, v));
+        }
+    }
+    out
+}
+
 /// Owner labels, leaving out the unknown ones (an empty label is no label in Prometheus).
 fn process_labels(l: &mut Labels, p: &ProcessLabels) {
     let mut put = |k: &'static str, v: String| {
@@ -289,38 +321,49 @@ impl Collector for Exposition {
         let seconds = Unit::Seconds;
         if let Some(c) = &self.collection {
             let c = c.as_ref();
+            let all: Vec<&Collection> = std::iter::once(c).chain(c.namespaces.iter()).collect();
             gauges(
                 &mut enc,
                 "netkit_sockets",
                 None,
-                c.sockets.iter().map(|(&(p, f, s), &n)| {
-                    (
-                        vec![
-                            ("proto", proto(p).to_string()),
-                            ("family", family(f).to_string()),
-                            ("state", s.name().to_string()),
-                        ],
-                        n,
-                    )
+                each(&all, |c| {
+                    c.sockets
+                        .iter()
+                        .map(|(&(p, f, s), &n)| {
+                            (
+                                vec![
+                                    ("proto", proto(p).to_string()),
+                                    ("family", family(f).to_string()),
+                                    ("state", s.name().to_string()),
+                                ],
+                                n,
+                            )
+                        })
+                        .collect()
                 }),
             )?;
             gauges(
                 &mut enc,
                 "netkit_port_sockets",
                 None,
-                c.port_sockets.iter().map(|(&(p, f, port, s), &n)| {
-                    (
-                        vec![
-                            ("proto", proto(p).to_string()),
-                            ("family", family(f).to_string()),
-                            ("port", port.to_string()),
-                            ("state", s.name().to_string()),
-                        ],
-                        n,
-                    )
+                each(&all, |c| {
+                    c.port_sockets
+                        .iter()
+                        .map(|(&(p, f, port, s), &n)| {
+                            (
+                                vec![
+                                    ("proto", proto(p).to_string()),
+                                    ("family", family(f).to_string()),
+                                    ("port", port.to_string()),
+                                    ("state", s.name().to_string()),
+                                ],
+                                n,
+                            )
+                        })
+                        .collect()
                 }),
             )?;
-            let per_proto = |m: &std::collections::BTreeMap<Proto, u64>| {
+            let per_proto = |m: &std::collections::BTreeMap<Proto, u64>| -> Vec<(Labels, u64)> {
                 [Proto::Tcp, Proto::Udp]
                     .into_iter()
                     .map(|p| {
@@ -335,26 +378,30 @@ impl Collector for Exposition {
                 &mut enc,
                 "netkit_listening_ports",
                 None,
-                per_proto(&c.listening_ports),
+                each(&all, |c| per_proto(&c.listening_ports)),
             )?;
             gauges(
                 &mut enc,
                 "netkit_port_sockets_folded_ports",
                 None,
-                per_proto(&c.folded_ports),
+                each(&all, |c| per_proto(&c.folded_ports)),
             )?;
 
             // Listeners: one info series per distinct label set (SO_REUSEPORT groups of one
             // process are one series); queues summed per (proto, family, addr, port).
             let mut info = std::collections::BTreeSet::new();
             let mut queues: std::collections::BTreeMap<Labels, (u64, u64)> = Default::default();
-            for l in &c.listeners {
+            for (c, l) in all
+                .iter()
+                .flat_map(|c| c.listeners.iter().map(move |l| (c, l)))
+            {
                 let mut labels: Labels = vec![
                     ("proto", proto(l.proto).to_string()),
                     ("family", family(l.family).to_string()),
                     ("addr", l.addr.to_string()),
                     ("port", l.port.to_string()),
                 ];
+                netns_labels(&mut labels, c);
                 if l.proto == Proto::Tcp {
                     let q = queues.entry(labels.clone()).or_default();
                     q.0 += u64::from(l.accept_queue);
@@ -388,81 +435,108 @@ impl Collector for Exposition {
                 &mut enc,
                 "netkit_timewait_sockets",
                 None,
-                c.timewait
-                    .iter()
-                    .map(|(port, &n)| (vec![("port", port.to_string())], n)),
+                each(&all, |c| {
+                    c.timewait
+                        .iter()
+                        .map(|(port, &n)| (vec![("port", port.to_string())], n))
+                        .collect()
+                }),
             )?;
             {
                 let name = "netkit_timewait_remaining_seconds";
-                let h = &c.timewait_left;
                 let mut m = enc.encode_descriptor(
                     base(name),
                     help(name),
                     Some(&seconds),
                     MetricType::Histogram,
                 )?;
-                m.encode_histogram::<NoLabelSet>(h.sum, h.count, &h.buckets, None)?;
+                for c in &all {
+                    let h = &c.timewait_left;
+                    if c.netns.is_none() {
+                        m.encode_histogram::<NoLabelSet>(h.sum, h.count, &h.buckets, None)?;
+                    } else {
+                        let mut l = Labels::new();
+                        netns_labels(&mut l, c);
+                        m.encode_family(&l)?
+                            .encode_histogram::<NoLabelSet>(h.sum, h.count, &h.buckets, None)?;
+                    }
+                }
             }
             gauges(
                 &mut enc,
                 "netkit_bound_sockets",
                 None,
-                c.bound.iter().map(|(&(f, port), &n)| {
-                    (
-                        vec![
-                            ("proto", "tcp".to_string()),
-                            ("family", family(f).to_string()),
-                            ("port", port.to_string()),
-                        ],
-                        n,
-                    )
+                each(&all, |c| {
+                    c.bound
+                        .iter()
+                        .map(|(&(f, port), &n)| {
+                            (
+                                vec![
+                                    ("proto", "tcp".to_string()),
+                                    ("family", family(f).to_string()),
+                                    ("port", port.to_string()),
+                                ],
+                                n,
+                            )
+                        })
+                        .collect()
                 }),
             )?;
             gauges(
                 &mut enc,
                 "netkit_ephemeral_ports",
                 None,
-                [(Labels::new(), c.ephemeral_size())],
+                each(&all, |c| vec![(Labels::new(), c.ephemeral_size())]),
             )?;
             gauges(
                 &mut enc,
                 "netkit_ephemeral_ports_used",
                 None,
-                per_proto(&c.ephemeral_used),
+                each(&all, |c| per_proto(&c.ephemeral_used)),
             )?;
             gauges(
                 &mut enc,
                 "netkit_ephemeral_ports_in_use",
                 None,
-                c.destinations.iter().map(|(&(p, d), &n)| {
-                    let (addr, port) = match d {
-                        Destination::Peer(a, p) => (a.to_string(), p.to_string()),
-                        Destination::Other => ("other".to_string(), "other".to_string()),
-                    };
-                    (
-                        vec![
-                            ("proto", proto(p).to_string()),
-                            ("dst_addr", addr),
-                            ("dst_port", port),
-                        ],
-                        n,
-                    )
+                each(&all, |c| {
+                    c.destinations
+                        .iter()
+                        .map(|(&(p, d), &n)| {
+                            let (addr, port) = match d {
+                                Destination::Peer(a, p) => (a.to_string(), p.to_string()),
+                                Destination::Other => ("other".to_string(), "other".to_string()),
+                            };
+                            (
+                                vec![
+                                    ("proto", proto(p).to_string()),
+                                    ("dst_addr", addr),
+                                    ("dst_port", port),
+                                ],
+                                n,
+                            )
+                        })
+                        .collect()
                 }),
             )?;
             gauges(
                 &mut enc,
                 "netkit_ephemeral_port_usage_ratio",
                 None,
-                [(Labels::new(), c.usage_ratio)],
+                each(&all, |c| vec![(Labels::new(), c.usage_ratio)]),
             )?;
             gauges(
                 &mut enc,
                 "netkit_close_wait_sockets",
                 None,
-                c.close_wait.iter().map(|(p, &n)| {
-                    let mut l = Labels::new();
-                    process_labels(&mut l, p);
-                    (l, n)
+                each(&all, |c| {
+                    c.close_wait
+                        .iter()
+                        .map(|(p, &n)| {
+                            let mut l = Labels::new();
+                            process_labels(&mut l, p);
+                            (l, n)
+                        })
+                        .collect()
                 }),
             )?;
             gauges(
@@ -470,6 +544,12 @@ impl Collector for Exposition {
                 "netkit_exporter_unreadable_processes",
                 None,
                 [(Labels::new(), c.unreadable_processes as u64)],
+            )?;
+            gauges(
+                &mut enc,
+                "netkit_exporter_unreadable_namespaces",
+                None,
+                [(Labels::new(), c.unreadable_namespaces as u64)],
             )?;
             let name = "netkit_exporter_scrape_duration_seconds";
             let mut m =

@@ -19,9 +19,11 @@
 //! Parsing is pure ([`parse`]); [`of_pid`] reads the file and [`container_name`] looks up a
 //! container's name in the runtime's on-disk state (no daemon API; root only in practice).
 
+use std::collections::HashMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -181,6 +183,33 @@ pub fn resolve(pid: u32) -> Option<Attribution> {
         c.name = container_name(c, Path::new("/"));
     }
     Some(a)
+}
+
+/// Names the unit or container of every owner `owners` yields, reading `/proc/PID/cgroup`
+/// (and the runtime's state) once per distinct process, and for a port forwarder where it
+/// forwards ([`super::forwarder::Resolver`]); each owner is replaced by one shared,
+/// attributed copy. Returns true when any owner has a unit, container or forwarding.
+pub fn attribute<'a>(owners: impl IntoIterator<Item = &'a mut Arc<super::Owner>>) -> bool {
+    let mut done: HashMap<u32, Arc<super::Owner>> = HashMap::new();
+    let mut forwarders = super::forwarder::Resolver::default();
+    let mut any = false;
+    for o in owners {
+        let new = done.entry(o.pid).or_insert_with(|| {
+            let mut owner = super::Owner::clone(o);
+            if let Some(a) = resolve(o.pid) {
+                owner.unit = a.unit;
+                owner.container = a.container;
+            }
+            // A port forwarder (docker-proxy, ...): the container it forwards to.
+            if super::forwarder::is_forwarder_name(&owner.command) {
+                owner.forwards_to = forwarders.resolve(o.pid).map(Box::new);
+            }
+            Arc::new(owner)
+        });
+        any |= new.unit.is_some() || new.container.is_some() || new.forwards_to.is_some();
+        *o = new.clone();
+    }
+    any
 }
 
 fn is_hex_id(s: &str) -> bool {

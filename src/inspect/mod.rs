@@ -246,6 +246,9 @@ pub struct Owner {
     /// The container it runs in, when [`attribute_owners`] looked and found one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub container: Option<cgroup::Container>,
+    /// For a port forwarder (docker-proxy, ...): where it forwards, with the evidence.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forwards_to: Option<Box<forwarder::Forwarding>>,
 }
 
 impl Owner {
@@ -257,15 +260,21 @@ impl Owner {
             cmdline,
             unit: None,
             container: None,
+            forwards_to: None,
         }
     }
 
     /// The `UNIT/CONTAINER` cell: the container's label, else the unit, else `-`.
     pub fn placement(&self) -> String {
-        match (&self.container, &self.unit) {
+        let own = match (&self.container, &self.unit) {
             (Some(c), _) => c.label(),
             (None, Some(u)) => u.clone(),
             (None, None) => "-".to_string(),
+        };
+        match &self.forwards_to {
+            Some(f) if own == "-" => format!("→ {}", f.label()),
+            Some(f) => format!("{own} → {}", f.label()),
+            None => own,
         }
     }
 }
@@ -276,23 +285,7 @@ impl Owner {
 /// names the container's address and that address belongs to a namespace netkit can see.
 /// Returns true when any owner has a unit or container.
 pub fn attribute_owners(sockets: &mut [SocketEntry]) -> bool {
-    let mut done: HashMap<u32, Arc<Owner>> = HashMap::new();
-    let mut any = false;
-    for s in sockets.iter_mut() {
-        for o in s.owners.iter_mut() {
-            let new = done.entry(o.pid).or_insert_with(|| {
-                let mut owner = Owner::clone(o);
-                if let Some(a) = cgroup::resolve(o.pid) {
-                    owner.unit = a.unit;
-                    owner.container = a.container;
-                }
-                Arc::new(owner)
-            });
-            any |= new.unit.is_some() || new.container.is_some();
-            *o = new.clone();
-        }
-    }
-    any
+    cgroup::attribute(sockets.iter_mut().flat_map(|s| s.owners.iter_mut()))
 }
 
 /// `""` as `null`: "unknown" in JSON is null, never an empty string.
@@ -650,6 +643,11 @@ impl OwnerMap {
     /// The holders of `inode`, if any was found.
     pub fn get(&self, inode: &u64) -> Option<&Vec<Arc<Owner>>> {
         self.index.get(inode).map(|&i| &self.lists[i as usize])
+    }
+
+    /// Every distinct list of holders, to attribute them in place ([`cgroup::attribute`]).
+    pub fn lists_mut(&mut self) -> impl Iterator<Item = &mut Vec<Arc<Owner>>> {
+        self.lists.iter_mut()
     }
 
     /// Number of sockets with holders.

@@ -128,24 +128,35 @@ pub fn snapshot(q: &Query, scope: &Scope) -> Result<MultiSnapshot, InspectError>
         source: std::io::Error::from(std::io::ErrorKind::NotFound),
     })?;
     let mut out = MultiSnapshot::default();
-    for ns in list {
-        let is_current = ns.current;
+    type Dumped = (
+        Result<Result<Vec<SocketEntry>, InspectError>, std::io::Error>,
+        Vec<String>,
+        u128,
+    );
+    let results: Vec<Dumped> = par_map(&list, |ns| {
         let started = Instant::now();
+        let mut notes = Vec::new();
         let dumped = if ns.current {
-            super::table(q).map(|(v, n)| {
-                out.notes.extend(n);
+            Ok(super::table(q).map(|(v, n)| {
+                notes = n;
                 v
-            })
+            }))
         } else {
-            match netns::run_in(&ns.path, || diag::query(q)) {
-                Ok(r) => r,
-                Err(e) => {
-                    out.skipped.push((ns, e.to_string()));
-                    continue;
-                }
+            netns::run_in(&ns.path, || diag::query(q))
+        };
+        (dumped, notes, started.elapsed().as_micros())
+    });
+    for (ns, (entered, notes, us)) in list.into_iter().zip(results) {
+        let is_current = ns.current;
+        out.notes.extend(notes);
+        let dumped = match entered {
+            Ok(r) => r,
+            Err(e) => {
+                out.skipped.push((ns, e.to_string()));
+                continue;
             }
         };
-        out.dump_us.push(started.elapsed().as_micros());
+        out.dump_us.push(us);
         match dumped {
             Ok(sockets) => out.parts.push(NsSockets {
                 netns: Arc::new(ns),
@@ -188,26 +199,147 @@ pub fn snapshot(q: &Query, scope: &Scope) -> Result<MultiSnapshot, InspectError>
         name_users(&mut p.sockets);
         sort(&mut p.sockets);
     }
-    let denied = out
-        .skipped
+    let notes = scope_notes(&out.skipped, unreadable);
+    out.notes.extend(notes);
+    Ok(out)
+}
+
+/// What [`each`] returns: one result per namespace read, in [`namespaces`]' order (the current
+/// one first), and the hints about those that could not be read.
+#[derive(Debug)]
+pub struct PerNs<T> {
+    /// The namespace (`None` for [`Scope::Here`]: rows stay untagged) and what `f` returned there.
+    pub parts: Vec<(Option<Arc<Netns>>, T)>,
+    /// Namespaces that could not be entered or read, with the reason.
+    pub skipped: Vec<(Netns, String)>,
+    /// Hints for the user ([`scope_notes`]).
+    pub notes: Vec<String>,
+}
+
+/// Runs `f` once in every namespace of `scope`: on this thread for the current namespace, on
+/// a thread that entered it ([`netns::run_in`]) for any other. Commands that fold the kernel's
+/// records as they arrive (inspect, timewait, the exporter) use this instead of [`snapshot`].
+///
+/// # Errors
+/// `f` failing in the current namespace; a named namespace that does not exist. Another
+/// namespace that cannot be entered or read is listed in [`PerNs::skipped`] instead.
+pub fn each<T, F>(scope: &Scope, f: F) -> Result<PerNs<T>, InspectError>
+where
+    T: Send,
+    F: Fn() -> Result<T, InspectError> + Sync,
+{
+    let mut out = PerNs {
+        parts: Vec::new(),
+        skipped: Vec::new(),
+        notes: Vec::new(),
+    };
+    if *scope == Scope::Here {
+        out.parts.push((None, f()?));
+        return Ok(out);
+    }
+    let (list, unreadable) = namespaces(scope).map_err(|e| InspectError::Read {
+        path: e,
+        source: std::io::Error::from(std::io::ErrorKind::NotFound),
+    })?;
+    let results = par_map(&list, |ns| {
+        if ns.current {
+            Ok(f())
+        } else {
+            netns::run_in(&ns.path, &f)
+        }
+    });
+    for (ns, r) in list.into_iter().zip(results) {
+        let got = match r {
+            Ok(Ok(t)) => t,
+            Ok(Err(e)) if ns.current => return Err(e),
+            Ok(Err(e)) => {
+                out.skipped.push((ns, e.to_string()));
+                continue;
+            }
+            Err(e) => {
+                out.skipped.push((ns, e.to_string()));
+                continue;
+            }
+        };
+        out.parts.push((Some(Arc::new(ns)), got));
+    }
+    out.notes = scope_notes(&out.skipped, unreadable);
+    Ok(out)
+}
+
+/// At most this many namespaces are dumped at once.
+const WORKERS: usize = 4;
+
+/// `f` of every namespace of `list`, in order, run by a few worker threads: a dump of a
+/// namespace is mostly the kernel walking its (host-wide, by default) TCP hash tables — about
+/// 14 ms per namespace on the benchmark host under load — so several namespaces are walked at
+/// once on as many cores. Each worker stays in the namespace it started in (this one); `f`
+/// enters another through [`netns::run_in`].
+fn par_map<T, F>(list: &[Netns], f: F) -> Vec<T>
+where
+    T: Send,
+    F: Fn(&Netns) -> T + Sync,
+{
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    // NETKIT_NETNS_WORKERS=N overrides (scripts/bench-netns measures 1 against the default).
+    let workers = std::env::var("NETKIT_NETNS_WORKERS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .clamp(1, WORKERS)
+        })
+        .clamp(1, 64)
+        .min(list.len());
+    if workers <= 1 {
+        return list.iter().map(&f).collect();
+    }
+    let next = AtomicUsize::new(0);
+    let slots: Mutex<Vec<Option<T>>> = Mutex::new((0..list.len()).map(|_| None).collect());
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(ns) = list.get(i) else { break };
+                    let r = f(ns);
+                    if let Ok(mut v) = slots.lock() {
+                        v[i] = Some(r);
+                    }
+                }
+            });
+        }
+    });
+    let slots = slots.into_inner().unwrap_or_else(|e| e.into_inner());
+    // Every slot is filled (a worker's panic ends the scope with that panic); a poisoned
+    // lock is the only way to an empty one: run that namespace here.
+    slots
+        .into_iter()
+        .zip(list)
+        .map(|(r, ns)| r.unwrap_or_else(|| f(ns)))
+        .collect()
+}
+
+/// The hints about namespaces a multi-namespace query could not look into: one line for
+/// "entering needs root" (an ordinary user), one for processes whose namespace link could not
+/// be read even as root, and one per namespace that failed for another reason.
+pub fn scope_notes(skipped: &[(Netns, String)], unreadable: usize) -> Vec<String> {
+    let mut notes = Vec::new();
+    let denied = skipped
         .iter()
         .filter(|(_, why)| why.contains("needs root"))
         .count();
-    let other_failures: Vec<String> = out
-        .skipped
-        .iter()
-        .filter(|(_, why)| !why.contains("needs root"))
-        .map(|(ns, why)| format!("{}: {why}", ns.label()))
-        .collect();
     if procfd::is_root() {
         // Root is refused only where a sandbox forbids it (this host's PID 1, for one).
         if unreadable > 0 {
-            out.notes.push(format!(
+            notes.push(format!(
                 "the network namespace of {unreadable} process(es) could not be read even as root (/proc/PID/ns/net); sockets only they can see are not shown"
             ));
         }
     } else if denied > 0 || unreadable > 0 {
-        out.notes.push(format!(
+        notes.push(format!(
             "only this network namespace was examined: entering another needs root (CAP_SYS_ADMIN){}",
             if unreadable > 0 {
                 format!("; {unreadable} other process(es)' namespace is unreadable (/proc/PID/ns/net)")
@@ -216,8 +348,11 @@ pub fn snapshot(q: &Query, scope: &Scope) -> Result<MultiSnapshot, InspectError>
             }
         ));
     }
-    for f in other_failures {
-        out.notes.push(format!("could not examine namespace {f}"));
+    for (ns, why) in skipped
+        .iter()
+        .filter(|(_, why)| !why.contains("needs root"))
+    {
+        notes.push(format!("could not examine namespace {}: {why}", ns.label()));
     }
-    Ok(out)
+    notes
 }

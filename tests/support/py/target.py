@@ -1,10 +1,13 @@
 """A TCP server for netkit's live re-tune tests: the *inside* view.
 
-argv: [--keepalive IDLE]. Listens on 127.0.0.1:0, prints "READY <port> <pid>", accepts and
+argv: [--keepalive IDLE] [--user-timeout MS] [--linger S] (set on the listener; accepted
+connections inherit them). Listens on 127.0.0.1:0, prints "READY <port> <pid>", accepts and
 holds connections. Commands on stdin, one per line:
   dump   -> one JSON line: the options its own sockets report through getsockopt
   close  -> closes every accepted connection, then prints "CLOSED"
   send P -> sends one byte on the connection from peer port P, then prints "SENT"
+  burst P N SIZE -> N send() calls of SIZE bytes each, back to back, on the connection from
+            peer port P, then prints "BURST <microseconds the N calls took>"
 A connection the kernel drops prints "DROPPED <peer port> <errno name>".
 """
 import errno
@@ -14,6 +17,7 @@ import select
 import socket
 import struct
 import sys
+import time
 
 
 def opts(s):
@@ -38,6 +42,12 @@ def main():
         idle = int(sys.argv[sys.argv.index("--keepalive") + 1])
         l.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         l.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle)
+    if "--user-timeout" in sys.argv:
+        ms = int(sys.argv[sys.argv.index("--user-timeout") + 1])
+        l.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, ms)
+    if "--linger" in sys.argv:
+        secs = int(sys.argv[sys.argv.index("--linger") + 1])
+        l.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, secs))
     l.bind(("127.0.0.1", 0))
     l.listen(16)
     print("READY", l.getsockname()[1], os.getpid(), flush=True)
@@ -63,6 +73,15 @@ def main():
                         if peers[c] == int(cmd.split()[1]):
                             c.send(b"x")
                     print("SENT", flush=True)
+                elif cmd.startswith("burst "):
+                    _, p, n, size = cmd.split()
+                    c = next(c for c in conns if peers[c] == int(p))
+                    data = b"x" * int(size)
+                    t0 = time.monotonic_ns()
+                    for _ in range(int(n)):
+                        c.send(data)
+                    took = (time.monotonic_ns() - t0) // 1000
+                    print("BURST", took, flush=True)
                 elif cmd == "close":
                     for c in conns:
                         c.close()
