@@ -254,3 +254,37 @@ fn run_server_and_client_events_match_their_schemas() {
     }
     assert!(srv.lines().len() >= 3);
 }
+
+#[test]
+fn a_reply_with_bytes_beyond_the_answer_is_a_wrong_reply_at_once() {
+    use std::io::{Read, Write};
+    // Answers every zen question on a kept connection with "Ugly." plus one stray byte.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for s in l.incoming().take(8) {
+            let Ok(mut s) = s else { continue };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 256];
+                while matches!(s.read(&mut buf), Ok(n) if n > 0) {
+                    if s.write_all(b"Ugly.!").is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    let (code, v) = load_json(&[
+        &addr,
+        "--protocol",
+        "zen",
+        "--conns",
+        "1",
+        "--requests",
+        "3",
+    ]);
+    assert_eq!(code, Some(1), "{v}");
+    // Each reply is wrong where it is read, not one request later.
+    assert_eq!(v["errors"]["wrong_reply"], 3, "{v}");
+    assert_eq!(v["ok"], 0, "{v}");
+}

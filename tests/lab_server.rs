@@ -626,3 +626,30 @@ fn split_json_and_split_lines_are_served_whole() {
         Some(r#"{"server_ip": "127.0.0.1", "message": "abcd"}"#)
     );
 }
+
+#[test]
+fn async_mode_serves_connections_on_the_threads_asked_for() {
+    let (srv, addr) = server(&["--protocol", "zen", "--workers", "3"]);
+    // Connections are handed out round robin: six of them land on all three runtimes.
+    let mut conns: Vec<TcpStream> = (0..6)
+        .map(|_| connect(addr, Duration::from_secs(5)))
+        .collect();
+    for round in 0..2 {
+        for s in &mut conns {
+            assert_eq!(
+                ask(s, "Simple is better than?"),
+                "Complex.",
+                "round {round}"
+            );
+        }
+    }
+    // The runtimes beside the accept loop's own are named threads of the server.
+    let names: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", srv.pid()))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|c| c.trim().to_string())
+        .collect();
+    for want in ["netkit-conn-0", "netkit-conn-1"] {
+        assert!(names.iter().any(|n| n == want), "{names:?}");
+    }
+}

@@ -19,7 +19,9 @@ fn who_owns_on_an_80_column_terminal_clips_the_command_line() {
         return;
     };
     let port = py.port.to_string();
-    let piped = netkit_output(&["who-owns", &port]);
+    // Our address only: other programs' sockets (a TIME_WAIT on 127.0.0.7) may share the number.
+    let q = format!("127.0.0.1:{port}");
+    let piped = netkit_output(&["who-owns", &q]);
     let piped = String::from_utf8_lossy(&piped.stdout).into_owned();
     let full_row = piped.lines().find(|l| l.contains("LISTEN")).unwrap();
     assert!(
@@ -31,7 +33,7 @@ fn who_owns_on_an_80_column_terminal_clips_the_command_line() {
         "piped output is never cut"
     );
 
-    let tty = on_tty(&["who-owns", &port], 80, &[]);
+    let tty = on_tty(&["who-owns", &q], 80, &[]);
     assert_eq!(tty.code, Some(0), "{}", tty.text);
     assert!(tty.widest() <= 80, "{}", tty.text);
     let rows: Vec<&str> = tty
@@ -49,16 +51,16 @@ fn who_owns_on_an_80_column_terminal_clips_the_command_line() {
 
     // --wide (and -w): nothing cut even on the terminal.
     for flag in ["--wide", "-w"] {
-        let wide = on_tty(&["who-owns", &port, flag], 80, &[]);
+        let wide = on_tty(&["who-owns", &q, flag], 80, &[]);
         assert!(wide.text.contains("sys.stdin.read()"), "{}", wide.text);
         assert!(wide.widest() > 200);
     }
     // COLUMNS wins over the terminal's size, as for ls and ps.
-    let c = on_tty(&["who-owns", &port], 60, &[("COLUMNS", "120")]);
+    let c = on_tty(&["who-owns", &q], 60, &[("COLUMNS", "120")]);
     assert!(c.widest() <= 120 && c.widest() > 60, "{}", c.text);
     // Piped output ignores COLUMNS: grep sees full rows.
     let out = support::cli::netkit_cmd()
-        .args(["who-owns", &port])
+        .args(["who-owns", &q])
         .env("COLUMNS", "40")
         .output()
         .unwrap();
@@ -71,9 +73,10 @@ fn a_narrow_terminal_takes_from_the_owner_column_after_the_command_line() {
         return;
     };
     let port = py.port.to_string();
+    let q = format!("127.0.0.1:{port}");
     // PROTO..TIMER (41) + gaps (14) + CMDLINE at its header width (7) leave the two-owner
     // cell (25+ columns) less than it needs at 80: it is cut after the command line.
-    let tty = on_tty(&["who-owns", &port], 80, &[]);
+    let tty = on_tty(&["who-owns", &q], 80, &[]);
     assert!(tty.widest() <= 80, "{}", tty.text);
     let row = tty
         .lines()
@@ -90,7 +93,7 @@ fn a_narrow_terminal_takes_from_the_owner_column_after_the_command_line() {
     );
     assert!(row.ends_with('…'), "{row}");
     // At 30 columns even the headers do not fit: lines are cut, still one per row.
-    let tty = on_tty(&["who-owns", &port], 30, &[]);
+    let tty = on_tty(&["who-owns", &q], 30, &[]);
     assert!(tty.widest() <= 30, "{}", tty.text);
     assert_eq!(
         tty.lines().iter().filter(|l| l.starts_with("tcp")).count(),
@@ -188,7 +191,7 @@ fn explain_paragraphs_wrap_at_word_boundaries_with_a_hanging_indent() {
 
 #[test]
 fn hints_on_a_terminal_wrap_too() {
-    let port = support::listeners::free_port().to_string();
+    let port = format!("127.0.0.1:{}", support::listeners::free_port());
     let t = on_tty(&["who-owns", &port], 40, &[]);
     assert_eq!(t.code, Some(1));
     let lines = t.lines();

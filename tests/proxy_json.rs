@@ -623,3 +623,46 @@ fn defer_accept_keeps_silent_clients_in_the_kernel() {
         "--defer-accept is JSON mode only"
     );
 }
+
+/// A zen-style server that answers `Ugly.` and keeps the connection open; once it reads EOF
+/// (the proxy's half-close, or its close) it writes `late` and closes. So the client's reply
+/// shows whether the proxy took `Ugly.` as whole (no half-close) or waited and half-closed.
+fn ugly_then_late_on_eof() -> TcpListener {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let l2 = l.try_clone().unwrap();
+    std::thread::spawn(move || {
+        for s in l2.incoming().take(4) {
+            let Ok(mut s) = s else { continue };
+            std::thread::spawn(move || {
+                s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                let mut buf = [0u8; 1024];
+                if !matches!(s.read(&mut buf), Ok(n) if n > 0) {
+                    return;
+                }
+                let _ = s.write_all(b"Ugly.");
+                // The proxy may only close (or reset) after it has what it relays.
+                while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
+                let _ = s.write_all(b"late");
+            });
+        }
+    });
+    l
+}
+
+#[test]
+fn a_zen_answer_to_a_question_is_relayed_as_whole_without_a_half_close() {
+    let srv = ugly_then_late_on_eof();
+    let port = srv.local_addr().unwrap().port();
+    let p = ProxyProc::start(&[]);
+    let zen = lab_request("127.0.0.1", port, "Beautiful is better than?");
+    assert_eq!(ask_until_close(p.addr, zen.as_bytes()), "Ugly.");
+    // Newline framing too: one line per answer on the same client connection.
+    assert_eq!(
+        ask_until_close(p.addr, format!("{zen}\n{zen}\n").as_bytes()),
+        "Ugly.\nUgly.\n"
+    );
+    // The rule is the zen protocol's only: an answer ending in '.' to a message that is not
+    // a question is not known to be whole, so the proxy half-closes and relays what follows.
+    let lab = lab_request("127.0.0.1", port, "tgmr");
+    assert_eq!(ask_until_close(p.addr, lab.as_bytes()), "Ugly.late");
+}

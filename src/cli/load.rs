@@ -68,7 +68,7 @@ pub struct LoadArgs {
     /// Run inside this network namespace (/run/netns/NAME, as `ip netns add` makes).
     #[arg(long, value_name = "NAME")]
     pub netns: Option<String>,
-    /// Tokio worker threads of the load generator (0 = one per CPU).
+    /// Threads of the load generator, each running its share of the connections (0 = one per CPU).
     #[arg(long, value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=256))]
     pub threads: u32,
 }

@@ -96,6 +96,8 @@ pub struct Plan {
     pub duration: Duration,
     /// Stop after this many requests.
     pub requests: Option<u64>,
+    /// OS threads the workers are spread over (each runs its own single-threaded runtime).
+    pub threads: usize,
 }
 
 /// Counters shared by the workers (read by the progress line).
@@ -195,14 +197,19 @@ pub fn payload(p: LoadProtocol, new_conn: bool, server: (&str, u16)) -> (Vec<u8>
     }
 }
 
-/// Reads exactly the expected reply; a differing byte is a wrong reply at once.
+/// Reads the expected reply; a differing byte, or a byte beyond it, is a wrong reply at once.
+///
+/// `buf` is longer than the reply, so a read that returns the whole reply returns less than
+/// asked: tokio then clears the socket's readiness and the next request's read waits in
+/// epoll instead of trying a read that fails with EAGAIN (reading exactly the reply's length
+/// cost one failed `recvfrom` per request: strace -c, issue 10).
 async fn read_reply(s: &mut TcpStream, expect: &[u8], buf: &mut [u8]) -> Result<(), ErrorKind> {
     let mut got = 0;
     while got < expect.len() {
-        match s.read(&mut buf[got..expect.len()]).await {
+        match s.read(buf).await {
             Ok(0) => return Err(ErrorKind::Reset),
             Ok(n) => {
-                if buf[got..got + n] != expect[got..got + n] {
+                if got + n > expect.len() || buf[..n] != expect[got..got + n] {
                     return Err(ErrorKind::WrongReply);
                 }
                 got += n;
@@ -221,7 +228,7 @@ async fn worker(
 ) -> Histogram<u64> {
     let mut hist = new_hist();
     let mut conn: Option<TcpStream> = None;
-    let mut buf = vec![0u8; plan.expect.len().max(1)];
+    let mut buf = vec![0u8; plan.expect.len() + 4096];
     loop {
         if Instant::now() >= end {
             break;
@@ -305,6 +312,65 @@ async fn worker(
     hist
 }
 
+/// Runs the workers spread over `plan.threads` OS threads, each with a single-threaded
+/// runtime of its own, and returns their histograms. A worker's connect, write and read then
+/// never wake another thread: on a multi-thread runtime the load generator made about 0.5
+/// futex calls per request, and the server under test competes for the same CPUs (issue 10).
+/// Workers whose thread or runtime cannot be started run on the caller's runtime.
+async fn run_workers(
+    plan: &Arc<Plan>,
+    shared: &Arc<Shared>,
+    start: Instant,
+    end: Instant,
+) -> Vec<Histogram<u64>> {
+    let threads = plan.threads.clamp(1, plan.conns.max(1));
+    let mut pending = Vec::new();
+    let mut local = 0;
+    for t in 0..threads {
+        let k = plan.conns / threads + usize::from(t < plan.conns % threads);
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            local += k;
+            continue;
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let (p, sh) = (plan.clone(), shared.clone());
+        let spawned = std::thread::Builder::new()
+            .name(format!("load-{t}"))
+            .spawn(move || {
+                let hists = rt.block_on(async move {
+                    let mut set = tokio::task::JoinSet::new();
+                    for _ in 0..k {
+                        set.spawn(worker(p.clone(), sh.clone(), start, end));
+                    }
+                    let mut hists = Vec::with_capacity(k);
+                    while let Some(h) = set.join_next().await {
+                        hists.extend(h.ok());
+                    }
+                    hists
+                });
+                let _ = tx.send(hists);
+            });
+        match spawned {
+            Ok(_) => pending.push(rx),
+            Err(_) => local += k,
+        }
+    }
+    let here: Vec<_> = (0..local)
+        .map(|_| tokio::spawn(worker(plan.clone(), shared.clone(), start, end)))
+        .collect();
+    let mut hists = Vec::with_capacity(plan.conns);
+    for w in here {
+        hists.extend(w.await.ok());
+    }
+    for rx in pending {
+        hists.extend(rx.await.unwrap_or_default());
+    }
+    hists
+}
+
 /// Runs `plan` (inside a tokio runtime), showing a progress line on stderr when it is a
 /// terminal.
 pub async fn run(plan: Plan, progress: bool) -> Outcome {
@@ -353,16 +419,11 @@ pub async fn run(plan: Plan, progress: bool) -> Outcome {
             }
         })
     });
-    let workers: Vec<_> = (0..plan.conns)
-        .map(|_| tokio::spawn(worker(plan.clone(), shared.clone(), start, end)))
-        .collect();
     let mut hist = new_hist();
     let mut served = 0;
-    for w in workers {
-        if let Ok(h) = w.await {
-            served += usize::from(!h.is_empty());
-            let _ = hist.add(h);
-        }
+    for h in run_workers(&plan, &shared, start, end).await {
+        served += usize::from(!h.is_empty());
+        let _ = hist.add(h);
     }
     let elapsed = start.elapsed().min(plan.duration);
     if let Some(t) = ticker {
@@ -506,12 +567,14 @@ pub fn run_cli(a: LoadArgs, format: Format) -> anyhow::Result<i32> {
         timeout: Duration::from_secs_f64(a.timeout),
         duration: Duration::from_secs_f64(duration),
         requests: a.requests,
+        threads: match a.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n as usize,
+        },
     };
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
-    if a.threads > 0 {
-        rt.worker_threads(a.threads as usize);
-    }
-    let rt = rt
+    // This runtime only opens the held connections and draws the progress line; the
+    // workers have their own (see `run_workers`).
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")?;

@@ -529,9 +529,12 @@ async fn handle(
             relay_conn(&stream, peer, *to, deny_clients, *splice, cfg, upstream).await;
         }
     }
-    // The slot forgets the fd before the socket is closed.
-    drop(ticket);
-    drop(stream);
+    // The slot forgets the fd before the socket is closed; an evicted connection's socket
+    // is closed off this thread (see `Closer`).
+    let closer = ticket.map(Ticket::release);
+    if let (Some(c), Ok(s)) = (closer, stream.into_std()) {
+        c.close(s.into());
+    }
 }
 
 async fn relay_conn(

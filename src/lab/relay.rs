@@ -9,7 +9,7 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::io::Interest;
@@ -90,6 +90,24 @@ fn shutdown_write(s: &TcpStream) {
     unsafe { libc::shutdown(s.as_raw_fd(), libc::SHUT_WR) };
 }
 
+/// Which directions have seen EOF. The direction that ends second does not half-close its
+/// destination: the relay closes both sockets right after, and close() sends the same FIN
+/// (one shutdown(2) less per connection; neither socket has unread bytes by then, so the
+/// close is not a reset).
+#[derive(Default)]
+struct Ends {
+    up: AtomicBool,
+    down: AtomicBool,
+}
+
+/// Marks the direction `mine` as ended and half-closes `dst` unless the other one ended first.
+fn end_direction(dst: &TcpStream, mine: &AtomicBool, other: &AtomicBool) {
+    mine.store(true, Ordering::Relaxed);
+    if !other.load(Ordering::Relaxed) {
+        shutdown_write(dst);
+    }
+}
+
 /// Shared "last byte moved" clock of a relay, in ms since its start.
 struct Clock {
     start: Instant,
@@ -121,13 +139,14 @@ async fn pump_splice(
     clock: &Clock,
     pipe: Pipe,
     total: &AtomicU64,
+    ends: (&AtomicBool, &AtomicBool),
 ) -> io::Result<()> {
     let mut held = 0usize;
     let mut eof = false;
     loop {
         if held == 0 {
             if eof {
-                shutdown_write(dst);
+                end_direction(dst, ends.0, ends.1);
                 return Ok(());
             }
             // The pipe is empty here, so EAGAIN from socket → pipe means "socket not readable".
@@ -182,6 +201,7 @@ async fn pump(
     clock: &Clock,
     use_splice: bool,
     total: &AtomicU64,
+    ends: (&AtomicBool, &AtomicBool),
 ) -> io::Result<()> {
     let mut buf = vec![0u8; SMALL_BUF];
     loop {
@@ -194,7 +214,7 @@ async fn pump(
             }
         };
         if n == 0 {
-            shutdown_write(dst);
+            end_direction(dst, ends.0, ends.1);
             return Ok(());
         }
         clock.touch();
@@ -214,7 +234,7 @@ async fn pump(
         if n == buf.len() && buf.len() < COPY_BUF {
             // Without a pipe (EMFILE/ENFILE from pipe2) the copy loop carries on.
             if use_splice && let Ok(pipe) = Pipe::new() {
-                return pump_splice(src, dst, clock, pipe, total).await;
+                return pump_splice(src, dst, clock, pipe, total, ends).await;
             }
             buf.resize(COPY_BUF, 0);
         }
@@ -240,8 +260,23 @@ pub async fn relay(
         last_ms: AtomicU64::new(0),
     };
     let (up_bytes, down_bytes) = (AtomicU64::new(0), AtomicU64::new(0));
-    let up = pump(client, upstream, &clock, use_splice, &up_bytes);
-    let down = pump(upstream, client, &clock, use_splice, &down_bytes);
+    let ends = Ends::default();
+    let up = pump(
+        client,
+        upstream,
+        &clock,
+        use_splice,
+        &up_bytes,
+        (&ends.up, &ends.down),
+    );
+    let down = pump(
+        upstream,
+        client,
+        &clock,
+        use_splice,
+        &down_bytes,
+        (&ends.down, &ends.up),
+    );
     tokio::pin!(up, down);
     let moved = || Moved {
         up: up_bytes.load(Ordering::Relaxed),

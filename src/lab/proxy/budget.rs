@@ -3,9 +3,12 @@
 //! budget shared by all connections and serving threads (`--buffer-budget`). A connection
 //! whose request would take the budget past its limit gets `Error, busy` and is closed, so
 //! a thousand clients sending unfinished maximum-size requests cannot take the proxy's memory
-//! with them. Buffers shrink back after each request.
+//! with them. The decoded message and the server's reply are charged to the same lease while
+//! they live (a reply the budget cannot cover is dropped: `Error, busy`). Buffers shrink back
+//! after each request. The first refusal of an episode is reported once
+//! ([`BufferBudget::refused`] returns true), re-armed when usage falls below half the limit.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 /// Buffer bytes a connection holds without charge.
 pub const FREE_PER_CONN: usize = 4096;
@@ -18,6 +21,8 @@ pub const DEFAULT_BUDGET: usize = 64 << 20;
 pub struct BufferBudget {
     limit: usize,
     used: AtomicUsize,
+    refusals: AtomicU64,
+    spent: AtomicBool,
 }
 
 impl BufferBudget {
@@ -26,6 +31,8 @@ impl BufferBudget {
         BufferBudget {
             limit,
             used: AtomicUsize::new(0),
+            refusals: AtomicU64::new(0),
+            spent: AtomicBool::new(false),
         }
     }
 
@@ -37,6 +44,18 @@ impl BufferBudget {
     /// Bytes charged now.
     pub fn used(&self) -> usize {
         self.used.load(Ordering::Relaxed)
+    }
+
+    /// Counts a request refused for want of budget; true for the first one of an episode
+    /// (the caller logs it even with `--quiet`, as the connection cap is).
+    pub fn refused(&self) -> bool {
+        self.refusals.fetch_add(1, Ordering::Relaxed);
+        !self.spent.swap(true, Ordering::Relaxed)
+    }
+
+    /// Requests refused for want of budget so far.
+    pub fn refusals(&self) -> u64 {
+        self.refusals.load(Ordering::Relaxed)
     }
 
     /// An empty lease for one connection.
@@ -64,7 +83,10 @@ impl BufferBudget {
     }
 
     fn give_back(&self, n: usize) {
-        self.used.fetch_sub(n, Ordering::AcqRel);
+        let before = self.used.fetch_sub(n, Ordering::AcqRel);
+        if before - n < self.limit / 2 && self.spent.load(Ordering::Relaxed) {
+            self.spent.store(false, Ordering::Relaxed);
+        }
     }
 }
 
@@ -121,5 +143,19 @@ mod tests {
         assert!(c.cover(FREE_PER_CONN + 3_000));
         drop(c);
         assert_eq!(b.used(), 0);
+    }
+
+    #[test]
+    fn the_first_refusal_of_an_episode_is_reported_once() {
+        let b = BufferBudget::new(10_000);
+        let mut a = b.lease();
+        assert!(a.cover(FREE_PER_CONN + 9_000));
+        assert!(b.refused(), "first refusal reported");
+        assert!(!b.refused(), "the same episode is not reported again");
+        assert!(a.cover(FREE_PER_CONN + 6_000));
+        assert!(!b.refused(), "still over half the limit: same episode");
+        assert!(a.cover(FREE_PER_CONN + 1_000));
+        assert!(b.refused(), "below half the limit the report is re-armed");
+        assert_eq!(b.refusals(), 4);
     }
 }

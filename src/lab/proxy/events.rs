@@ -140,6 +140,23 @@ impl CapacityEvent {
     }
 }
 
+/// Logged once each time the shared buffer budget refuses a request (re-armed when less than
+/// half of it is held): printed even with `--quiet`, like [`CapacityEvent`].
+#[derive(Debug, Clone, Serialize)]
+pub struct BudgetEvent {
+    /// Always `budget_spent`.
+    pub event: &'static str,
+    /// `--buffer-budget`, bytes.
+    pub buffer_budget: usize,
+    /// Bytes held when the request was refused.
+    pub used: usize,
+    /// What could not be covered: `request` (the client's bytes, or its decoded message) or
+    /// `reply` (the server's reply).
+    pub direction: &'static str,
+    /// Requests refused for want of budget so far (this one included).
+    pub refused: u64,
+}
+
 /// The address fields of the proxy's events and the role each is named by in JSON
 /// (`client` → `client_addr`/`client_port`; the listening address is `local_*`).
 const ADDRESS_FIELDS: &[(&str, &str)] = &[
@@ -284,6 +301,18 @@ impl Printer {
             Format::Table => self.write(&format!(
                 "Proxy stopped: {} connection(s) served, {} cut at the drain deadline, {} evicted for newcomers\n",
                 e.accepted, e.aborted, e.evicted
+            )),
+        }
+    }
+
+    /// The buffer budget refused a request (printed even with --quiet, once per episode).
+    pub fn budget(&self, e: &BudgetEvent) {
+        match self.format {
+            Format::Json => self.json(e),
+            Format::Table => self.write(&format!(
+                "Proxy buffer budget spent: {} of {} bytes held (--buffer-budget) when a {} needed more; \
+                 such requests get 'Error, busy' until buffers are freed ({} so far)\n",
+                e.used, e.buffer_budget, e.direction, e.refused
             )),
         }
     }

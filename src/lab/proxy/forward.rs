@@ -13,8 +13,8 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::{Instant, sleep_until, timeout};
 
 use super::ProxyConfig;
-use super::budget::FREE_PER_CONN;
-use super::events::{Outcome, RequestEvent, shown};
+use super::budget::{FREE_PER_CONN, Lease};
+use super::events::{BudgetEvent, Outcome, RequestEvent, shown};
 use crate::lab::admission::Ticket;
 use crate::lab::jsonproto::{FrameScanner, Request, frame_limit, parse_request};
 use crate::lab::policy::{Host, LocalRoutes, Policy, Refusal, canonical, parse_host};
@@ -37,7 +37,9 @@ pub const BUSY: &str = "Error, busy";
 ///
 /// Memory: the request buffer starts at 2 KiB, grows only as far as one request may take
 /// ([`frame_limit`]) and only against the shared budget (`Error, busy` past it), and shrinks
-/// back after each request.
+/// back after each request. The decoded message and the server's reply (up to
+/// `--max-message`) are charged to the same lease while they live, so the reply direction is
+/// bounded by the budget too (`Error, busy` when the budget cannot cover the reply).
 pub async fn serve_conn(
     stream: &mut TcpStream,
     peer: SocketAddr,
@@ -84,6 +86,7 @@ pub async fn serve_conn(
             let want = (buf.capacity() * 2).clamp(START, limit + 1);
             if buf.capacity() - buf.len() < 1024 && want > buf.capacity() {
                 if !lease.cover(want) {
+                    budget_spent(cfg, "request");
                     let why = format!(
                         "buffer budget of {} bytes spent (--buffer-budget)",
                         cfg.budget.limit()
@@ -169,6 +172,7 @@ pub async fn serve_conn(
                 // The decoded message lives while the request is forwarded: it counts
                 // against the budget as well as the buffer it came from.
                 if !lease.cover(buf.capacity() + req.message.len()) {
+                    budget_spent(cfg, "request");
                     let why = format!(
                         "buffer budget of {} bytes spent (--buffer-budget)",
                         cfg.budget.limit()
@@ -183,8 +187,9 @@ pub async fn serve_conn(
                 }
                 // A client whose connection is reset takes its request with it: the lookup
                 // or connect in progress is dropped (cancelled), not left to its deadline.
+                let base = buf.capacity() + req.message.len();
                 tokio::select! {
-                    r = forward(&req, cfg, &mut ev) => r,
+                    r = forward(&req, cfg, &mut ev, &mut lease, base) => r,
                     () = client_gone(stream) => return,
                 }
             }
@@ -195,10 +200,21 @@ pub async fn serve_conn(
             let mut small = Vec::with_capacity(buf.len().max(START));
             small.extend_from_slice(&buf);
             buf = small;
-            lease.cover(buf.capacity());
         }
-        ev.response = String::from_utf8_lossy(&reply).into_owned();
-        ev.delivered = send_reply(stream, &reply, newline, cfg.idle_timeout).await;
+        let mut reply = reply;
+        if newline && !reply.ends_with(b"\n") {
+            // In place (one more byte), not a second copy of a large reply.
+            reply.reserve_exact(1);
+            reply.push(b'\n');
+        }
+        // The reply is held until it is sent. This shrinks the lease (the message is gone,
+        // the buffer may be smaller), except by a few bytes for a short error reply; the
+        // reply exists already, so it is sent even if those few bytes are not covered.
+        lease.cover(buf.capacity() + reply.capacity());
+        ev.response = clipped(&String::from_utf8_lossy(&reply));
+        ev.delivered = send_reply(stream, &reply, false, cfg.idle_timeout).await;
+        drop(reply);
+        lease.cover(buf.capacity());
         if let Some(t) = ticket {
             t.set_busy(false);
         }
@@ -207,6 +223,19 @@ pub async fn serve_conn(
         if !ev.delivered {
             return;
         }
+    }
+}
+
+/// Counts a refusal for want of budget and logs the first of an episode (even with `--quiet`).
+fn budget_spent(cfg: &ProxyConfig, direction: &'static str) {
+    if cfg.budget.refused() {
+        cfg.printer.budget(&BudgetEvent {
+            event: "budget_spent",
+            buffer_budget: cfg.budget.limit(),
+            used: cfg.budget.used(),
+            direction,
+            refused: cfg.budget.refusals(),
+        });
     }
 }
 
@@ -312,8 +341,15 @@ async fn send_reply(stream: &mut TcpStream, reply: &[u8], newline: bool, limit: 
 }
 
 /// Checks, connects, sends and reads the reply; returns the bytes for the client and fills
-/// in the event.
-async fn forward(req: &Request, cfg: &ProxyConfig, ev: &mut RequestEvent) -> Vec<u8> {
+/// in the event. The reply buffer is charged to `lease` on top of the `base` bytes the
+/// connection already holds.
+async fn forward(
+    req: &Request,
+    cfg: &ProxyConfig,
+    ev: &mut RequestEvent,
+    lease: &mut Lease<'_>,
+    base: usize,
+) -> Vec<u8> {
     let started = Instant::now();
     let host = match parse_host(&req.server_ip) {
         Ok(h) => h,
@@ -358,9 +394,14 @@ async fn forward(req: &Request, cfg: &ProxyConfig, ev: &mut RequestEvent) -> Vec
         ev.detail = Some(why.clone());
         return format!("Error, server unreachable: {why}").into_bytes();
     };
-    match exchange(&mut up, req.message.as_bytes(), cfg).await {
+    match exchange(&mut up, req.message.as_bytes(), cfg, lease, base).await {
         Ok(reply) => reply,
-        Err(why) => {
+        Err(Failed::Busy(why)) => {
+            ev.outcome = Outcome::Busy;
+            ev.detail = Some(why);
+            BUSY.as_bytes().to_vec()
+        }
+        Err(Failed::Other(why)) => {
             ev.outcome = Outcome::Unreachable;
             ev.detail = Some(why.clone());
             format!("Error, server unreachable: {why}").into_bytes()
@@ -386,8 +427,24 @@ pub(crate) fn check_all(
 /// half-closes to say the message is complete.
 const QUIET_BEFORE_HALF_CLOSE: Duration = Duration::from_millis(50);
 
+/// Why [`exchange`] gave up.
+enum Failed {
+    /// The buffer budget cannot cover the reply read so far.
+    Busy(String),
+    /// The server failed, was too slow, or sent too much.
+    Other(String),
+}
+
+impl From<String> for Failed {
+    fn from(s: String) -> Failed {
+        Failed::Other(s)
+    }
+}
+
 /// Sends the message and reads the reply until the server closes (at most `max_message`
-/// bytes, within the idle timeout).
+/// bytes, within the idle timeout). The reply buffer grows by doubling, each step charged
+/// to `lease` (with `base` bytes already held); when the budget cannot cover it the reply
+/// is dropped and the client told `Error, busy`.
 ///
 /// Lab servers answer one `recv` and close, so the proxy waits for that close and does not
 /// half-close first: the side that closes first holds the TIME_WAIT entry (RFC 9293 3.6), and
@@ -399,11 +456,17 @@ async fn exchange(
     up: &mut TcpStream,
     message: &[u8],
     cfg: &ProxyConfig,
-) -> Result<Vec<u8>, String> {
+    lease: &mut Lease<'_>,
+    base: usize,
+) -> Result<Vec<u8>, Failed> {
     match timeout(cfg.idle_timeout, up.write_all(message)).await {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => return Err(format!("sending the message: {}", reason(&e))),
-        Err(_) => return Err("server did not take the message in time".into()),
+        Ok(Err(e)) => return Err(format!("sending the message: {}", reason(&e)).into()),
+        Err(_) => {
+            return Err(Failed::Other(
+                "server did not take the message in time".into(),
+            ));
+        }
     }
     let mut reply = Vec::with_capacity(256);
     let deadline = Instant::now() + cfg.idle_timeout;
@@ -423,10 +486,22 @@ async fn exchange(
         match tokio::time::timeout_at(until, up.read(&mut chunk)).await {
             Ok(Ok(0)) => break,
             Ok(Ok(n)) => {
-                reply.extend_from_slice(&chunk[..n]);
-                if reply.len() > cap {
-                    return Err(format!("server reply is over {cap} bytes (--max-message)"));
+                if reply.len() + n > cap {
+                    return Err(format!("server reply is over {cap} bytes (--max-message)").into());
                 }
+                if reply.len() + n > reply.capacity() {
+                    let want = (reply.capacity() * 2).max(reply.len() + n).min(cap);
+                    if !lease.cover(base + want) {
+                        budget_spent(cfg, "reply");
+                        return Err(Failed::Busy(format!(
+                            "buffer budget of {} bytes spent while reading the server's reply of over {} bytes (--buffer-budget)",
+                            cfg.budget.limit(),
+                            reply.len()
+                        )));
+                    }
+                    reply.reserve_exact(want - reply.len());
+                }
+                reply.extend_from_slice(&chunk[..n]);
                 // A zen question (ends with `?`) is answered by a sentence ending with `.`,
                 // and the book's server keeps the connection open for the next question:
                 // the protocol says the reply is whole, so no quiet wait.
@@ -437,7 +512,7 @@ async fn exchange(
             // A reset after the reply (the server closed without reading everything) still
             // leaves a reply to relay.
             Ok(Err(e)) if reply.is_empty() => {
-                return Err(format!("reading the reply: {}", reason(&e)));
+                return Err(format!("reading the reply: {}", reason(&e)).into());
             }
             Ok(Err(_)) => break,
             Err(_) if !half_closed && Instant::now() < deadline => {
@@ -446,7 +521,7 @@ async fn exchange(
                 half_closed = true;
             }
             Err(_) if reply.is_empty() => {
-                return Err(format!("no reply within {}", secs(cfg.idle_timeout)));
+                return Err(format!("no reply within {}", secs(cfg.idle_timeout)).into());
             }
             Err(_) => break,
         }
