@@ -11,6 +11,7 @@ pub mod errno;
 pub mod exit;
 pub mod explain;
 pub mod exporter;
+pub mod ifaddrs;
 pub mod inspect;
 pub mod lab;
 pub mod output;

@@ -13,7 +13,7 @@
 //!   not name the container: netkit says "forwarder" and names no container.
 
 use std::collections::{HashMap, HashSet};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -277,9 +277,9 @@ impl Resolver {
             let mut v = Vec::new();
             for ns in all {
                 let addrs = if ns.current {
-                    Ok(local_addrs())
+                    crate::ifaddrs::interface_addrs()
                 } else {
-                    netns::run_in(&ns.path, local_addrs)
+                    netns::run_in(&ns.path, crate::ifaddrs::interface_addrs).and_then(|r| r)
                 };
                 match addrs {
                     Ok(a) => v.push((Arc::new(ns), a)),
@@ -335,41 +335,6 @@ fn evidence(argv: &[&str]) -> Vec<String> {
         // slirp4netns: the namespace is positional.
         out = argv.iter().skip(1).map(|a| (*a).to_string()).collect();
     }
-    out
-}
-
-/// The addresses of every interface of the calling thread's namespace (getifaddrs opens its
-/// netlink socket in that namespace).
-fn local_addrs() -> Vec<IpAddr> {
-    let mut out = Vec::new();
-    let mut ifap: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: getifaddrs fills `ifap` with a list that freeifaddrs releases below.
-    if unsafe { libc::getifaddrs(&mut ifap) } != 0 {
-        return out;
-    }
-    let mut p = ifap;
-    while !p.is_null() {
-        // SAFETY: `p` is a node of the list getifaddrs returned, valid until freeifaddrs.
-        let ifa = unsafe { &*p };
-        if !ifa.ifa_addr.is_null() {
-            // SAFETY: ifa_addr points to a sockaddr whose family says its real type.
-            let family = i32::from(unsafe { (*ifa.ifa_addr).sa_family });
-            if family == libc::AF_INET {
-                // SAFETY: an AF_INET address is a sockaddr_in.
-                let sin = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
-                out.push(IpAddr::V4(Ipv4Addr::from(u32::from_be(
-                    sin.sin_addr.s_addr,
-                ))));
-            } else if family == libc::AF_INET6 {
-                // SAFETY: an AF_INET6 address is a sockaddr_in6.
-                let sin6 = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in6) };
-                out.push(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)));
-            }
-        }
-        p = ifa.ifa_next;
-    }
-    // SAFETY: `ifap` came from getifaddrs and is freed once.
-    unsafe { libc::freeifaddrs(ifap) };
     out
 }
 
@@ -527,7 +492,11 @@ mod tests {
 
     #[test]
     fn this_namespace_has_loopback() {
-        assert!(local_addrs().contains(&IpAddr::V4(Ipv4Addr::LOCALHOST)));
+        assert!(
+            crate::ifaddrs::interface_addrs()
+                .unwrap()
+                .contains(&IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
+        );
     }
 
     #[test]
