@@ -6,13 +6,13 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use serde_json::Value;
 
 use support::cli::netkit_output as netkit;
 use support::is_root;
+use support::proc::PortHolder as Holder;
 
 /// A named namespace `nk-netns2-<tag>-...` with loopback up, deleted on drop.
 type Ns = support::netns::Netns;
@@ -42,39 +42,13 @@ print(p, flush=True)
 sys.stdin.read()
 "#;
 
-struct Holder {
-    child: Child,
-    port: u16,
-}
-
 impl Holder {
     fn start(ns: &Ns, port: u16, tw: usize) -> Option<Holder> {
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &ns.0, "python3", "-c", HOLD])
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &ns.0, "python3", "-c", HOLD])
             .arg(port.to_string())
-            .arg(tw.to_string())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .ok()?;
-        let mut line = String::new();
-        BufReader::new(child.stdout.take()?)
-            .read_line(&mut line)
-            .ok()?;
-        let port = line.trim().parse().ok()?;
-        Some(Holder { child, port })
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for Holder {
-    fn drop(&mut self) {
-        drop(self.child.stdin.take());
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+            .arg(tw.to_string());
+        Holder::spawn(cmd)
     }
 }
 
@@ -285,20 +259,6 @@ print(s.getsockname()[1], flush=True)
 sys.stdin.read()
 "#;
 
-fn spawn_port_printer(mut cmd: Command) -> Option<Holder> {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .ok()?;
-    let mut line = String::new();
-    BufReader::new(child.stdout.take()?)
-        .read_line(&mut line)
-        .ok()?;
-    let port = line.trim().parse().ok()?;
-    Some(Holder { child, port })
-}
-
 #[test]
 fn a_port_held_by_docker_proxy_is_served_by_the_namespace_that_owns_its_container_ip() {
     if !is_root() {
@@ -323,7 +283,7 @@ fn a_port_held_by_docker_proxy_is_served_by_the_namespace_that_owns_its_containe
     assert!(run(&["link", "set", "nkdp0", "up"]) && run(&["link", "set", "nkdp1", "up"]));
     let mut serve = Command::new("ip");
     serve.args(["netns", "exec", &ns.0, "python3", "-c", LISTEN_ON, &ip, "0"]);
-    let Some(server) = spawn_port_printer(serve) else {
+    let Some(server) = Holder::spawn(serve) else {
         eprintln!("skipped: python3 missing");
         return;
     };
@@ -362,7 +322,7 @@ fn a_port_held_by_docker_proxy_is_served_by_the_namespace_that_owns_its_containe
         "-container-port",
         &target_port,
     ]);
-    let proxy = spawn_port_printer(proxy).expect("docker-proxy stand-in");
+    let proxy = Holder::spawn(proxy).expect("docker-proxy stand-in");
     let port = proxy.port.to_string();
 
     let out = netkit(&["who-owns", &port, "--json"]);

@@ -6,20 +6,13 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use serde_json::Value;
 use support::cli::netkit_output;
 use support::is_root;
-
-/// A process in its own network namespace (made by `prefix`, e.g. `unshare --net`) holding a
-/// TCP listener on 127.0.0.1; the port it got.
-struct Holder {
-    child: Child,
-    port: u16,
-}
+use support::proc::PortHolder as Holder;
 
 const LISTEN: &str = "import socket,sys,subprocess\n\
 subprocess.run(['ip','link','set','lo','up'])\n\
@@ -27,32 +20,13 @@ s=socket.socket(); s.bind(('127.0.0.1',0)); s.listen()\n\
 print(s.getsockname()[1], flush=True)\n\
 sys.stdin.read()\n";
 
+/// A process in its own network namespace (made by `prefix`, e.g. `unshare --net`) holding a
+/// TCP listener on 127.0.0.1; the port it got.
 impl Holder {
     fn start(prefix: &[&str]) -> Option<Holder> {
         let mut cmd = Command::new(prefix[0]);
-        cmd.args(&prefix[1..])
-            .args(["python3", "-c", LISTEN])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped());
-        let mut child = cmd.spawn().ok()?;
-        let mut line = String::new();
-        BufReader::new(child.stdout.take()?)
-            .read_line(&mut line)
-            .ok()?;
-        let port = line.trim().parse().ok()?;
-        Some(Holder { child, port })
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for Holder {
-    fn drop(&mut self) {
-        drop(self.child.stdin.take());
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        cmd.args(&prefix[1..]).args(["python3", "-c", LISTEN]);
+        Holder::spawn(cmd)
     }
 }
 

@@ -92,3 +92,28 @@ pub fn wait_exit(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// A child that prints the port it got on its first stdout line and holds it until dropped
+/// (its process group is killed then, as for every [`GroupChild`]).
+pub struct PortHolder {
+    pub proc: GroupChild,
+    pub port: u16,
+}
+
+impl PortHolder {
+    /// Spawns `cmd` and reads its port; None when it printed none within 20 s (it could not
+    /// run, e.g. no permission to make a namespace).
+    pub fn spawn(cmd: Command) -> Option<PortHolder> {
+        let proc = GroupChild::spawn(cmd);
+        let port = proc
+            .line_within(Duration::from_secs(20))?
+            .trim()
+            .parse()
+            .ok()?;
+        Some(PortHolder { proc, port })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.proc.pid()
+    }
+}
