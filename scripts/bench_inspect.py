@@ -232,6 +232,9 @@ def peak_rss_kib(argv):
     return best or None
 
 
+# Seconds between making the TIME_WAITs and the first measurement (they live 60 s).
+SETTLE_S = 3
+
 # Targets of issue 15 (ratios netkit / ss, same run).
 TARGETS = {"who-owns P": 0.1, "timewait (summary)": 0.3, "inspect --tcp": 0.5}
 RSS_TARGET = 1.5
@@ -403,6 +406,11 @@ def measure_size(nk, s, runs):
     tw_servers, made = make_time_waits(n_tw)
     TW_PORTS.extend(srv.getsockname()[1] for srv in tw_servers)
     tw_age_start = time.time()
+    # Let the kernel finish with the sockets just closed (RCU frees of tens of thousands of
+    # tcp_socks) before timing: the first command measured otherwise walks an established
+    # hash still being torn down (who-owns at scale 1: ~29 ms measured first, ~17 ms a few
+    # seconds later), a cost ss -ltnp, which skips that hash, never sees.
+    time.sleep(SETTLE_S)
     start = counts()
     load_start = os.getloadavg()
     log(f"{made} TIME_WAIT made in {tw_age_start - t1:.1f}s; {sockstat()}")
