@@ -185,3 +185,61 @@ fn idle_relay_connections_are_closed() {
         "{line}"
     );
 }
+
+/// Segments the socket has received (TCP_INFO `tcpi_segs_in`).
+fn segments_in(s: &TcpStream) -> u32 {
+    use std::os::fd::AsRawFd;
+    // SAFETY: tcp_info is plain data; getsockopt fills at most `len` bytes of it.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: a valid socket, a pointer to `info` and its size.
+    let rc = unsafe {
+        libc::getsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    assert_eq!(rc, 0, "TCP_INFO: {}", std::io::Error::last_os_error());
+    info.tcpi_segs_in
+}
+
+/// A server that answers and closes has its answer and its FIN relayed as one segment (the
+/// relay looks behind a short read for the FIN, then sends with MSG_MORE and half-closes):
+/// the client, which sends nothing, receives the SYN-ACK and one segment. Before, the reply
+/// and the FIN were two (3 segments). The upstream sends its reply and FIN in one segment
+/// too, so the proxy always finds both at its first read: no timing involved.
+#[test]
+fn a_reply_and_the_fin_after_it_reach_the_client_in_one_segment() {
+    use std::os::fd::AsRawFd;
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let up = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(s) = s else { continue };
+            // SAFETY: send on a connected socket from a static buffer.
+            let n =
+                unsafe { libc::send(s.as_raw_fd(), b"DONE".as_ptr().cast(), 4, libc::MSG_MORE) };
+            assert_eq!(n, 4);
+            let _ = s.shutdown(Shutdown::Write);
+            let mut b = [0u8; 16];
+            while matches!((&s).read(&mut b), Ok(n) if n > 0) {}
+        }
+    });
+    let up = up.to_string();
+    let p = ProxyProc::start(&["--relay", &up]);
+    for _ in 0..3 {
+        let mut s = TcpStream::connect(p.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).unwrap();
+        assert_eq!(got, b"DONE");
+        assert_eq!(
+            segments_in(&s),
+            2,
+            "the SYN-ACK, then DONE with the FIN on it"
+        );
+    }
+}

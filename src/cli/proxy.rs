@@ -77,8 +77,7 @@ pub struct ProxyArgs {
     /// Seconds to let in-flight requests finish after SIGINT/SIGTERM.
     #[arg(long, default_value_t = 5.0, value_name = "S")]
     pub drain: f64,
-    /// Threads serving connections, each with its own event loop (default: half the CPUs,
-    /// at least one).
+    /// Threads serving connections, each with its own event loop (default: one per CPU).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
     pub threads: Option<u32>,
     /// JSON mode: set TCP_DEFER_ACCEPT so a connection is handed over only when its request

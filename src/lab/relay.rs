@@ -217,11 +217,23 @@ async fn pump(
             end_direction(dst, ends.0, ends.1);
             return Ok(());
         }
+        // A read shorter than the buffer may have stopped at the sender's FIN: look before
+        // writing (see `read_behind`), so that the bytes and the FIN can leave in one segment.
+        let (n, behind) = if n < buf.len() {
+            read_behind(src, &mut buf, n)
+        } else {
+            (n, Behind::Open)
+        };
+        let eof = matches!(behind, Behind::Eof);
+        // MSG_MORE holds the last bytes back for the FIN that `end_direction` sends next
+        // (tcp_send_fin puts the FIN on the unsent segment). The direction that ends second
+        // does not half-close (the close follows), so it sends as usual.
+        let more = eof && !ends.1.load(Ordering::Relaxed);
         clock.touch();
         let mut off = 0;
         while off < n {
             dst.writable().await?;
-            match dst.try_write(&buf[off..n]) {
+            match dst.try_io(Interest::WRITABLE, || send(dst, &buf[off..n], more)) {
                 Ok(m) => {
                     off += m;
                     total.fetch_add(m as u64, Ordering::Relaxed);
@@ -231,6 +243,15 @@ async fn pump(
                 Err(e) => return Err(e),
             }
         }
+        match behind {
+            Behind::Open => {}
+            Behind::Eof => {
+                end_direction(dst, ends.0, ends.1);
+                return Ok(());
+            }
+            // The bytes before the error are delivered, as when the next read meets it.
+            Behind::Failed(e) => return Err(e),
+        }
         if n == buf.len() && buf.len() < COPY_BUF {
             // Without a pipe (EMFILE/ENFILE from pipe2) the copy loop carries on.
             if use_splice && let Ok(pipe) = Pipe::new() {
@@ -238,6 +259,71 @@ async fn pump(
             }
             buf.resize(COPY_BUF, 0);
         }
+    }
+}
+
+/// After a short read of `n` bytes into `buf`: one more non-blocking `recv` into the rest of
+/// the buffer. Returns the bytes now in `buf` and what lies behind them.
+///
+/// A request/reply peer (a lab server answers and closes) has usually sent its FIN by the time
+/// its answer is read; knowing it before writing lets the answer and the FIN go out as one
+/// segment (haproxy does the same: MSG_MORE, then shutdown). Measured with nstat in a private
+/// namespace: 20 TCP segments per relayed request -> 18 (haproxy 18.9). The
+/// `recv` is the one the copy loop would make next anyway: when it finds the socket empty
+/// (EAGAIN), the source's readiness is cleared as tokio would, so no read is added.
+fn read_behind(src: &TcpStream, buf: &mut [u8], n: usize) -> (usize, Behind) {
+    // SAFETY: recv into the unused tail of a buffer we own, on a socket we hold.
+    let m = unsafe {
+        libc::recv(
+            src.as_raw_fd(),
+            buf[n..].as_mut_ptr().cast(),
+            buf.len() - n,
+            libc::MSG_DONTWAIT,
+        )
+    };
+    if m > 0 {
+        return (n + m as usize, Behind::Open);
+    }
+    if m == 0 {
+        return (n, Behind::Eof);
+    }
+    let e = io::Error::last_os_error();
+    match e.kind() {
+        io::ErrorKind::WouldBlock => {
+            // Tell tokio the socket is drained (no syscall): the next read waits for an edge.
+            let _ = src.try_io(Interest::READABLE, || {
+                Err::<(), _>(io::Error::from(io::ErrorKind::WouldBlock))
+            });
+            (n, Behind::Open)
+        }
+        io::ErrorKind::Interrupted => (n, Behind::Open),
+        // A reset is reported once (sk_err is cleared by reading it): keep it.
+        _ => (n, Behind::Failed(e)),
+    }
+}
+
+/// What [`read_behind`] found after the bytes read.
+enum Behind {
+    /// Nothing more yet, or more bytes: the stream goes on.
+    Open,
+    /// The sender's FIN.
+    Eof,
+    /// A socket error (reset), to report once the bytes are written.
+    Failed(io::Error),
+}
+
+/// `send(2)` without blocking or SIGPIPE; `more` adds MSG_MORE.
+fn send(s: &TcpStream, buf: &[u8], more: bool) -> io::Result<usize> {
+    let mut flags = libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT;
+    if more {
+        flags |= libc::MSG_MORE;
+    }
+    // SAFETY: send from a buffer we own, on a socket we hold.
+    let n = unsafe { libc::send(s.as_raw_fd(), buf.as_ptr().cast(), buf.len(), flags) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
     }
 }
 
