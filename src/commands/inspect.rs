@@ -233,6 +233,13 @@ pub fn report(args: &InspectArgs) -> anyhow::Result<InspectReport> {
         q.tcp &= tcp;
         q.udp &= udp;
     }
+    // The owner walk runs while the kernel dumps: the whole host's fd links when every
+    // socket is listed (what `ss -p` reads too), else the survey that starts a short walk.
+    procfd::head_start(if ports.is_empty() && remote.is_empty() {
+        procfd::HeadStart::Links
+    } else {
+        procfd::HeadStart::Survey
+    });
     // --state: the union of the values; -l: the sockets that hold ports for servers.
     let mut filters = args.state.clone();
     if args.listening {

@@ -3,7 +3,7 @@
 //! Owners are looked up only for the listeners of ports that have TIME_WAIT entries, so a
 //! summary over tens of thousands of entries costs one filtered dump and a short /proc walk.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -296,6 +296,9 @@ pub fn report(args: &TimewaitArgs) -> anyhow::Result<Timewait> {
     if args.all {
         return list_all(args, &q);
     }
+    // The owner walk's survey (for the listeners of the ports shown) runs while the kernel
+    // dumps the TIME_WAIT entries.
+    inspect::procfd::head_start(inspect::procfd::HeadStart::Survey);
     inspect::trace::note("timewait: dump starts");
     // Fold TIME_WAIT entries into per-address:port counters as the kernel sends them: a
     // summary of 100,000 entries never holds 100,000 rows. With --all-netns, one dump per
@@ -517,7 +520,8 @@ impl Agg {
 /// What one dump contributes to the summary.
 #[derive(Debug, Default)]
 struct Fold {
-    groups: HashMap<(IpAddr, u16), Agg>,
+    /// Per local address:port; FxHash: one lookup per TIME_WAIT entry, keys from the kernel.
+    groups: rustc_hash::FxHashMap<(IpAddr, u16), Agg>,
     listeners: Vec<SocketEntry>,
     orphans: usize,
     buckets: [usize; BUCKETS],

@@ -25,6 +25,8 @@ pub fn report(args: &WhoOwnsArgs) -> anyhow::Result<SocketsReport> {
     };
     apply_proto(&mut q, args.filter);
     let scope = scope_of(&args.ns);
+    // The owner walk's survey runs while the kernel dumps.
+    procfd::head_start(procfd::HeadStart::Survey);
     let mut snap = snapshot_scoped(&q, &ports, &scope).context("reading the socket table")?;
     // Nothing here: a container (another network namespace) may hold the port. Look before
     // saying "nothing" (root only: entering a namespace needs CAP_SYS_ADMIN).

@@ -1,7 +1,7 @@
 //! What the kernel says about sockets: the data model and the query that fills it.
 //!
 //! This layer gathers and never prints. The socket table comes from sock_diag netlink
-//! ([`diag`]), owners from `/proc/<pid>/fd` ([`procfd`]), names from sysinfo and users from
+//! ([`diag`]), owners and names from `/proc/<pid>` ([`procfd`]), users from
 //! uzers ([`users`]). `/proc/net/*` parsing ([`procnet`]) is a fallback and a test oracle.
 //! Commands build a [`Query`], call [`snapshot`] and hand the [`Snapshot`] to `output`.
 
