@@ -20,7 +20,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match netkit::commands::run(cli) {
+    let result = netkit::commands::run(cli);
+    netkit::inspect::trace::note("command done (output written)");
+    match result {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(2)),
         Err(err) => {
             if is_broken_pipe(&err) {

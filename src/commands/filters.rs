@@ -151,7 +151,7 @@ pub fn link_accept_queue(sockets: &mut [SocketEntry]) {
             .collect()
     };
     for (i, r) in found {
-        sockets[i].listener = Some(Box::new(r));
+        sockets[i].listener = Some(std::sync::Arc::new(r));
     }
 }
 

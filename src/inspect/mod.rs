@@ -378,7 +378,8 @@ pub struct SocketEntry {
     /// Time left on the TIME_WAIT / FIN_WAIT2 timer, in milliseconds.
     pub expires_ms: Option<u64>,
     /// For ownerless rows (TIME_WAIT, orphan FIN_WAIT2): the current listener of the port.
-    pub listener: Option<Box<ListenerRef>>,
+    /// Shared: the rows of one port (tens of thousands of TIME_WAITs) name the same listener.
+    pub listener: Option<Arc<ListenerRef>>,
     /// Receive queue (pending connections for LISTEN).
     pub recv_q: u32,
     /// Send queue (backlog for LISTEN).
@@ -804,7 +805,7 @@ pub fn link_listeners(sockets: &mut [SocketEntry]) {
             .collect()
     };
     for (i, r) in found {
-        sockets[i].listener = Some(Box::new(r));
+        sockets[i].listener = Some(Arc::new(r));
     }
 }
 
