@@ -21,6 +21,8 @@ pub fn report(args: &ListeningArgs) -> anyhow::Result<SocketsReport> {
         ..Query::default()
     };
     apply_proto(&mut q, args.filter);
+    // The owner walk's survey runs while the kernel dumps.
+    inspect::procfd::head_start(inspect::procfd::HeadStart::Survey);
     let snap =
         snapshot_scoped(&q, &ports, &scope_of(&args.ns)).context("reading the socket table")?;
     let mut sockets: Vec<_> = snap
