@@ -229,6 +229,14 @@ async fn worker(
     let mut hist = new_hist();
     let mut conn: Option<TcpStream> = None;
     let mut buf = vec![0u8; plan.expect.len() + 4096];
+    // The timeout of every request on this worker: one timer, armed at the first request's
+    // deadline and moved to the current request's only when it fires early (a timeout per
+    // request put and took a timer-wheel entry per request: ~1% of the client's CPU, perf).
+    // It never fires later than the current request's deadline, which is never earlier
+    // than the one it is armed at.
+    let guard = sleep_until(end);
+    tokio::pin!(guard);
+    let mut armed = false;
     loop {
         if Instant::now() >= end {
             break;
@@ -255,6 +263,10 @@ async fn worker(
         let t0 = Instant::now();
         let due = t0 + plan.timeout;
         let until = due.min(end);
+        if !armed {
+            guard.as_mut().reset(until);
+            armed = true;
+        }
         let result: Result<(), (ErrorKind, Option<io::Error>)> = async {
             if conn.is_none() {
                 let s = match timeout_at(until, TcpStream::connect(plan.target)).await {
@@ -268,17 +280,24 @@ async fn worker(
             let Some(s) = conn.as_mut() else {
                 return Err((ErrorKind::Other, None));
             };
-            match timeout_at(until, async {
+            let exchange = async {
                 s.write_all(&plan.request)
                     .await
                     .map_err(|e| ErrorKind::of(&e))?;
                 read_reply(s, &plan.expect, &mut buf).await
-            })
-            .await
-            {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(k)) => Err((k, None)),
-                Err(_) => Err((ErrorKind::Timeout, None)),
+            };
+            tokio::pin!(exchange);
+            loop {
+                tokio::select! {
+                    biased;
+                    r = &mut exchange => return r.map_err(|k| (k, None)),
+                    () = &mut guard => {
+                        if Instant::now() >= until {
+                            return Err((ErrorKind::Timeout, None));
+                        }
+                        guard.as_mut().reset(until);
+                    }
+                }
             }
         }
         .await;

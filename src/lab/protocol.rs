@@ -132,12 +132,39 @@ impl Session {
     /// Feeds bytes read from the peer.
     pub fn feed(&mut self, data: &[u8]) -> Output {
         let mut out = Output::default();
+        self.feed_into(data, &mut out);
+        out
+    }
+
+    /// [`Session::feed`] into `out` (cleared first), so a connection reuses one reply buffer
+    /// instead of allocating one per request.
+    pub fn feed_into(&mut self, data: &[u8], out: &mut Output) {
+        out.reply.clear();
+        out.received.clear();
+        out.close = false;
+        out.incomplete = None;
+        out.bare = false;
         if self.closed {
             self.trailing = self.trailing.saturating_add(data.len());
-            return out;
+            return;
         }
         match self.kind {
             Kind::Echo => out.reply.extend_from_slice(data),
+            Kind::Zen if self.buf.is_empty() => {
+                // The usual case: nothing buffered, so the requests are answered from `data`
+                // itself and only an unfinished tail is kept.
+                let mut start = 0;
+                while let Some(i) = data[start..].iter().position(|&b| b == b'?') {
+                    let end = start + i + 1;
+                    out.reply.extend_from_slice(zen_answer(&data[start..end]));
+                    start = end;
+                }
+                if data.len() - start > MAX_MESSAGE {
+                    self.refuse_too_long(out, b"Error: request too long.");
+                } else {
+                    self.buf.extend_from_slice(&data[start..]);
+                }
+            }
             Kind::Zen => {
                 self.buf.extend_from_slice(data);
                 let mut start = 0;
@@ -149,7 +176,7 @@ impl Session {
                 }
                 self.buf.drain(..start);
                 if self.buf.len() > MAX_MESSAGE {
-                    self.refuse_too_long(&mut out, b"Error: request too long.");
+                    self.refuse_too_long(out, b"Error: request too long.");
                 }
             }
             Kind::Lab => {
@@ -168,13 +195,12 @@ impl Session {
                 }
                 self.buf.drain(..start);
                 if self.buf.len() > MAX_MESSAGE {
-                    self.refuse_too_long(&mut out, b"Error: message too long\n");
+                    self.refuse_too_long(out, b"Error: message too long\n");
                 } else if !self.line_mode && !self.buf.is_empty() && !is_json_prefix(&self.buf) {
-                    self.bare_message(&mut out);
+                    self.bare_message(out);
                 }
             }
         }
-        out
     }
 
     /// The peer shut down its side. A pending lab message is complete; a partial zen request
@@ -272,6 +298,27 @@ mod tests {
         assert_eq!(o.reply, b"Ugly.");
         assert_eq!(s.feed(b" better than?").reply, b"Complex.");
         assert!(!s.has_pending());
+    }
+
+    #[test]
+    fn feed_into_resets_the_reused_output_and_keeps_an_unfinished_tail() {
+        let mut s = Session::new(Kind::Zen);
+        let mut out = Output::default();
+        s.feed_into(b"Simple is better than?Beauti", &mut out);
+        assert_eq!(out.reply, b"Complex.");
+        assert!(s.has_pending());
+        s.feed_into(b"ful is better than?", &mut out);
+        assert_eq!(out.reply, b"Ugly.");
+        assert!(!s.has_pending());
+        s.feed_into(b"Explicit", &mut out);
+        assert!(out.reply.is_empty() && !out.close);
+        let mut s = Session::new(Kind::Lab);
+        s.feed_into(b"tgmr", &mut out);
+        assert!(out.close && out.bare);
+        assert_eq!(out.received, vec!["tgmr"]);
+        s.feed_into(b"more", &mut out);
+        assert_eq!(out, Output::default());
+        assert_eq!(s.trailing(), 4);
     }
 
     #[test]

@@ -37,7 +37,7 @@ use tokio::time::timeout;
 
 use super::admission::{self, Admission, Limits, Refused, Ticket};
 use super::diagnose;
-use super::protocol::{Kind, Session, py_bytes};
+use super::protocol::{Kind, Output, Session, py_bytes};
 use super::shutdown::{self, Shutdown};
 use super::status::{Status, StatusLog};
 use crate::cli::run::{Mode, Protocol, ServerArgs};
@@ -418,6 +418,8 @@ async fn connection(
 ) -> End {
     let mut session = Session::new(opts.protocol);
     let mut buf = vec![0u8; 16 * 1024];
+    // Reused for every request's reply (no allocation per request).
+    let mut out = Output::default();
     let mut draining = false;
     // Until the first reply, the first-request deadline applies as well (see `admission`).
     let first_due = ticket.first_request_due();
@@ -452,17 +454,17 @@ async fn connection(
             }
         };
         let eof = matches!(read, Ok(0));
-        let out = match read {
-            Ok(0) => session.eof(),
+        match read {
+            Ok(0) => out = session.eof(),
             Ok(n) => {
                 last = tokio::time::Instant::now();
-                ticket.touch();
-                session.feed(&buf[..n])
+                ticket.touch_at(last.into_std());
+                session.feed_into(&buf[..n], &mut out);
             }
             Err(e) => return End::Error(e),
-        };
+        }
         answered |= !out.reply.is_empty();
-        for message in out.received {
+        for message in out.received.drain(..) {
             opts.log.emit(&Status::Received { peer, message });
         }
         if let Err(end) = send(stream, &out.reply, opts.idle_timeout).await {
@@ -470,7 +472,7 @@ async fn connection(
         }
         if out.close {
             let _ = stream.shutdown().await;
-            if let Some(part) = out.incomplete {
+            if let Some(part) = out.incomplete.take() {
                 return End::Incomplete(incomplete(&part));
             }
             if out.bare && !eof {
