@@ -100,10 +100,9 @@ struct Proc {
 }
 
 /// Stats every process's fd directory: fd count and uid, ~3 µs each, no fd walk.
-fn survey() -> Vec<Proc> {
+fn survey(pids: Vec<u32>) -> Vec<Proc> {
     use std::os::unix::fs::MetadataExt;
-    pids()
-        .into_iter()
+    pids.into_iter()
         .filter_map(|pid| {
             let m = std::fs::metadata(format!("/proc/{pid}/fd")).ok()?;
             Some(Proc {
@@ -113,6 +112,20 @@ fn survey() -> Vec<Proc> {
             })
         })
         .collect()
+}
+
+/// Keeps the processes this user can read (all of them as root); returns them and how many
+/// were dropped.
+fn readable(mut procs: Vec<Proc>) -> (Vec<Proc>, usize) {
+    if is_root() {
+        return (procs, 0);
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    let before = procs.len();
+    procs.retain(|p| p.uid == me);
+    let dropped = before - procs.len();
+    (procs, dropped)
 }
 
 /// Probing is worth it only while the wanted set is small (a port's sockets, a summary's
@@ -349,15 +362,7 @@ struct Survey {
 impl Survey {
     /// Stats every process's fd directory; with `probe`, also reads each one's newest socket.
     fn take(probe: bool) -> Survey {
-        let mut procs = survey();
-        let mut unreadable = 0;
-        if !is_root() {
-            // SAFETY: geteuid has no preconditions and cannot fail.
-            let me = unsafe { libc::geteuid() };
-            let before = procs.len();
-            procs.retain(|p| p.uid == me);
-            unreadable += before - procs.len();
-        }
+        let (procs, unreadable) = readable(survey(pids()));
         let newest = probe.then(|| {
             procs
                 .iter()
@@ -534,29 +539,9 @@ fn scan_of(
 /// Processes that are not in `known` (started after a survey), surveyed the same way; and
 /// how many of them an ordinary user cannot read.
 fn fresh_processes(known: &[Proc]) -> (Vec<Proc>, usize) {
-    use std::os::unix::fs::MetadataExt;
     let known: HashSet<u32> = known.iter().map(|p| p.pid).collect();
-    let root = is_root();
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let me = unsafe { libc::geteuid() };
-    let mut unreadable = 0;
-    let fresh = pids()
-        .into_iter()
-        .filter(|p| !known.contains(p))
-        .filter_map(|pid| {
-            let m = std::fs::metadata(format!("/proc/{pid}/fd")).ok()?;
-            if !root && m.uid() != me {
-                unreadable += 1;
-                return None;
-            }
-            Some(Proc {
-                pid,
-                nfds: m.size(),
-                uid: m.uid(),
-            })
-        })
-        .collect();
-    (fresh, unreadable)
+    let fresh = pids().into_iter().filter(|p| !known.contains(p)).collect();
+    readable(survey(fresh))
 }
 
 /// What to do ahead of a socket dump, in a thread, while the kernel dumps ([`head_start`]).
