@@ -28,6 +28,8 @@ use super::{ErrorKind, Plan, Shared, new_hist};
 /// Where one connection is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
+    /// Between requests, before [`Engine::begin`] moves it on (never left so).
+    Idle,
     /// connect() in progress.
     Connecting,
     /// `usize` bytes of the request written (the rest waits for room).
@@ -108,7 +110,7 @@ pub(super) fn run(plan: &Plan, shared: &Shared, n: usize, start: Instant, end: I
         conns: (0..n)
             .map(|_| Conn {
                 stream: None,
-                phase: Phase::Done,
+                phase: Phase::Idle,
                 t0: start,
                 due: start,
                 readable: false,
@@ -394,7 +396,9 @@ impl Engine<'_> {
                     self.read(i, got);
                 }
             }
-            Phase::Paced(_) | Phase::Backoff(_) => self.conns[i].readable |= readable,
+            Phase::Idle | Phase::Paced(_) | Phase::Backoff(_) => {
+                self.conns[i].readable |= readable;
+            }
             Phase::Done => {}
         }
     }
@@ -420,7 +424,7 @@ impl Engine<'_> {
             let wake = match self.conns[i].phase {
                 Phase::Connecting | Phase::Writing(_) | Phase::Reading(_) => self.conns[i].due,
                 Phase::Paced(at) | Phase::Backoff(at) => at,
-                Phase::Done => self.end,
+                Phase::Idle | Phase::Done => self.end,
             };
             self.earliest = self.earliest.min(wake);
         }
@@ -573,6 +577,26 @@ mod tests {
         assert_eq!(shared.ok.load(Ordering::Relaxed), 20);
         assert_eq!(shared.errors_total(), 0);
         assert_eq!(share.served, 4);
+    }
+
+    #[test]
+    fn a_run_with_fewer_requests_than_connections_ends_when_they_are_answered() {
+        let addr = server(10, |mut s| {
+            while request(&mut s) {
+                if s.write_all(b"Ugly.").is_err() {
+                    return;
+                }
+            }
+        });
+        let mut p = plan(addr, 2_000, 20_000);
+        p.requests = Some(5);
+        let t = Instant::now();
+        let (shared, share) = go(&p, 10);
+        assert_eq!(shared.ok.load(Ordering::Relaxed), 5);
+        assert_eq!(share.served, 5);
+        // The connections that got no request are retired at once: the run does not wait
+        // for its end (it did, when they were counted as live).
+        assert!(t.elapsed() < p.duration, "{:?}", t.elapsed());
     }
 
     #[test]
