@@ -17,11 +17,12 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use hdrhistogram::Histogram;
 use serde::Serialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::time::{Instant, sleep_until, timeout_at};
+use tokio::time::{Instant, timeout_at};
 
 use crate::cli::load::{LoadArgs, LoadProtocol};
+
+mod engine;
 use crate::commands::{FOUND, NOTHING};
 use crate::output::{self, Format};
 
@@ -96,7 +97,7 @@ pub struct Plan {
     pub duration: Duration,
     /// Stop after this many requests.
     pub requests: Option<u64>,
-    /// OS threads the workers are spread over (each runs its own single-threaded runtime).
+    /// OS threads the connections are spread over (each drives its share with one poll).
     pub threads: usize,
 }
 
@@ -197,195 +198,40 @@ pub fn payload(p: LoadProtocol, new_conn: bool, server: (&str, u16)) -> (Vec<u8>
     }
 }
 
-/// Reads the expected reply; a differing byte, or a byte beyond it, is a wrong reply at once.
-///
-/// `buf` is longer than the reply, so a read that returns the whole reply returns less than
-/// asked: tokio then clears the socket's readiness and the next request's read waits in
-/// epoll instead of trying a read that fails with EAGAIN (reading exactly the reply's length
-/// cost one failed `recvfrom` per request: strace -c, issue 10).
-async fn read_reply(s: &mut TcpStream, expect: &[u8], buf: &mut [u8]) -> Result<(), ErrorKind> {
-    let mut got = 0;
-    while got < expect.len() {
-        match s.read(buf).await {
-            Ok(0) => return Err(ErrorKind::Reset),
-            Ok(n) => {
-                if got + n > expect.len() || buf[..n] != expect[got..got + n] {
-                    return Err(ErrorKind::WrongReply);
-                }
-                got += n;
-            }
-            Err(e) => return Err(ErrorKind::of(&e)),
-        }
-    }
-    Ok(())
-}
-
-async fn worker(
-    plan: Arc<Plan>,
-    shared: Arc<Shared>,
-    start: Instant,
-    end: Instant,
-) -> Histogram<u64> {
-    let mut hist = new_hist();
-    let mut conn: Option<TcpStream> = None;
-    let mut buf = vec![0u8; plan.expect.len() + 4096];
-    // The timeout of every request on this worker: one timer, armed at the first request's
-    // deadline and moved to the current request's only when it fires early (a timeout per
-    // request put and took a timer-wheel entry per request: ~1% of the client's CPU, perf).
-    // It never fires later than the current request's deadline, which is never earlier
-    // than the one it is armed at.
-    let guard = sleep_until(end);
-    tokio::pin!(guard);
-    let mut armed = false;
-    loop {
-        if Instant::now() >= end {
-            break;
-        }
-        if let Some(n) = plan.requests
-            && shared
-                .tickets
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| {
-                    (t < n).then_some(t + 1)
-                })
-                .is_err()
-        {
-            break;
-        }
-        if let Some(r) = plan.rate {
-            // The k-th request of the run is due at start + k / rate (one schedule for all).
-            let k = shared.rate_slot.fetch_add(1, Ordering::Relaxed);
-            let at = start + Duration::from_secs_f64(k as f64 / r);
-            if at >= end {
-                break;
-            }
-            sleep_until(at).await;
-        }
-        let t0 = Instant::now();
-        let due = t0 + plan.timeout;
-        let until = due.min(end);
-        if !armed {
-            guard.as_mut().reset(until);
-            armed = true;
-        }
-        let result: Result<(), (ErrorKind, Option<io::Error>)> = async {
-            if conn.is_none() {
-                let s = match timeout_at(until, TcpStream::connect(plan.target)).await {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => return Err((ErrorKind::of(&e), Some(e))),
-                    Err(_) => return Err((ErrorKind::Timeout, None)),
-                };
-                let _ = s.set_nodelay(true);
-                conn = Some(s);
-            }
-            let Some(s) = conn.as_mut() else {
-                return Err((ErrorKind::Other, None));
-            };
-            let exchange = async {
-                s.write_all(&plan.request)
-                    .await
-                    .map_err(|e| ErrorKind::of(&e))?;
-                read_reply(s, &plan.expect, &mut buf).await
-            };
-            tokio::pin!(exchange);
-            loop {
-                tokio::select! {
-                    biased;
-                    r = &mut exchange => return r.map_err(|k| (k, None)),
-                    () = &mut guard => {
-                        if Instant::now() >= until {
-                            return Err((ErrorKind::Timeout, None));
-                        }
-                        guard.as_mut().reset(until);
-                    }
-                }
-            }
-        }
-        .await;
-        let now = Instant::now();
-        match result {
-            Ok(()) if now <= end => {
-                let us = (now - t0).as_micros().clamp(1, 3_600_000_000) as u64;
-                let _ = hist.record(us);
-                shared.ok.fetch_add(1, Ordering::Relaxed);
-            }
-            // Answered after the end, or cut by it before its own timeout: not measured.
-            Ok(()) => {
-                shared.unfinished.fetch_add(1, Ordering::Relaxed);
-            }
-            Err((ErrorKind::Timeout, _)) if now >= end && end < due => {
-                shared.unfinished.fetch_add(1, Ordering::Relaxed);
-            }
-            Err((k, e)) => {
-                shared.error(k, e.as_ref());
-                conn = None;
-                if matches!(k, ErrorKind::Refused | ErrorKind::Other) {
-                    // Do not spin on a dead target: at most 1000 connects per second per worker.
-                    let _ = timeout_at(end, tokio::time::sleep(Duration::from_millis(1))).await;
-                }
-            }
-        }
-        if plan.new_conn {
-            conn = None;
-        }
-    }
-    hist
-}
-
-/// Runs the workers spread over `plan.threads` OS threads, each with a single-threaded
-/// runtime of its own, and returns their histograms. A worker's connect, write and read then
-/// never wake another thread: on a multi-thread runtime the load generator made about 0.5
-/// futex calls per request, and the server under test competes for the same CPUs (issue 10).
-/// Workers whose thread or runtime cannot be started run on the caller's runtime.
+/// Runs the connections spread over `plan.threads` OS threads, each driving its share with
+/// one poll of its own ([`engine`]), and returns their histograms. A connection's connect,
+/// write and read never wake another thread. A share whose thread cannot be started runs on
+/// the calling thread afterwards (the progress line pauses meanwhile).
 async fn run_workers(
     plan: &Arc<Plan>,
     shared: &Arc<Shared>,
     start: Instant,
     end: Instant,
-) -> Vec<Histogram<u64>> {
+) -> Vec<engine::Share> {
     let threads = plan.threads.clamp(1, plan.conns.max(1));
+    let (start, end) = (start.into_std(), end.into_std());
     let mut pending = Vec::new();
     let mut local = 0;
     for t in 0..threads {
         let k = plan.conns / threads + usize::from(t < plan.conns % threads);
-        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        else {
-            local += k;
-            continue;
-        };
         let (tx, rx) = tokio::sync::oneshot::channel();
         let (p, sh) = (plan.clone(), shared.clone());
         let spawned = std::thread::Builder::new()
             .name(format!("load-{t}"))
             .spawn(move || {
-                let hists = rt.block_on(async move {
-                    let mut set = tokio::task::JoinSet::new();
-                    for _ in 0..k {
-                        set.spawn(worker(p.clone(), sh.clone(), start, end));
-                    }
-                    let mut hists = Vec::with_capacity(k);
-                    while let Some(h) = set.join_next().await {
-                        hists.extend(h.ok());
-                    }
-                    hists
-                });
-                let _ = tx.send(hists);
+                let _ = tx.send(engine::run(&p, &sh, k, start, end));
             });
         match spawned {
             Ok(_) => pending.push(rx),
             Err(_) => local += k,
         }
     }
-    let here: Vec<_> = (0..local)
-        .map(|_| tokio::spawn(worker(plan.clone(), shared.clone(), start, end)))
-        .collect();
-    let mut hists = Vec::with_capacity(plan.conns);
-    for w in here {
-        hists.extend(w.await.ok());
+    let mut hists = Vec::with_capacity(threads + 1);
+    if local > 0 {
+        hists.push(engine::run(plan, shared, local, start, end));
     }
     for rx in pending {
-        hists.extend(rx.await.unwrap_or_default());
+        hists.extend(rx.await.ok());
     }
     hists
 }
@@ -440,9 +286,9 @@ pub async fn run(plan: Plan, progress: bool) -> Outcome {
     });
     let mut hist = new_hist();
     let mut served = 0;
-    for h in run_workers(&plan, &shared, start, end).await {
-        served += usize::from(!h.is_empty());
-        let _ = hist.add(h);
+    for share in run_workers(&plan, &shared, start, end).await {
+        served += share.served;
+        let _ = hist.add(share.hist);
     }
     let elapsed = start.elapsed().min(plan.duration);
     if let Some(t) = ticker {

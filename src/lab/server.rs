@@ -429,17 +429,23 @@ async fn connection(
     tokio::pin!(idle);
     let mut last = tokio::time::Instant::now();
     loop {
+        // Sent at shutdown; an error (sender gone) means the server is going away too. Looked
+        // at here (an atomic load) and polled in the select only while the read waits: a
+        // read that is ready at once (the usual wake) polls nothing else, and a client that
+        // always has the next request waiting still sees the drain.
+        if !draining && !matches!(stop.try_recv(), Err(oneshot::error::TryRecvError::Empty)) {
+            draining = true;
+        }
         if draining && !session.has_pending() {
             return End::Shutdown;
         }
         let read = tokio::select! {
             biased;
-            // Sent at shutdown; an error (sender gone) means the server is going away too.
+            r = stream.read(&mut buf) => r,
             _ = &mut stop, if !draining => {
                 draining = true;
                 continue;
             }
-            r = stream.read(&mut buf) => r,
             () = &mut idle => {
                 let now = tokio::time::Instant::now();
                 if !answered && now >= first_due {
