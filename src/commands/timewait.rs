@@ -558,7 +558,6 @@ impl Fold {
                 *b += n;
             }
             out.listeners.extend(p.listeners);
-            out.listen_msgs.extend(p.listen_msgs);
             for (k, v) in p.groups {
                 let g = out.groups.entry(k).or_insert(Agg::EMPTY);
                 g.count += v.count;
