@@ -100,10 +100,7 @@ struct Proc {
 }
 
 /// Stats every process's fd directory: fd count and uid, no fd walk.
-fn survey(pids: Vec<u32>) -> Vec<Proc> {
-    let Some(root) = ProcRoot::open() else {
-        return Vec::new();
-    };
+fn survey(root: &ProcRoot, pids: Vec<u32>) -> Vec<Proc> {
     pids.into_iter()
         .filter_map(|pid| {
             let (nfds, uid) = root.fd_dir_stat(pid)?;
@@ -424,14 +421,15 @@ struct Survey {
 impl Survey {
     /// Stats every process's fd directory; with `probe`, also reads each one's newest socket.
     fn take(probe: bool) -> Survey {
-        let (procs, unreadable) = readable(survey(pids()));
-        let newest = probe.then(|| {
-            ProcRoot::open().map_or_else(HashMap::new, |root| {
-                procs
-                    .iter()
-                    .filter_map(|p| newest_socket(&root, p).map(|i| (p.pid, i)))
-                    .collect()
-            })
+        let root = ProcRoot::open();
+        let (procs, unreadable) =
+            readable(root.as_ref().map_or_else(Vec::new, |r| survey(r, pids())));
+        let newest = probe.then(|| match &root {
+            Some(root) => procs
+                .iter()
+                .filter_map(|p| newest_socket(root, p).map(|i| (p.pid, i)))
+                .collect(),
+            None => HashMap::new(),
         });
         Survey {
             procs,
@@ -608,7 +606,7 @@ fn scan_of(
 fn fresh_processes(known: &[Proc]) -> (Vec<Proc>, usize) {
     let known: HashSet<u32> = known.iter().map(|p| p.pid).collect();
     let fresh = pids().into_iter().filter(|p| !known.contains(p)).collect();
-    readable(survey(fresh))
+    readable(ProcRoot::open().map_or_else(Vec::new, |r| survey(&r, fresh)))
 }
 
 /// What to do ahead of a socket dump, in a thread, while the kernel dumps ([`head_start`]).
@@ -1207,14 +1205,20 @@ fn read_proc(path: &str, out: &mut Vec<u8>) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn finds_own_socket_inode() {
+    /// A listener of this process on loopback, and its socket inode.
+    fn own_listener() -> (std::net::TcpListener, u64) {
         use std::os::unix::fs::MetadataExt;
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let fd = std::os::fd::AsRawFd::as_raw_fd(&l);
         let ino = std::fs::metadata(format!("/proc/self/fd/{fd}"))
             .unwrap()
             .ino();
+        (l, ino)
+    }
+
+    #[test]
+    fn finds_own_socket_inode() {
+        let (_l, ino) = own_listener();
         let scan = owners_of(&HashSet::from([ino]));
         assert_eq!(scan.pids_of(ino), &[std::process::id()]);
         assert!(scan.pids_of(ino + 1).is_empty());
@@ -1318,12 +1322,7 @@ mod tests {
 
     #[test]
     fn a_whole_host_walk_done_ahead_holds_every_socket_of_the_processes_it_read() {
-        use std::os::unix::fs::MetadataExt;
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let fd = std::os::fd::AsRawFd::as_raw_fd(&l);
-        let ino = std::fs::metadata(format!("/proc/self/fd/{fd}"))
-            .unwrap()
-            .ino();
+        let (_l, ino) = own_listener();
         let survey = Survey::take(false);
         let order: Vec<u32> = survey.procs.iter().map(|p| p.pid).collect();
         let found = walk_parallel(&order, None, false, usize::MAX, walker_threads());
