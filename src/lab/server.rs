@@ -6,7 +6,8 @@
 //!   leaves or the idle timeout closes it. The others wait in the kernel's listen queue (their
 //!   handshake completes, nobody answers).
 //! - `threaded`: a thread per connection, at most `--max-conns`.
-//! - `async` (default): tokio tasks, at most `--max-conns` (a semaphore).
+//! - `async` (default): event loops (`mio`, edge-triggered, a state machine per connection;
+//!   see [`evloop`]), `--workers` threads, at most `--max-conns` connections.
 //!
 //! At the cap the server stops calling accept() (back-pressure: new clients wait in the listen
 //! queue instead of being refused). When accept() fails for lack of file descriptors
@@ -19,25 +20,19 @@
 //! `127.0.0.1:0`; [`run_cli`] binds with [`sockopt::listen`] and installs the signal handlers.
 
 mod blocking;
+mod evloop;
 
-use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
-use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::sync::oneshot;
-use tokio::task::JoinSet;
-use tokio::time::timeout;
 
-use super::admission::{self, Admission, Limits, Refused, Ticket};
+use super::admission::{self, Admission, Limits, Refused};
 use super::diagnose;
-use super::protocol::{Kind, Output, Session, py_bytes};
+use super::protocol::{Kind, py_bytes};
 use super::shutdown::{self, Shutdown};
 use super::status::{Status, StatusLog};
 use crate::cli::run::{Mode, Protocol, ServerArgs};
@@ -159,7 +154,7 @@ fn mode_name(m: Mode) -> &'static str {
 /// tokio runtime in every mode (the blocking modes run on their own threads).
 ///
 /// # Errors
-/// Only set-up failures (the listener's address, registering it with tokio); accept and
+/// Only set-up failures (the listener's address, creating the event loops); accept and
 /// connection errors are logged and survived.
 pub async fn serve(
     listener: std::net::TcpListener,
@@ -196,95 +191,11 @@ pub async fn serve(
     }
 }
 
-/// Runtimes on other threads that serve connections beside the accept loop's own runtime,
-/// each a single-threaded runtime: a connection stays on one thread for its life, so a
-/// request wakes no other thread. On a multi-thread runtime the server made about 3.7 futex
-/// calls per request with a new connection each and 0.5 with kept connections (strace -c,
-/// issue 10), and those wake-ups competed for the CPUs with the clients.
-struct Pool {
-    handles: Vec<tokio::runtime::Handle>,
-    stops: Vec<oneshot::Sender<()>>,
-    threads: Vec<std::thread::JoinHandle<()>>,
-    next: usize,
-}
-
-impl Pool {
-    /// Starts `extra` threads; a thread or runtime that cannot start leaves fewer (the
-    /// accept loop's runtime serves every connection when none started).
-    fn start(extra: usize) -> Pool {
-        let mut pool = Pool {
-            handles: Vec::new(),
-            stops: Vec::new(),
-            threads: Vec::new(),
-            next: 0,
-        };
-        for i in 0..extra {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                break;
-            };
-            let handle = rt.handle().clone();
-            let (tx, rx) = oneshot::channel::<()>();
-            let spawned = std::thread::Builder::new()
-                .name(format!("netkit-conn-{i}"))
-                .spawn(move || {
-                    // Runs the connection tasks spawned onto this runtime until told to stop.
-                    rt.block_on(async move {
-                        let _ = rx.await;
-                    });
-                });
-            let Ok(t) = spawned else { break };
-            pool.handles.push(handle);
-            pool.stops.push(tx);
-            pool.threads.push(t);
-        }
-        pool
-    }
-
-    /// The runtime for the next connection, round robin (`None`: the caller's).
-    fn pick(&mut self) -> Option<&tokio::runtime::Handle> {
-        let n = self.handles.len() + 1;
-        let i = self.next % n;
-        self.next = self.next.wrapping_add(1);
-        i.checked_sub(1).map(|i| &self.handles[i])
-    }
-
-    /// Stops the threads once their connections are over.
-    fn stop(self) {
-        for tx in self.stops {
-            let _ = tx.send(());
-        }
-        for t in self.threads {
-            let _ = t.join();
-        }
-    }
-}
-
-/// Accepts one connection from a non-blocking listener; the stream is not yet registered
-/// with any runtime (the one that serves it does that).
-async fn accept(
-    listener: &tokio::io::unix::AsyncFd<std::net::TcpListener>,
-) -> io::Result<(std::net::TcpStream, SocketAddr)> {
-    loop {
-        let mut ready = listener.readable().await?;
-        match ready.try_io(|l| l.get_ref().accept()) {
-            Ok(r) => return r,
-            Err(_would_block) => continue,
-        }
-    }
-}
-
 async fn serve_async(
     listener: std::net::TcpListener,
     opts: ServeOpts,
     mut shutdown: Shutdown,
 ) -> io::Result<()> {
-    listener.set_nonblocking(true)?;
-    // SAFETY: the std listener owns its fd, and nothing replaces or closes that fd while the
-    // AsyncFd holds it (it is closed when the AsyncFd is dropped, after deregistering).
-    let listener = unsafe { tokio::io::unix::AsyncFd::register(listener)? };
     let threads = match opts.threads {
         // Half the CPUs (at least one), as the proxy does: the lab's clients and load
         // generator run on the same machine. Measured on the shared 2-CPU VM (zen, 100 kept
@@ -293,214 +204,57 @@ async fn serve_async(
         0 => std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)),
         n => n,
     };
-    let mut pool = Pool::start(threads - 1);
     let opts = Arc::new(opts);
     let adm = Admission::new(opts.limits());
-    let mut tasks = JoinSet::new();
-    // One oneshot per connection tells it to drain. A shared watch would do, but every
-    // connection would then lock the watch's one waiter list on each request (measured with
-    // scripts/bench-lab on a busy 2-core VM: p99 at 100 connections 6-20 ms with the watch,
-    // 2.4-4.4 ms with oneshots).
-    let mut stops: HashMap<tokio::task::Id, oneshot::Sender<()>> = HashMap::new();
-    let mut backoff = Backoff::default();
-    let mut at_cap = false;
-    loop {
-        while let Some(done) = tasks.try_join_next_with_id() {
-            stops.remove(&done.map_or_else(|e| e.id(), |(id, ())| id));
+    let (loops, ctl) = evloop::build(listener, opts.clone(), adm, threads)?;
+    // Each loop reports how it ended (the connections its drain cut, or its poll's error).
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<io::Result<usize>>();
+    let spawn = |lp: evloop::Loop| {
+        let tx = tx.clone();
+        std::thread::Builder::new()
+            .name(lp.name())
+            .spawn(move || drop(tx.send(lp.run())))
+    };
+    let mut loops = loops.into_iter();
+    let mut first = loops
+        .next()
+        .ok_or_else(|| io::Error::other("no event loop"))?;
+    // The other loops first: loop 0 hands connections only to those that run.
+    let mut running = 1;
+    for lp in loops {
+        if spawn(lp).is_err() {
+            break;
         }
-        // One line per episode: logged when the cap is hit, re-armed once a slot stays free.
-        let full = adm.is_full();
-        if full && !at_cap {
-            opts.log.emit(&Status::AtCapacity {
-                max_conns: adm.limits().max_conns,
-            });
-        }
-        at_cap = full;
-        tokio::select! {
-            () = adm.room() => {}
-            () = shutdown.requested() => break,
-        }
-        let accepted = tokio::select! {
-            r = accept(&listener) => r,
-            () = shutdown.requested() => break,
-        };
-        match accepted {
-            Ok((stream, peer)) => {
-                backoff.success(&opts.log);
-                let sd = shutdown.clone();
-                let ticket = match adm
-                    .admit_wait(peer.ip(), stream.as_raw_fd(), async move {
-                        let mut sd = sd;
-                        sd.requested().await;
-                    })
-                    .await
-                {
-                    Ok((t, _)) => t,
-                    Err(why) => {
-                        opts.log.emit(&refused_status(peer, why));
-                        continue;
-                    }
-                };
-                let opts = opts.clone();
-                let (stop_tx, stop_rx) = oneshot::channel();
-                let serve_one = async move {
-                    // accept(2) does not pass O_NONBLOCK on to the new socket.
-                    let stream = stream
-                        .set_nonblocking(true)
-                        .and_then(|()| TcpStream::from_std(stream));
-                    let end = match stream {
-                        Err(e) => End::Error(e),
-                        Ok(mut stream) => {
-                            let end = match sockopt::apply_to(&stream, &opts.sock, peer) {
-                                Ok(()) => {
-                                    opts.log.emit(&Status::Accepted { peer });
-                                    connection(&mut stream, peer, &opts, stop_rx, &ticket).await
-                                }
-                                Err(e) => End::Error(e.source),
-                            };
-                            let end = if ticket.evicted() { End::Evicted } else { end };
-                            // The slot forgets the fd before the socket is closed.
-                            drop(ticket);
-                            drop(stream);
-                            end
-                        }
-                    };
-                    opts.log.emit(&end.status(peer));
-                };
-                let task = match pool.pick() {
-                    Some(rt) => tasks.spawn_on(serve_one, rt),
-                    None => tasks.spawn(serve_one),
-                };
-                stops.insert(task.id(), stop_tx);
-            }
-            Err(e) => {
-                if let Some(pause) = backoff.failure(&e, &opts.log) {
-                    tokio::select! {
-                        () = tokio::time::sleep(pause) => {}
-                        () = shutdown.requested() => break,
-                    }
-                }
-            }
+        running += 1;
+    }
+    first.set_running(running);
+    if let Err(e) = spawn(first) {
+        // The others drain (nothing to do) and end.
+        ctl.fail();
+        drop(tx);
+        while rx.recv().await.is_some() {}
+        return Err(e);
+    }
+    drop(tx);
+    let mut results = Vec::with_capacity(running);
+    tokio::select! {
+        () = shutdown.requested() => {}
+        Some(r) = rx.recv() => results.push(r),
+    }
+    ctl.request_stop();
+    while let Some(r) = rx.recv().await {
+        results.push(r);
+    }
+    let mut aborted = 0;
+    let mut failed = None;
+    for r in results {
+        match r {
+            Ok(n) => aborted += n,
+            Err(e) => failed = Some(e),
         }
     }
-    drop(listener);
-    opts.log.emit(&Status::ShuttingDown {
-        in_flight: adm.open(),
-        drain_s: opts.drain.as_secs_f64(),
-    });
-    for (_, stop) in stops.drain() {
-        let _ = stop.send(());
-    }
-    let drained = timeout(opts.drain, async {
-        while tasks.join_next().await.is_some() {}
-    })
-    .await
-    .is_ok();
-    let aborted = if drained { 0 } else { tasks.len() };
-    tasks.shutdown().await;
-    pool.stop();
     opts.log.emit(&Status::Stopped { aborted });
-    Ok(())
-}
-
-/// One async connection: read, feed the protocol, write replies, until EOF, a closing reply,
-/// the idle timeout, an error, or a drain request (`stop`) while no request is pending.
-///
-/// Hot path: one read and (usually) one non-blocking write per request. The idle timer is
-/// armed once and only re-armed when it fires early (it then checks the time of the last
-/// read), instead of a new timer per read.
-async fn connection(
-    stream: &mut TcpStream,
-    peer: SocketAddr,
-    opts: &ServeOpts,
-    mut stop: oneshot::Receiver<()>,
-    ticket: &Ticket,
-) -> End {
-    let mut session = Session::new(opts.protocol);
-    let mut buf = vec![0u8; 16 * 1024];
-    // Reused for every request's reply (no allocation per request).
-    let mut out = Output::default();
-    let mut draining = false;
-    // Until the first reply, the first-request deadline applies as well (see `admission`).
-    let first_due = ticket.first_request_due();
-    let mut answered = false;
-    let idle =
-        tokio::time::sleep_until(first_due.min(tokio::time::Instant::now() + opts.idle_timeout));
-    tokio::pin!(idle);
-    let mut last = tokio::time::Instant::now();
-    loop {
-        // Sent at shutdown; an error (sender gone) means the server is going away too. Looked
-        // at here (an atomic load) and polled in the select only while the read waits: a
-        // read that is ready at once (the usual wake) polls nothing else, and a client that
-        // always has the next request waiting still sees the drain.
-        if !draining && !matches!(stop.try_recv(), Err(oneshot::error::TryRecvError::Empty)) {
-            draining = true;
-        }
-        if draining && !session.has_pending() {
-            return End::Shutdown;
-        }
-        let read = tokio::select! {
-            biased;
-            r = stream.read(&mut buf) => r,
-            _ = &mut stop, if !draining => {
-                draining = true;
-                continue;
-            }
-            () = &mut idle => {
-                let now = tokio::time::Instant::now();
-                if !answered && now >= first_due {
-                    return End::FirstRequest;
-                }
-                let due = last + opts.idle_timeout;
-                if now >= due {
-                    return End::Idle;
-                }
-                idle.as_mut().reset(if answered { due } else { due.min(first_due) });
-                continue;
-            }
-        };
-        let eof = matches!(read, Ok(0));
-        match read {
-            Ok(0) => out = session.eof(),
-            Ok(n) => {
-                last = tokio::time::Instant::now();
-                ticket.touch_at(last.into_std());
-                session.feed_into(&buf[..n], &mut out);
-            }
-            Err(e) => return End::Error(e),
-        }
-        answered |= !out.reply.is_empty();
-        for message in out.received.drain(..) {
-            opts.log.emit(&Status::Received { peer, message });
-        }
-        if let Err(end) = send(stream, &out.reply, opts.idle_timeout).await {
-            return end;
-        }
-        if out.close {
-            let _ = stream.shutdown().await;
-            if let Some(part) = out.incomplete.take() {
-                return End::Incomplete(incomplete(&part));
-            }
-            if out.bare && !eof {
-                // Read (and count) whatever else the client sends until it closes, so a
-                // message written in pieces is reported, not mistaken for a clean exchange.
-                let linger = opts.idle_timeout.min(LINGER);
-                let _ = timeout(linger, async {
-                    while session.trailing() < MAX_TRAILING {
-                        match stream.read(&mut buf).await {
-                            Ok(0) | Err(_) => break,
-                            Ok(n) => drop(session.feed(&buf[..n])),
-                        }
-                    }
-                })
-                .await;
-                if session.trailing() > 0 {
-                    return End::Incomplete(trailing(session.trailing()));
-                }
-            }
-            return if eof { End::Eof } else { End::Done };
-        }
-    }
+    failed.map_or(Ok(()), Err)
 }
 
 /// After a bare message was answered, how long the server keeps reading the client's
@@ -522,26 +276,6 @@ pub(crate) fn trailing(n: usize) -> String {
         "sent {n} more byte(s) after its bare message was answered; a bare message is what one \
          read returns: write it in one send, or end messages with a newline"
     )
-}
-
-/// Writes `reply`: at once when the socket buffer has room (the usual case), otherwise
-/// waiting up to `limit` for a slow reader.
-async fn send(stream: &mut TcpStream, reply: &[u8], limit: Duration) -> Result<(), End> {
-    let mut sent = 0;
-    while sent < reply.len() {
-        match stream.try_write(&reply[sent..]) {
-            Ok(n) => sent += n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                return match timeout(limit, stream.write_all(&reply[sent..])).await {
-                    Ok(Ok(())) => Ok(()),
-                    Ok(Err(e)) => Err(End::Error(e)),
-                    Err(_) => Err(End::Idle),
-                };
-            }
-            Err(e) => return Err(End::Error(e)),
-        }
-    }
-    Ok(())
 }
 
 /// accept() failure handling shared by every mode: log the first failure of an episode,
@@ -661,8 +395,8 @@ pub fn run_cli(a: ServerArgs, format: Format) -> anyhow::Result<i32> {
         sock,
         log: StatusLog::stdout(format, "run server"),
     };
-    // Async mode serves on this runtime and on `--workers` - 1 more (see `Pool`); the
-    // blocking modes only need tokio for the signal handlers.
+    // Every mode serves on threads of its own (async: `--workers` event loops); tokio is
+    // only here for the signal handlers.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
