@@ -101,7 +101,7 @@ pub struct ServerArgs {
     /// Seconds to let in-flight requests finish after SIGINT/SIGTERM.
     #[arg(long, value_name = "S", default_value_t = 5.0, value_parser = seconds)]
     pub drain: f64,
-    /// Async mode: threads serving connections, each a single-threaded runtime (0 = half the CPUs, at least one).
+    /// Async mode: threads serving connections, each an event loop (0 = half the CPUs, at least one).
     #[arg(long, value_name = "N", default_value_t = 0, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=1024))]
     pub workers: usize,
     #[command(flatten)]

@@ -53,8 +53,8 @@ pub struct ServeOpts {
     pub idle_timeout: Duration,
     /// Most connections served at once (`threaded`, `async`).
     pub max_conns: usize,
-    /// Async mode: threads that serve connections, the caller's included (0: half the CPUs,
-    /// at least one).
+    /// Async mode: event-loop threads that serve connections (0: half the CPUs, at least
+    /// one); the caller's thread only waits for the shutdown signal.
     pub threads: usize,
     /// Connections per client address (`None`: half of `max_conns`); see [`admission`].
     pub per_client: Option<usize>,

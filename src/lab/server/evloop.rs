@@ -588,6 +588,16 @@ impl Loop {
         let peer = c.peer;
         drop(c);
         self.opts.log.emit(&end.status(peer));
+        // Closed connections leave their timer entries behind until those fire (up to the
+        // idle timeout later): with a new connection per request they would pile up.
+        if self.timers.len() > 2 * self.live + 1024 {
+            let conns = &self.conns;
+            self.timers.retain(|&Reverse((t, i, epoch))| {
+                conns[i]
+                    .as_ref()
+                    .is_some_and(|c| c.epoch == epoch && c.timer_at == t)
+            });
+        }
     }
 }
 
