@@ -253,9 +253,12 @@ impl Loop {
     fn run_inner(&mut self) -> io::Result<usize> {
         let mut events = Events::with_capacity(1024);
         loop {
+            // From the round's clock, not a fresh read (a clock read costs ~0.1 µs on this
+            // VM, 0.5 % of a request with two per round): a deadline fires late by at most
+            // the time the round took.
             let timeout = self
                 .next_wake()
-                .map(|t| t.saturating_duration_since(Instant::now()));
+                .map(|t| t.saturating_duration_since(self.now));
             if let Err(e) = self.poll.poll(&mut events, timeout)
                 && e.kind() != io::ErrorKind::Interrupted
             {
