@@ -296,25 +296,46 @@ pub fn report(args: &TimewaitArgs) -> anyhow::Result<Timewait> {
     if args.all {
         return list_all(args, &q);
     }
-    // The owner walk's survey (for the listeners of the ports shown) runs while the kernel
-    // dumps the TIME_WAIT entries.
-    inspect::procfd::head_start(inspect::procfd::HeadStart::Survey);
-    inspect::trace::note("timewait: dump starts");
     // Fold TIME_WAIT entries into per-address:port counters as the kernel sends them: a
     // summary of 100,000 entries never holds 100,000 rows. With --all-netns, one dump per
     // namespace (from a thread that entered it).
     let scope = scope_of(&args.ns);
-    // TIME_WAIT and orphan FIN_WAIT2 first (the state mask skips the listen table), then the
-    // listeners of the ports that have entries (a bytecode filter: the kernel fills no
-    // message for the others). Listeners are kept whatever their address: a TIME_WAIT on
-    // 127.0.0.1:P belongs to the wildcard listener of P. Measured at scale 1 (5,015
-    // listeners, 40,000 TIME_WAIT): listeners inside the TIME_WAIT dump cost 2.5 ms more CPU
-    // than this filtered dump after it (0.7 ms); a second thread dumping them meanwhile
-    // started the TIME_WAIT dump 3 ms late (its wake-up on a core the survey already uses).
-    // One port asked: the kernel filters on it, and one dump of all three states is a few
-    // messages.
     let tw_states = diag::tcp_state_mask(&[SockState::TimeWait, SockState::FinWait2]);
     let listen_state = diag::tcp_state_mask(&[SockState::Listen]);
+    // The owner walk's survey (for the listeners of the ports shown) runs while the kernel
+    // dumps the TIME_WAIT entries, in a thread that first dumps every listener (the
+    // summary needs those of the ports with entries, known only once the TIME_WAIT dump is
+    // over). Measured at scale 1 (5,015 listeners, 40,000 TIME_WAIT): the listeners after
+    // the TIME_WAIT dump, filtered by a bytecode of its ports, were 1.1-1.5 ms of the
+    // command's critical path; inside the TIME_WAIT dump's state mask, 2.5 ms more CPU
+    // there; in a third thread, a TIME_WAIT dump started 3 ms late (the wake-up of a thread
+    // on a core the survey already uses). One port asked: the kernel filters on it, and one
+    // dump of all three states is a few messages. With --all-netns each namespace dumps its
+    // own.
+    let (early_tx, early_rx) = std::sync::mpsc::channel();
+    let early_listeners = (q.local_port.is_none() && scope == Scope::Here).then(|| {
+        inspect::procfd::head_start_then(
+            inspect::procfd::HeadStart::Survey,
+            Box::new(move || {
+                let mut msgs = Vec::new();
+                let r = diag::dump_with(Proto::Tcp, None, listen_state, None, |m| {
+                    msgs.push(m.clone())
+                });
+                inspect::trace::note("timewait: listen dump done (head start)");
+                let _ = early_tx.send(r.map(|()| msgs));
+            }),
+        );
+        std::sync::Mutex::new(Some(early_rx))
+    });
+    if early_listeners.is_none() {
+        inspect::procfd::head_start(inspect::procfd::HeadStart::Survey);
+    }
+    inspect::trace::note("timewait: dump starts");
+    // TIME_WAIT and orphan FIN_WAIT2 first (the state mask skips the listen table), then the
+    // listeners of the ports that have entries: the head start's, or when there is none a
+    // dump filtered by a bytecode of those ports (the kernel fills no message for the
+    // others). Listeners are kept whatever their address: a TIME_WAIT on 127.0.0.1:P
+    // belongs to the wildcard listener of P.
     let family_ok = |m: &diag::DiagMsg| {
         if m.family == netlink_packet_sock_diag::constants::AF_INET6 {
             q.v6
@@ -348,8 +369,23 @@ pub fn report(args: &TimewaitArgs) -> anyhow::Result<Timewait> {
             None => {
                 diag::dump_with(Proto::Tcp, None, tw_states, None, |m| fold(&mut f, m))?;
                 inspect::trace::note("timewait: TIME_WAIT dump and fold done");
-                let ports: Vec<u16> = f.groups.keys().map(|k| k.1).collect();
-                diag::dump_tcp_ports(listen_state, &ports, |m| fold(&mut f, m))?;
+                let early = early_listeners
+                    .as_ref()
+                    .and_then(|slot| slot.lock().ok()?.take())
+                    .and_then(|rx| rx.recv().ok())
+                    .and_then(Result::ok);
+                match early {
+                    Some(msgs) => {
+                        let ports: HashSet<u16> = f.groups.keys().map(|k| k.1).collect();
+                        msgs.iter()
+                            .filter(|m| ports.contains(&m.sport))
+                            .for_each(|m| fold(&mut f, m));
+                    }
+                    None => {
+                        let ports: Vec<u16> = f.groups.keys().map(|k| k.1).collect();
+                        diag::dump_tcp_ports(listen_state, &ports, |m| fold(&mut f, m))?;
+                    }
+                }
             }
         }
         let ports: HashSet<u16> = f.groups.keys().map(|k| k.1).collect();

@@ -339,7 +339,19 @@ fn with_bytecode(mut req: Vec<u8>, bc: &[u8]) -> Vec<u8> {
 /// Sends one dump request on a fresh sock_diag socket and hands each reply message to `f`.
 fn send_and_read(req: &[u8], f: &mut dyn FnMut(&DiagMsg)) -> Result<(), InspectError> {
     let nl = |what: &'static str| move |source| InspectError::Netlink { what, source };
-    let mut socket = Socket::new(NETLINK_SOCK_DIAG).map_err(nl("opening the socket"))?;
+    // Opened without CAP_NET_ADMIN: no INET_DIAG_MARK in each reply (super::caps).
+    let mut socket = super::caps::without_net_admin(|| Socket::new(NETLINK_SOCK_DIAG))
+        .map_err(nl("opening the socket"))?;
+    send_on(&mut socket, req, f)
+}
+
+/// The request on `socket`, its replies to `f`.
+fn send_on(
+    socket: &mut Socket,
+    req: &[u8],
+    f: &mut dyn FnMut(&DiagMsg),
+) -> Result<(), InspectError> {
+    let nl = |what: &'static str| move |source| InspectError::Netlink { what, source };
     socket.bind_auto().map_err(nl("binding the socket"))?;
     socket
         .connect(&SocketAddr::new(0, 0))
@@ -559,6 +571,66 @@ pub fn to_entry(proto: Proto, m: &DiagMsg) -> SocketEntry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The length of each TIME_WAIT reply to a dump of `port` on `socket`.
+    fn tw_message_lengths(socket: &mut Socket, port: u16) -> Vec<usize> {
+        let req = compat_tcp_request(tcp_state_mask(&[SockState::TimeWait]), Some(port));
+        socket.bind_auto().unwrap();
+        socket.connect(&SocketAddr::new(0, 0)).unwrap();
+        socket.send(&req, 0).unwrap();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut lens = Vec::new();
+        'read: loop {
+            let n = socket.recv(&mut &mut buf[..], 0).unwrap();
+            let mut b = &buf[..n];
+            while b.len() >= NLMSG_HDRLEN {
+                let len = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize;
+                let kind = u16::from_ne_bytes([b[4], b[5]]);
+                if kind == NLMSG_DONE || kind == NLMSG_ERROR || len < NLMSG_HDRLEN {
+                    break 'read;
+                }
+                lens.push(len);
+                b = b.get(len.next_multiple_of(4)..).unwrap_or(&[]);
+            }
+        }
+        lens
+    }
+
+    /// Pins the fact behind [`super::super::caps`]: with CAP_NET_ADMIN in the dump socket's
+    /// credentials, every IPv4 TIME_WAIT reply carries INET_DIAG_MARK (96 bytes); netkit's
+    /// socket, opened without it, gets the bare 88-byte message, and the same socket count.
+    #[test]
+    fn a_dump_socket_opened_without_net_admin_gets_no_mark_attribute() {
+        use std::io::{Read, Write};
+        if !super::super::caps::has_net_admin() {
+            eprintln!("skipped: needs CAP_NET_ADMIN (run as root) to see the difference");
+            return;
+        }
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let mut c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (s, _) = l.accept().unwrap();
+        drop(s); // the server closes first: its side goes to TIME_WAIT on `port`
+        let _ = c.read(&mut [0u8; 1]);
+        let _ = c.write_all(b"");
+        drop(c);
+        // The last ACK may still be on its way: wait (bounded) until the kernel lists it.
+        let mut with_cap = Vec::new();
+        for _ in 0..200 {
+            with_cap = tw_message_lengths(&mut Socket::new(NETLINK_SOCK_DIAG).unwrap(), port);
+            if !with_cap.is_empty() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let mut ours =
+            super::super::caps::without_net_admin(|| Socket::new(NETLINK_SOCK_DIAG)).unwrap();
+        let without = tw_message_lengths(&mut ours, port);
+        assert!(!with_cap.is_empty(), "no TIME_WAIT on port {port}");
+        assert_eq!(with_cap.len(), without.len());
+        assert!(with_cap.iter().all(|&n| n == 96), "{with_cap:?}");
+        assert!(without.iter().all(|&n| n == 88), "{without:?}");
+    }
 
     #[test]
     fn state_mask_sets_bit_13_for_bound() {

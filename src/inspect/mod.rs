@@ -5,6 +5,7 @@
 //! uzers ([`users`]). `/proc/net/*` parsing ([`procnet`]) is a fallback and a test oracle.
 //! Commands build a [`Query`], call [`snapshot`] and hand the [`Snapshot`] to `output`.
 
+pub mod caps;
 pub mod cgroup;
 pub mod diag;
 pub mod forwarder;

@@ -424,6 +424,7 @@ impl Survey {
         let root = ProcRoot::open();
         let (procs, unreadable) =
             readable(root.as_ref().map_or_else(Vec::new, |r| survey(r, pids())));
+        super::trace::note("owner walk: fd directories stated");
         let newest = probe.then(|| match &root {
             Some(root) => procs
                 .iter()
@@ -657,6 +658,15 @@ static HEAD: Mutex<Option<Pending>> = Mutex::new(None);
 /// dump would (the dump holds a core); the caller joins it when its dump is done, so the
 /// machine never runs more walkers than cores.
 pub fn head_start(kind: HeadStart) {
+    head_start_then(kind, Box::new(|| {}));
+}
+
+/// [`head_start`], and `first` run in the same thread before the survey: other work of the
+/// caller's that does not need its dump's answer (`timewait` dumps the listeners there), so
+/// that the machine still runs no more threads than the dump and one helper. `first` is
+/// dropped without running when no head start is made (one CPU, `NETKIT_HEAD_START=0`), so
+/// a caller that waits for its result sees a closed channel and does the work itself.
+pub fn head_start_then(kind: HeadStart, first: Box<dyn FnOnce() + Send>) {
     // NETKIT_HEAD_START=0: no head start (to measure what it saves: scripts/bench-inspect).
     if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2
         || std::env::var_os("NETKIT_HEAD_START").is_some_and(|v| v == "0")
@@ -669,43 +679,9 @@ pub fn head_start(kind: HeadStart) {
     let published = work.clone();
     let spawned = std::thread::Builder::new()
         .name("owner-head".into())
-        .spawn(move || match kind {
-            HeadStart::Survey => {
-                let survey = Survey::take(true);
-                super::trace::note(&format!(
-                    "owner walk: head start's survey done ({} processes)",
-                    survey.procs.len()
-                ));
-                Head::Survey(survey)
-            }
-            HeadStart::Links => {
-                let survey = Survey::take(false);
-                let order: Vec<u32> = survey.procs.iter().map(|p| p.pid).collect();
-                let shared = std::sync::Arc::new(Shared::new(
-                    std::borrow::Cow::Owned(order),
-                    None,
-                    false,
-                    usize::MAX,
-                    false,
-                ));
-                if let Ok(mut slot) = published.lock() {
-                    *slot = Some(shared.clone());
-                }
-                let threads = walker_threads().saturating_sub(1).max(1);
-                let mut found = Found::default();
-                std::thread::scope(|scope| {
-                    let others: Vec<_> = (1..threads)
-                        .map(|_| scope.spawn(|| walk(&shared)))
-                        .collect();
-                    found.absorb(walk(&shared));
-                    for h in others {
-                        if let Ok(f) = h.join() {
-                            found.absorb(f);
-                        }
-                    }
-                });
-                Head::Links(Links { survey, found })
-            }
+        .spawn(move || {
+            first();
+            head_work(kind, &published)
         });
     if let (Ok(handle), Ok(mut slot)) = (spawned, HEAD.lock()) {
         *slot = Some(Pending {
@@ -713,6 +689,49 @@ pub fn head_start(kind: HeadStart) {
             handle,
             work,
         });
+    }
+}
+
+/// The head start's own work, in its thread: the survey, or the whole-host walk (published
+/// in `published` for the caller to join).
+fn head_work(kind: HeadStart, published: &Mutex<Option<std::sync::Arc<Shared<'static>>>>) -> Head {
+    match kind {
+        HeadStart::Survey => {
+            let survey = Survey::take(true);
+            super::trace::note(&format!(
+                "owner walk: head start's survey done ({} processes)",
+                survey.procs.len()
+            ));
+            Head::Survey(survey)
+        }
+        HeadStart::Links => {
+            let survey = Survey::take(false);
+            let order: Vec<u32> = survey.procs.iter().map(|p| p.pid).collect();
+            let shared = std::sync::Arc::new(Shared::new(
+                std::borrow::Cow::Owned(order),
+                None,
+                false,
+                usize::MAX,
+                false,
+            ));
+            if let Ok(mut slot) = published.lock() {
+                *slot = Some(shared.clone());
+            }
+            let threads = walker_threads().saturating_sub(1).max(1);
+            let mut found = Found::default();
+            std::thread::scope(|scope| {
+                let others: Vec<_> = (1..threads)
+                    .map(|_| scope.spawn(|| walk(&shared)))
+                    .collect();
+                found.absorb(walk(&shared));
+                for h in others {
+                    if let Ok(f) = h.join() {
+                        found.absorb(f);
+                    }
+                }
+            });
+            Head::Links(Links { survey, found })
+        }
     }
 }
 
@@ -946,9 +965,27 @@ fn walk(shared: &Shared<'_>) -> Found {
             continue;
         };
         fds.clear();
-        dir.list(&mut fds);
-        if shared.ends_first {
+        if shared.ends_first
+            && let Some(n) = dir.count().filter(|&n| n > 0)
+        {
+            // Both ends by number before any listing: a listing instantiates a dentry per
+            // fd (0.3-0.5 ms for the benchmark parent's 519 fds, more than the reads it
+            // orders), and a table without holes has its ends at 0 and count - 1.
+            let guess = ends_first_guess(n, GUESS_ENDS);
+            read_chunks(shared, &dir, pid, &guess, &mut found);
+            if shared.early && shared.stop.load(Ordering::Relaxed) {
+                continue;
+            }
+            let mut tried = guess;
+            tried.sort_unstable();
+            dir.list(&mut fds);
+            fds.retain(|fd| tried.binary_search(fd).is_err());
             ends_first(&mut fds);
+        } else {
+            dir.list(&mut fds);
+            if shared.ends_first {
+                ends_first(&mut fds);
+            }
         }
         if fds.len() > SPLIT_AT {
             let rest = fds.split_off(fds.len() / 2);
@@ -967,7 +1004,7 @@ fn walk(shared: &Shared<'_>) -> Found {
 /// server's listeners, opened at start-up before every connection, pipe and file it holds
 /// since). Reading from the top alone read all 519 links of the benchmark's parent, whose
 /// listeners sit at fd 3 and fds 516–518, to find the one at fd 3; from both ends the first
-/// 8 links hold all four (the walk reads in chunks of [`CHUNK`], so it stops after 64).
+/// 8 links hold all four (read by number before any listing, [`ends_first_guess`]).
 /// Either kind is found within twice the reads of the better one-sided order.
 fn ends_first(fds: &mut Vec<u32>) {
     fds.sort_unstable();
@@ -984,11 +1021,33 @@ fn ends_first(fds: &mut Vec<u32>) {
     *fds = out;
 }
 
+/// How many fd numbers a probe candidate has read from both ends before its fd directory
+/// is listed ([`ends_first_guess`]).
+const GUESS_ENDS: u32 = 16;
+
+/// The first `k` fd numbers of [`ends_first`] order over a table of `n` fds without holes:
+/// `n - 1, 0, n - 2, 1, ...`.
+fn ends_first_guess(n: u32, k: u32) -> Vec<u32> {
+    let mut all: Vec<u32> = (0..n.min(2 * k)).collect();
+    if n > 2 * k {
+        // Only the k lowest and k highest can come first.
+        all = (0..k).chain(n - k..n).collect();
+    }
+    ends_first(&mut all);
+    all.truncate(k as usize);
+    all
+}
+
 /// Reads `fds` of one process in chunks, so that a stop raised by a find (here or in
 /// another thread) or a spent budget ends the reading of a large fd table too, not only
-/// the walk to the next process.
-fn read_chunks(shared: &Shared<'_>, dir: &FdDir, pid: u32, fds: &[u32], found: &mut Found) {
-    for chunk in fds.chunks(CHUNK) {
+/// the walk to the next process. The chunks grow from 8 links to [`CHUNK`]: the probe's
+/// candidates usually hold what is wanted within their first few reads.
+fn read_chunks(shared: &Shared<'_>, dir: &FdDir, pid: u32, mut fds: &[u32], found: &mut Found) {
+    let mut size = 8;
+    while !fds.is_empty() {
+        let (chunk, rest) = fds.split_at(size.min(fds.len()));
+        fds = rest;
+        size = (size * 2).min(CHUNK);
         let before = found.pairs.len();
         dir.match_links(pid, chunk, shared.want, found);
         note_seen(shared, &found.pairs[before..]);
@@ -1036,6 +1095,18 @@ impl FdDir {
             return None;
         }
         Some(FdDir(dir))
+    }
+
+    /// How many fds the process has open: `st_size` of the directory (Linux ≥ 6.2; `None`
+    /// before, or when fstat fails).
+    fn count(&self) -> Option<u32> {
+        // SAFETY: self.0 is a valid open DIR*.
+        let dfd = unsafe { libc::dirfd(self.0) };
+        // SAFETY: stat is plain data that fstat fills; zeroed is a valid value.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: dfd is an open fd and st is writable.
+        let r = unsafe { libc::fstat(dfd, &mut st) };
+        (r == 0).then(|| u32::try_from(st.st_size).ok()).flatten()
     }
 
     /// The fd numbers in the directory.
@@ -1235,6 +1306,44 @@ mod tests {
         let mut none: Vec<u32> = Vec::new();
         ends_first(&mut none);
         assert!(none.is_empty());
+    }
+
+    #[test]
+    fn the_guess_by_number_takes_both_ends_of_a_table_without_holes() {
+        assert_eq!(ends_first_guess(519, 4), [518, 0, 517, 1]);
+        assert_eq!(ends_first_guess(5, 16), [4, 0, 3, 1, 2]);
+        assert_eq!(ends_first_guess(1, 16), [0]);
+        assert_eq!(ends_first_guess(40, 16).len(), 16);
+    }
+
+    #[test]
+    fn a_candidate_socket_above_the_fd_count_is_found_by_the_listing() {
+        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+        let (l, ino) = own_listener();
+        // A hole-ridden table: the socket far above the fd count, where no guess by number
+        // reaches (within RLIMIT_NOFILE).
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes the struct it is given.
+        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+        let high = (lim.rlim_cur.min(1000) - 1) as i32;
+        // SAFETY: dup2 onto a number this test owns from here; the result is checked.
+        let r = unsafe { libc::dup2(l.as_raw_fd(), high) };
+        assert_eq!(r, high, "dup2 onto fd {high}");
+        // SAFETY: fd `high` was just created by dup2 and is owned only here.
+        let moved = unsafe { OwnedFd::from_raw_fd(high) };
+        drop(l);
+        let want = HashSet::from([ino]);
+        let me = [std::process::id()];
+        let found = walk_ordered(&me, Some(&want), true, usize::MAX, 1, true);
+        assert!(
+            found.pairs.iter().any(|p| p.0 == ino && p.2 == high as u32),
+            "{:?}",
+            found.pairs
+        );
+        drop(moved);
     }
 
     #[test]
