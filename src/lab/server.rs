@@ -7,7 +7,7 @@
 //!   handshake completes, nobody answers).
 //! - `threaded`: a thread per connection, at most `--max-conns`.
 //! - `async` (default): event loops (`mio`, edge-triggered, a state machine per connection;
-//!   see [`evloop`]), `--workers` threads, at most `--max-conns` connections.
+//!   see `src/lab/server/evloop.rs`), `--workers` threads, at most `--max-conns` connections.
 //!
 //! At the cap the server stops calling accept() (back-pressure: new clients wait in the listen
 //! queue instead of being refused). When accept() fails for lack of file descriptors
