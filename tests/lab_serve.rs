@@ -49,7 +49,7 @@ async fn silent_client_is_closed_after_the_idle_timeout() {
     let (l, addr) = bind();
     let (tx, sd) = Shutdown::manual();
     let mut opts = ServeOpts::new(Kind::Zen, Mode::Async);
-    opts.idle_timeout = Duration::from_secs(1);
+    opts.idle_timeout = Duration::from_secs(2);
     let server = tokio::spawn(serve(l, opts, sd));
     let mut c = TcpStream::connect(addr).await.unwrap();
     assert_eq!(ask(&mut c, b"Beautiful is better than?").await, b"Ugly.");
@@ -60,9 +60,10 @@ async fn silent_client_is_closed_after_the_idle_timeout() {
         .expect("closed by the idle timeout")
         .unwrap();
     assert_eq!(n, 0);
-    // Idle time counts from the server's last read, a moment before our clock started.
+    // Idle time counts from the server's last read, a moment before our clock started (up
+    // to a second before it on a loaded machine: only "not closed early" is checked).
     let waited = t.elapsed();
-    assert!(waited >= Duration::from_millis(900), "{waited:?}");
+    assert!(waited >= Duration::from_secs(1), "{waited:?}");
     tx.send(true).unwrap();
     tokio::time::timeout(EVENTUALLY, server)
         .await
