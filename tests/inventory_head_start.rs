@@ -109,5 +109,30 @@ fn every_inventory_command_names_the_same_owners_with_and_without_the_head_start
     } else {
         assert_eq!(named(&on), vec![(port, Some(me))]);
     }
+    // A plain summary takes its listeners from the head start's thread (a dump of every
+    // listener), or without one from a dump filtered by the ports with entries: the same
+    // listener either way.
+    let listener_of = |t: &TimewaitJson| -> Vec<(u16, Option<(String, u16)>)> {
+        t.ports
+            .iter()
+            .filter(|p| p.local_addr == "127.0.0.1" && p.local_port == port)
+            .map(|p| {
+                let l = p
+                    .listener
+                    .as_ref()
+                    .map(|l| (l.local_addr.clone(), l.local_port));
+                (p.local_port, l)
+            })
+            .collect()
+    };
+    let (on, _) = json_with::<TimewaitJson>(&["timewait"], true);
+    let (off, _) = json_with::<TimewaitJson>(&["timewait"], false);
+    assert_eq!(listener_of(&on), listener_of(&off));
+    if !named(&on).is_empty() {
+        assert_eq!(
+            listener_of(&on),
+            vec![(port, Some(("127.0.0.1".to_string(), port)))]
+        );
+    }
     drop(client);
 }
