@@ -5,6 +5,7 @@ Each situation runs in its own fresh network namespace (`unshare -n`, so root is
 holds only the sockets the situation makes: the captures are small and every row is explained.
 For each situation the script writes, at the same moment:
   fixtures/proc_net/{tcp,tcp6,udp,udp6}/<situation>.txt   the table text, byte for byte
+  fixtures/proc_net/{sockstat,sockstat6}/<situation>.txt   the socket counters (alloc is global)
   fixtures/sock_diag/<situation>_{tcp,tcp6,udp,udp6}.hex  raw SOCK_DIAG_BY_FAMILY dump replies,
                                                            one netlink datagram per hex line
 Empty tables/dumps are not written. Fixed ports are fine here: the namespace is private.
@@ -64,7 +65,7 @@ def count_msgs(grams):
 
 def capture(name, describe):
     tables = {}
-    for t in ("tcp", "tcp6", "udp", "udp6"):
+    for t in ("tcp", "tcp6", "udp", "udp6", "sockstat", "sockstat6"):
         with open(f"/proc/net/{t}") as f:
             tables[t] = f.read()
     dumps = {
@@ -75,7 +76,7 @@ def capture(name, describe):
     }
     kernel = os.uname().release
     for t, text in tables.items():
-        if text.count("\n") > 1:
+        if text.count("\n") > 1 or t.startswith("sockstat"):
             d = os.path.join(ROOT, "fixtures", "proc_net", t)
             os.makedirs(d, exist_ok=True)
             with open(os.path.join(d, f"{name}.txt"), "w") as f:

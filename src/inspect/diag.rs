@@ -196,6 +196,18 @@ pub fn tcp_state_mask(states: &[SockState]) -> u32 {
     mask
 }
 
+/// The TCP states to ask the kernel for: `states` without bit 13 when the socket counters
+/// prove that no bound-only socket exists ([`super::sockstat`]), which spares the kernel a
+/// walk of every bound socket.
+fn tcp_walk_states(states: u32) -> u32 {
+    let bound = 1 << TCP_BOUND_INACTIVE;
+    if states & bound == 0 || super::sockstat::bound_only_possible() {
+        return states;
+    }
+    super::trace::note("sock_diag: no unhashed TCP socket (sockstat), bound-only walk skipped");
+    states & !bound
+}
+
 /// One sock_diag dump: `proto` × `family`, TCP states `states`, optional kernel-side local
 /// port filter.
 ///
@@ -234,6 +246,13 @@ fn dump_dyn(
     sport: Option<u16>,
     f: &mut dyn FnMut(&DiagMsg),
 ) -> Result<(), InspectError> {
+    let states = match proto {
+        Proto::Tcp => tcp_walk_states(states),
+        Proto::Udp => states,
+    };
+    if proto == Proto::Tcp && states == 0 {
+        return Ok(());
+    }
     let req = match (proto, family) {
         (Proto::Tcp, None) => compat_tcp_request(states, sport),
         (_, Some(fam)) => by_family_request(proto, fam, states, sport),
@@ -265,7 +284,8 @@ pub fn dump_tcp_ports(
     let mut ports = ports.to_vec();
     ports.sort_unstable();
     ports.dedup();
-    if ports.is_empty() {
+    let states = tcp_walk_states(states);
+    if ports.is_empty() || states == 0 {
         return Ok(());
     }
     if ports.len() > BYTECODE_PORTS {

@@ -13,6 +13,7 @@ pub mod multi;
 pub mod netns;
 pub mod procfd;
 pub mod procnet;
+pub mod sockstat;
 pub mod sysctl;
 pub mod trace;
 pub mod users;
