@@ -378,6 +378,7 @@ pub fn report(args: &InspectArgs) -> anyhow::Result<InspectReport> {
     );
     listeners.retain(|(ns, l)| held_ports.contains(&(*ns, l.proto, l.local_port)));
     listeners.shrink_to_fit();
+    inspect::trace::note("inspect: listeners of kernel-held rows kept");
 
     // Owners of every row and of the listeners, from one walk (socket inodes are unique
     // host-wide, so one walk serves every namespace).
@@ -393,6 +394,7 @@ pub fn report(args: &InspectArgs) -> anyhow::Result<InspectReport> {
     }
     // The systemd unit or container of each owner, once per process.
     let placement = cgroup::attribute(owners.lists_mut().flat_map(|l| l.iter_mut()));
+    inspect::trace::note("inspect: owners placed (cgroup)");
     for (_, l) in listeners.iter_mut() {
         if let Some(o) = owners.get(&l.inode) {
             l.owners = o.clone();
@@ -408,6 +410,7 @@ pub fn report(args: &InspectArgs) -> anyhow::Result<InspectReport> {
     let mut listeners: Vec<SocketEntry> = listeners.into_iter().map(|(_, l)| l).collect();
     inspect::name_users(&mut listeners);
 
+    inspect::trace::note("inspect: listeners attached");
     let mut names = users::UserNames::default();
     let mut user_map: HashMap<u32, Arc<str>> = HashMap::new();
     for r in &rows {
@@ -415,6 +418,7 @@ pub fn report(args: &InspectArgs) -> anyhow::Result<InspectReport> {
             user_map.entry(u).or_insert_with(|| names.name(u));
         }
     }
+    inspect::trace::note("inspect: users named");
     let cols = Columns {
         cmdline: false,
         placement,
