@@ -18,7 +18,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -105,7 +107,12 @@ int main(int argc, char **argv) {
     setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (bind(l, (struct sockaddr *)&a, sizeof a) || listen(l, 1024)) return perror("bind"), 1;
     for (int k = argc > 4 ? atoi(argv[4]) : 1; k > 1; k--)
-        if (fork() == 0) break;
+        if (fork() == 0) {
+            /* Dies with the parent (the bench kills only the pid it started). */
+            prctl(PR_SET_PDEATHSIG, SIGTERM);
+            if (getppid() == 1) return 0;
+            break;
+        }
     int ep = epoll_create1(0);
     struct epoll_event ev = {.events = EPOLLIN | EPOLLET, .data.ptr = NULL};
     epoll_ctl(ep, EPOLL_CTL_ADD, l, &ev);
