@@ -100,12 +100,65 @@ fn transfer(extra: &[&str], total: usize) {
 
 #[test]
 fn relay_moves_64_mib_both_ways_byte_exact_with_splice() {
+    transfer(&["--splice"], 64 << 20);
+}
+
+#[test]
+fn relay_moves_64_mib_both_ways_byte_exact_with_the_default_copy_loop() {
     transfer(&[], 64 << 20);
 }
 
 #[test]
-fn relay_moves_16_mib_both_ways_byte_exact_with_the_copy_loop() {
+fn relay_moves_16_mib_both_ways_byte_exact_with_no_splice() {
     transfer(&["--no-splice"], 16 << 20);
+}
+
+/// Pipes the proxy process holds now (splice makes one per bulk direction).
+fn pipes_of(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|t| t.to_string_lossy().starts_with("pipe:"))
+        .count()
+}
+
+/// Pipes held by a proxy started with `extra` while a bulk upload is stuck behind an
+/// upstream that does not read, minus those it held before the transfer.
+fn pipes_during_bulk(extra: &[&str]) -> usize {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let up = l.local_addr().unwrap().to_string();
+    let mut args = vec!["--relay", up.as_str()];
+    args.extend_from_slice(extra);
+    let p = ProxyProc::start(&args);
+    let before = pipes_of(p.child.id());
+    let mut c = TcpStream::connect(p.addr).unwrap();
+    let (_held, _) = l.accept().unwrap();
+    c.set_write_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let chunk = vec![7u8; 1 << 20];
+    // Fill every buffer on the way: the proxy's reads fill its buffer, so the stream is bulk.
+    for _ in 0..64 {
+        if c.write(&chunk).is_err() {
+            break;
+        }
+    }
+    let pipes = pipes_of(p.child.id());
+    pipes.saturating_sub(before)
+}
+
+#[test]
+fn issue_10_the_relay_copies_by_default_and_splices_with_the_flag() {
+    assert_eq!(
+        pipes_during_bulk(&[]),
+        0,
+        "the default relay makes no pipes"
+    );
+    assert_eq!(pipes_during_bulk(&["--no-splice"]), 0);
+    assert_eq!(
+        pipes_during_bulk(&["--splice"]),
+        2,
+        "one pipe (two fds) for the bulk direction"
+    );
 }
 
 #[test]

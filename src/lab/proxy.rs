@@ -45,7 +45,7 @@ pub enum Mode {
         to: SocketAddr,
         /// Clients refused (their canonical address).
         deny_clients: Vec<Cidr>,
-        /// Use splice(2) (else a copy loop).
+        /// Use splice(2) for bulk streams (`--splice`; else the copy loop, the default).
         splice: bool,
     },
 }
@@ -186,7 +186,7 @@ pub fn config_from_args(a: &ProxyArgs, format: Format) -> anyhow::Result<ProxyCo
                         .map_err(|e| anyhow::anyhow!("--deny-client: {e}"))
                 })
                 .collect::<anyhow::Result<_>>()?,
-            splice: !a.no_splice,
+            splice: a.splice && !a.no_splice,
         },
     };
     if !(1..=MAX_MESSAGE_LIMIT).contains(&a.max_message) {
@@ -583,7 +583,7 @@ async fn relay_conn(
             return;
         }
     };
-    match relay::relay(client, &upstream, cfg.idle_timeout, splice).await {
+    match relay::relay(client, &upstream, cfg.idle_timeout, splice, &cfg.budget).await {
         Ended::Closed(m) => {
             ev.up = m.up;
             ev.down = m.down;

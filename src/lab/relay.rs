@@ -2,6 +2,12 @@
 //! zero-copy with `splice(2)` through a pipe per direction, or a copy loop through a buffer
 //! when pipes are not available (out of file descriptors) or not wanted (`--no-splice`).
 //!
+//! The copy loop's buffer grows with the stream: a read that fills it doubles it, up to
+//! [`COPY_MAX`], the part past [`COPY_BUF`] charged to the proxy's shared buffer budget
+//! (`--buffer-budget`; when it is spent the buffer keeps its size). Large reads and writes
+//! are what a bulk transfer through the proxy needs on loopback: the proxy, the sender and
+//! the receiver share the CPUs, and every wake-up of the proxy costs a round of scheduling.
+//!
 //! Half-close is propagated: when one side sends FIN, the other side gets `shutdown(SHUT_WR)`
 //! once everything before the FIN has been written, and the opposite direction keeps
 //! flowing. An error on either side (RST) ends both. The relay ends when both directions
@@ -14,6 +20,8 @@ use std::time::{Duration, Instant};
 
 use tokio::io::Interest;
 use tokio::net::TcpStream;
+
+use crate::lab::proxy::budget::{BufferBudget, FREE_PER_CONN, Lease};
 
 /// Bytes moved by one relay, per direction.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -38,8 +46,16 @@ pub enum Ended {
 /// Size asked for each pipe (fcntl F_SETPIPE_SZ; capped by /proc/sys/fs/pipe-max-size,
 /// 1 MiB by default, fs/pipe.c `pipe_set_size`).
 const PIPE_SIZE: i32 = 1 << 20;
-/// Buffer of the copy loop for bulk transfers.
-const COPY_BUF: usize = 256 * 1024;
+/// Buffer of the copy loop once a stream is bulk (not charged to the budget).
+pub const COPY_BUF: usize = 256 * 1024;
+/// Largest buffer of the copy loop (the part past [`COPY_BUF`] is charged to the budget).
+///
+/// Measured with scripts/bench-proxy's bulk client (2 GiB, one connection) through
+/// scripts/ref/relay_epoll.c, three rounds each against direct in the same minute: a
+/// 256 KiB buffer 0.50-0.64x direct, 1 MiB 0.68-0.80x, 2 MiB 0.74-0.77x, 4 MiB 0.73-1.02x,
+/// 8 MiB 0.73-0.86x; splice through 1 MiB pipes 0.59-0.71x (64 KiB and 256 KiB pipes, a
+/// 64 KiB splice cap, 4 MiB pipes and 4 MiB SO_RCVBUF/SO_SNDBUF no better).
+pub const COPY_MAX: usize = 4 << 20;
 /// First buffer of each direction; a read that fills it marks the stream as bulk.
 const SMALL_BUF: usize = 8 * 1024;
 
@@ -194,7 +210,8 @@ async fn pump_splice(
 /// there (no pipes to create: two pipe2 + F_SETPIPE_SZ per connection cost more than the
 /// copies they save on a 4-byte reply). When a read fills the buffer the stream is bulk:
 /// with `use_splice` the rest goes through a pipe with splice(2), otherwise the buffer grows
-/// to [`COPY_BUF`].
+/// to [`COPY_BUF`], then doubles at each full read up to [`COPY_MAX`] as far as `lease`
+/// covers.
 async fn pump(
     src: &TcpStream,
     dst: &TcpStream,
@@ -202,6 +219,7 @@ async fn pump(
     use_splice: bool,
     total: &AtomicU64,
     ends: (&AtomicBool, &AtomicBool),
+    mut lease: Lease<'_>,
 ) -> io::Result<()> {
     let mut buf = vec![0u8; SMALL_BUF];
     loop {
@@ -252,14 +270,30 @@ async fn pump(
             // The bytes before the error are delivered, as when the next read meets it.
             Behind::Failed(e) => return Err(e),
         }
-        if n == buf.len() && buf.len() < COPY_BUF {
-            // Without a pipe (EMFILE/ENFILE from pipe2) the copy loop carries on.
-            if use_splice && let Ok(pipe) = Pipe::new() {
-                return pump_splice(src, dst, clock, pipe, total, ends).await;
+        if n == buf.len() && buf.len() < COPY_MAX {
+            if buf.len() < COPY_BUF {
+                // Without a pipe (EMFILE/ENFILE from pipe2) the copy loop carries on.
+                if use_splice && let Ok(pipe) = Pipe::new() {
+                    return pump_splice(src, dst, clock, pipe, total, ends).await;
+                }
+                buf = vec![0u8; COPY_BUF];
+            } else {
+                let want = (buf.len() * 2).min(COPY_MAX);
+                if lease.cover(charged(want)) {
+                    // Everything read has been written: the old bytes need not be kept.
+                    buf.clear();
+                    buf.shrink_to_fit();
+                    buf.resize(want, 0);
+                }
             }
-            buf.resize(COPY_BUF, 0);
         }
     }
+}
+
+/// What a copy buffer of `len` bytes asks of a [`Lease`]: the part past [`COPY_BUF`] (the
+/// lease's first [`FREE_PER_CONN`] bytes are free).
+fn charged(len: usize) -> usize {
+    len.saturating_sub(COPY_BUF) + FREE_PER_CONN
 }
 
 /// After a short read of `n` bytes into `buf`: one more non-blocking `recv` into the rest of
@@ -334,12 +368,13 @@ pub fn is_fd_exhaustion(e: &io::Error) -> bool {
 
 /// Relays between `client` and `upstream` until both directions closed, an error, or `idle`
 /// without traffic. Uses splice(2) when `use_splice` (falling back to copying when a pipe
-/// cannot be made).
+/// cannot be made); the copy loop's buffers past [`COPY_BUF`] are charged to `budget`.
 pub async fn relay(
     client: &TcpStream,
     upstream: &TcpStream,
     idle: Duration,
     use_splice: bool,
+    budget: &BufferBudget,
 ) -> Ended {
     let clock = Clock {
         start: Instant::now(),
@@ -354,6 +389,7 @@ pub async fn relay(
         use_splice,
         &up_bytes,
         (&ends.up, &ends.down),
+        budget.lease(),
     );
     let down = pump(
         upstream,
@@ -362,6 +398,7 @@ pub async fn relay(
         use_splice,
         &down_bytes,
         (&ends.down, &ends.up),
+        budget.lease(),
     );
     tokio::pin!(up, down);
     let moved = || Moved {
@@ -389,5 +426,83 @@ pub async fn relay(
         if up_done && down_done {
             return Ended::Closed(moved());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpListener};
+
+    use super::*;
+
+    /// A connected pair: (our std end, the relay's tokio end).
+    fn pair() -> (std::net::TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let ours = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (theirs, _) = l.accept().unwrap();
+        theirs.set_nonblocking(true).unwrap();
+        (ours, TcpStream::from_std(theirs).unwrap())
+    }
+
+    #[tokio::test]
+    async fn issue_10_bulk_copy_buffers_grow_against_the_budget_and_give_it_back() {
+        let (mut sender, client) = pair();
+        let (mut receiver, upstream) = pair();
+        let budget = BufferBudget::new(64 << 20);
+        const TOTAL: usize = 32 << 20;
+        let writer = std::thread::spawn(move || {
+            let chunk = vec![0x5au8; 1 << 20];
+            for _ in 0..TOTAL >> 20 {
+                sender.write_all(&chunk).unwrap();
+            }
+            sender.shutdown(Shutdown::Write).unwrap();
+            let mut rest = Vec::new();
+            sender.read_to_end(&mut rest).unwrap();
+        });
+        let (reader, ended) = {
+            let relay = relay(&client, &upstream, Duration::from_secs(30), false, &budget);
+            tokio::pin!(relay);
+            // The receiver does not read yet: the relay's reads fill its buffer, which grows.
+            let grown = tokio::time::timeout(Duration::from_secs(10), async {
+                loop {
+                    tokio::select! {
+                        _ = &mut relay => panic!("the relay ended before the receiver read"),
+                        () = tokio::time::sleep(Duration::from_millis(5)) => {}
+                    }
+                    if budget.used() > 0 {
+                        break budget.used();
+                    }
+                }
+            })
+            .await
+            .expect("the copy buffer never grew past its free 256 KiB");
+            assert!(grown <= COPY_MAX - COPY_BUF, "charged {grown}");
+            let reader = std::thread::spawn(move || {
+                let mut sink = vec![0u8; 1 << 20];
+                let mut got = 0;
+                loop {
+                    match receiver.read(&mut sink) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => got += n,
+                    }
+                }
+                drop(receiver);
+                got
+            });
+            (reader, relay.await)
+        };
+        match ended {
+            Ended::Closed(m) => assert_eq!(m.up, TOTAL as u64),
+            other => panic!("relay ended with {other:?}"),
+        }
+        drop((client, upstream));
+        assert_eq!(reader.join().unwrap(), TOTAL);
+        writer.join().unwrap();
+        assert_eq!(
+            budget.used(),
+            0,
+            "the leases are given back when the relay ends"
+        );
     }
 }
