@@ -247,12 +247,12 @@ fn dump_dyn(
     f: &mut dyn FnMut(&DiagMsg),
 ) -> Result<(), InspectError> {
     let states = match proto {
-        Proto::Tcp => tcp_walk_states(states),
+        Proto::Tcp => match tcp_walk_states(states) {
+            0 => return Ok(()),
+            s => s,
+        },
         Proto::Udp => states,
     };
-    if proto == Proto::Tcp && states == 0 {
-        return Ok(());
-    }
     let req = match (proto, family) {
         (Proto::Tcp, None) => compat_tcp_request(states, sport),
         (_, Some(fam)) => by_family_request(proto, fam, states, sport),

@@ -186,7 +186,8 @@ pub fn config_from_args(a: &ProxyArgs, format: Format) -> anyhow::Result<ProxyCo
                         .map_err(|e| anyhow::anyhow!("--deny-client: {e}"))
                 })
                 .collect::<anyhow::Result<_>>()?,
-            splice: a.splice && !a.no_splice,
+            // `--splice` and `--no-splice` conflict (clap), so `--splice` alone decides.
+            splice: a.splice,
         },
     };
     if !(1..=MAX_MESSAGE_LIMIT).contains(&a.max_message) {
