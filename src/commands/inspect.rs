@@ -388,13 +388,28 @@ pub fn report(args: &InspectArgs) -> anyhow::Result<InspectReport> {
         .chain(listeners.iter().map(|(_, l)| l.inode))
         .filter(|&i| i != 0)
         .collect();
-    let (mut owners, unreadable) = inspect::owner_map(&want, procfd::Reach::Shared);
+    let scan = (!want.is_empty()).then(|| procfd::owners(&want, procfd::Reach::Shared));
+    // The walk is over: while this thread reads each owner's names and cgroup (one process
+    // at a time, kernel time), a second one sorts the rows, whose order owners do not
+    // change. Measured at 65,000 / 130,000 rows: the sort was 12.6 / 31 ms and the owners'
+    // names and cgroups 23 / 47 ms, one after the other on one core while the other idled.
+    let sort_aside = rows.len() >= SORT_ASIDE_MIN && scan.is_some() && crate::cores() >= 2;
+    let (owners, unreadable, placement, sorted) = std::thread::scope(|s| {
+        let sorter = sort_aside.then(|| s.spawn(|| sort_rows(&mut rows)));
+        let (mut owners, unreadable, _) = match scan {
+            Some(scan) => inspect::owner_map_of(&want, scan),
+            None => Default::default(),
+        };
+        // The systemd unit or container of each owner, once per process.
+        let placement = cgroup::attribute(owners.lists_mut().flat_map(|l| l.iter_mut()));
+        inspect::trace::note("inspect: owners placed (cgroup)");
+        // A sorter that panicked (a bug) leaves the rows to the sort below.
+        let sorted = sorter.is_some_and(|h| h.join().is_ok());
+        (owners, unreadable, placement, sorted)
+    });
     if unreadable.count > 0 && want.len() > owners.len() {
         notes.push(inspect::unreadable_note(&unreadable));
     }
-    // The systemd unit or container of each owner, once per process.
-    let placement = cgroup::attribute(owners.lists_mut().flat_map(|l| l.iter_mut()));
-    inspect::trace::note("inspect: owners placed (cgroup)");
     for (_, l) in listeners.iter_mut() {
         if let Some(o) = owners.get(&l.inode) {
             l.owners = o.clone();
@@ -453,10 +468,21 @@ pub fn report(args: &InspectArgs) -> anyhow::Result<InspectReport> {
         report.rows.retain(|_| it.next().unwrap_or(false));
     }
     inspect::trace::note("inspect: owners and listeners attached");
-    sort_rows(&mut report.rows);
-    inspect::trace::note(&format!("inspect: {} rows sorted", report.rows.len()));
+    // `retain` keeps the order: rows sorted beside the owner lookup stay sorted.
+    if !sorted {
+        sort_rows(&mut report.rows);
+    }
+    inspect::trace::note(&format!(
+        "inspect: {} rows sorted{}",
+        report.rows.len(),
+        if sorted { " (beside the owners)" } else { "" }
+    ));
     Ok(report)
 }
+
+/// From this many rows on, [`sort_rows`] runs in a second thread beside the owner lookup
+/// (below it, a thread costs more than the sort).
+const SORT_ASIDE_MIN: usize = 2048;
 
 /// The longest run of rows [`sort_rows`] sorts with cached keys (~0.9 MiB of keys).
 const CACHED_RUN: usize = 16 * 1024;

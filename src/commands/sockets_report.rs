@@ -23,7 +23,7 @@ pub struct SocketsReport {
     pub cmdline_column: bool,
     /// The optional columns, worked out from the rows on first use.
     #[serde(skip)]
-    pub cols: std::cell::OnceCell<Columns>,
+    pub cols: std::sync::OnceLock<Columns>,
 }
 
 /// Which optional columns a socket table has.

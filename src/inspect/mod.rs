@@ -673,11 +673,16 @@ pub fn owner_map(want: &HashSet<u64>, reach: procfd::Reach) -> (OwnerMap, Unread
 /// Like [`owner_map`], plus whether a [`procfd::Reach::Within`] walk ran out of budget
 /// before it saw every socket in `want` ([`procfd::Scan::cut_short`]).
 pub fn owner_map_within(want: &HashSet<u64>, reach: procfd::Reach) -> (OwnerMap, Unreadable, bool) {
-    let mut out = OwnerMap::default();
     if want.is_empty() {
-        return (out, Unreadable::default(), false);
+        return (OwnerMap::default(), Unreadable::default(), false);
     }
-    let scan = procfd::owners(want, reach);
+    owner_map_of(want, procfd::owners(want, reach))
+}
+
+/// The second half of [`owner_map_within`]: the owners of `want` from a finished walk, each
+/// process described once (its command and command line).
+pub fn owner_map_of(want: &HashSet<u64>, scan: procfd::Scan) -> (OwnerMap, Unreadable, bool) {
+    let mut out = OwnerMap::default();
     let pids = scan.all_pids();
     let names = procfd::describe(&pids);
     trace::note(&format!("owners: {} process(es) described", pids.len()));

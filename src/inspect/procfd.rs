@@ -668,9 +668,7 @@ pub fn head_start(kind: HeadStart) {
 /// a caller that waits for its result sees a closed channel and does the work itself.
 pub fn head_start_then(kind: HeadStart, first: Box<dyn FnOnce() + Send>) {
     // NETKIT_HEAD_START=0: no head start (to measure what it saves: scripts/bench-inspect).
-    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2
-        || std::env::var_os("NETKIT_HEAD_START").is_some_and(|v| v == "0")
-    {
+    if crate::cores() < 2 || std::env::var_os("NETKIT_HEAD_START").is_some_and(|v| v == "0") {
         return;
     }
     super::trace::note(&format!("owner walk: head start ({kind:?})"));
@@ -886,10 +884,7 @@ fn children_of(pid: u32) -> Vec<u32> {
 
 /// Walker threads for a whole-host walk: one per core, at most 4.
 fn walker_threads() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .clamp(1, 4)
+    crate::cores().clamp(1, 4)
 }
 
 fn walk_parallel(

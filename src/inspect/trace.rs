@@ -1,12 +1,21 @@
 //! `NETKIT_TRACE=1`: phase timings and walk counters on stderr, for profiling at scale
-//! (scripts/bench-inspect). Off by default; costs one environment lookup per run.
+//! (scripts/bench-inspect); `NETKIT_TRACE=rss` adds the peak RSS so far (`VmHWM`) to each
+//! line. Off by default; costs one environment lookup per run.
 
 use std::sync::OnceLock;
 use std::time::Instant;
 
-fn start() -> &'static Option<Instant> {
-    static START: OnceLock<Option<Instant>> = OnceLock::new();
-    START.get_or_init(|| std::env::var_os("NETKIT_TRACE").map(|_| Instant::now()))
+/// When tracing started, and whether lines carry the peak RSS.
+fn start() -> &'static Option<(Instant, bool)> {
+    static START: OnceLock<Option<(Instant, bool)>> = OnceLock::new();
+    START.get_or_init(|| std::env::var_os("NETKIT_TRACE").map(|v| (Instant::now(), v == "rss")))
+}
+
+/// `VmHWM` of /proc/self/status, in KiB.
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// True when `NETKIT_TRACE` is set.
@@ -16,10 +25,11 @@ pub fn on() -> bool {
 
 /// Prints `what` with the milliseconds since the first trace call, when tracing is on.
 pub fn note(what: &str) {
-    if let Some(t0) = start() {
-        eprintln!(
-            "trace {:>8.2} ms  {what}",
-            t0.elapsed().as_secs_f64() * 1000.0
-        );
+    if let Some((t0, rss)) = start() {
+        let ms = t0.elapsed().as_secs_f64() * 1000.0;
+        match rss.then(peak_rss_kib).flatten() {
+            Some(kib) => eprintln!("trace {ms:>8.2} ms  {what}  [peak RSS {kib} KiB]"),
+            None => eprintln!("trace {ms:>8.2} ms  {what}"),
+        }
     }
 }

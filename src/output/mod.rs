@@ -77,7 +77,7 @@ pub fn is_output_closed(e: &(dyn std::error::Error + 'static)) -> bool {
 
 /// Rows produced on demand, for listings too large to hold as strings (tens of thousands of
 /// sockets): the writer asks for each row twice, once to size the columns, once to print.
-pub trait Rows {
+pub trait Rows: Sync {
     /// Column names.
     fn header(&self) -> Vec<String>;
     /// Number of rows.

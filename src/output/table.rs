@@ -67,59 +67,182 @@ pub fn write(
     Ok(())
 }
 
+/// Below this many rows [`write_rows`] runs in the calling thread alone.
+const PARALLEL_MIN: usize = 4096;
+
+/// Rows a helper thread lays out into one buffer before handing it over (~100–200 KiB).
+const CHUNK_ROWS: usize = 1024;
+
 /// Writes rows made on demand in the same layout as [`write()`], holding one row at a time.
+///
+/// A listing of [`PARALLEL_MIN`] rows or more is laid out by two threads: each measures the
+/// column widths of half the rows, then a helper lays out every other [`CHUNK_ROWS`] rows
+/// into a buffer while this thread lays out and writes the ones between, in order. Making a
+/// row's cells (its entry, owners, addresses) is most of the cost, and it is made twice, once
+/// per pass; measured on `inspect --tcp` at 65,000 rows: 82 ms in one thread. At most two
+/// finished buffers wait for the writer, so memory stays a few hundred KiB whatever the size.
 ///
 /// # Errors
 /// I/O errors of `out`.
 pub fn write_rows(rows: &dyn Rows, limit: Option<usize>, out: &mut impl Write) -> io::Result<()> {
     let header = rows.header();
+    let n = rows.len();
+    let parallel = n >= PARALLEL_MIN && crate::cores() >= 2;
     let mut widths: Vec<usize> = header.iter().map(|h| width(h)).collect();
+    if parallel {
+        let half = n / 2;
+        let theirs = std::thread::scope(|s| {
+            let helper = s.spawn(|| natural_widths(rows, half..n, header.len()));
+            let mine = natural_widths(rows, 0..half, header.len());
+            (mine, helper.join())
+        });
+        match theirs {
+            (mine, Ok(other)) => {
+                for ((w, a), b) in widths.iter_mut().zip(mine).zip(other) {
+                    *w = (*w).max(a).max(b);
+                }
+            }
+            // The helper panicked (a bug): measure its half here.
+            (mine, Err(_)) => {
+                let other = natural_widths(rows, half..n, header.len());
+                for ((w, a), b) in widths.iter_mut().zip(mine).zip(other) {
+                    *w = (*w).max(a).max(b);
+                }
+            }
+        }
+    } else {
+        for (w, m) in widths
+            .iter_mut()
+            .zip(natural_widths(rows, 0..n, header.len()))
+        {
+            *w = (*w).max(m);
+        }
+    }
+    // Columns narrower than their content, and a last-resort cut of whole lines.
+    let mut layout = Layout {
+        clipped: vec![false; widths.len()],
+        overflow: None,
+        widths,
+    };
+    if let Some(l) = limit {
+        let f = fit(&header, &layout.widths, l);
+        for (i, (w, n)) in f.widths.iter().zip(&layout.widths).enumerate() {
+            layout.clipped[i] = w < n;
+        }
+        layout.widths = f.widths;
+        layout.overflow = f.overflow.then_some(l);
+    }
+    let mut buf = String::new();
+    layout.line(&header, &mut buf);
+    out.write_all(buf.as_bytes())?;
+    if !parallel {
+        let mut cells: Vec<String> = Vec::new();
+        for i in 0..n {
+            buf.clear();
+            rows.row_into(i, &mut cells);
+            layout.line(&cells, &mut buf);
+            out.write_all(buf.as_bytes())?;
+        }
+        return Ok(());
+    }
+    let chunks = n.div_ceil(CHUNK_ROWS);
+    let layout = &layout;
+    std::thread::scope(|s| {
+        // The helper's chunks (odd ones), in order; the channel holds at most two, and the
+        // helper stops when this side drops its end (an error, `| head`).
+        let (tx, rx) = std::sync::mpsc::sync_channel::<String>(2);
+        s.spawn(move || {
+            let mut cells: Vec<String> = Vec::new();
+            for c in (1..chunks).step_by(2) {
+                let mut chunk = String::new();
+                lay_out(rows, layout, c, n, &mut cells, &mut chunk);
+                if tx.send(chunk).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut cells: Vec<String> = Vec::new();
+        for c in 0..chunks {
+            if c % 2 == 0 {
+                buf.clear();
+                lay_out(rows, layout, c, n, &mut cells, &mut buf);
+                out.write_all(buf.as_bytes())?;
+            } else {
+                match rx.recv() {
+                    Ok(chunk) => out.write_all(chunk.as_bytes())?,
+                    // The helper panicked (a bug): lay its chunk out here.
+                    Err(_) => {
+                        buf.clear();
+                        lay_out(rows, layout, c, n, &mut cells, &mut buf);
+                        out.write_all(buf.as_bytes())?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
+/// The widest cell of each of `columns` columns over `range` of `rows`.
+fn natural_widths(rows: &dyn Rows, range: std::ops::Range<usize>, columns: usize) -> Vec<usize> {
+    let mut widths = vec![0; columns];
     let mut cells: Vec<String> = Vec::new();
-    for i in 0..rows.len() {
+    for i in range {
         rows.row_into(i, &mut cells);
         for (w, c) in widths.iter_mut().zip(&cells) {
             *w = (*w).max(width(&one_line(c)));
         }
     }
-    // Columns narrower than their content, and a last-resort cut of whole lines.
-    let mut clipped = vec![false; widths.len()];
-    let mut overflow = None;
-    if let Some(l) = limit {
-        let f = fit(&header, &widths, l);
-        for (i, (w, n)) in f.widths.iter().zip(&widths).enumerate() {
-            clipped[i] = w < n;
-        }
-        widths = f.widths;
-        overflow = f.overflow.then_some(l);
+    widths
+}
+
+/// Lays out chunk `c` ([`CHUNK_ROWS`] rows) of `n` rows into `buf`.
+fn lay_out(
+    rows: &dyn Rows,
+    layout: &Layout,
+    c: usize,
+    n: usize,
+    cells: &mut Vec<String>,
+    buf: &mut String,
+) {
+    for i in c * CHUNK_ROWS..((c + 1) * CHUNK_ROWS).min(n) {
+        rows.row_into(i, cells);
+        layout.line(cells, buf);
     }
-    let mut line = String::new();
-    let mut put = |cells: &[String], out: &mut dyn Write| -> io::Result<()> {
-        line.clear();
-        for ((c, w), &cut) in cells.iter().zip(&widths).zip(&clipped) {
+}
+
+/// The column widths a streamed table uses.
+struct Layout {
+    widths: Vec<usize>,
+    /// Columns narrower than their widest cell (cells cut with `…`).
+    clipped: Vec<bool>,
+    /// Lines are cut at this width too (even the headers do not fit).
+    overflow: Option<usize>,
+}
+
+impl Layout {
+    /// Appends one line (cells padded, no trailing blanks, a newline) to `buf`.
+    fn line(&self, cells: &[String], buf: &mut String) {
+        let start = buf.len();
+        for ((c, w), &cut) in cells.iter().zip(&self.widths).zip(&self.clipped) {
             let c = one_line(c);
             let used = if cut {
-                push_clipped(&mut line, &c, *w)
+                push_clipped(buf, &c, *w)
             } else {
-                line.push_str(&c);
+                buf.push_str(&c);
                 width(&c)
             };
-            line.extend(std::iter::repeat_n(' ', w - used + GAP));
+            buf.extend(std::iter::repeat_n(' ', w - used + GAP));
         }
-        let end = line.trim_end().len();
-        line.truncate(end);
-        if let Some(l) = overflow {
-            let cut = clip(&line, l).into_owned();
-            line = cut;
+        let end = start + buf[start..].trim_end().len();
+        buf.truncate(end);
+        if let Some(l) = self.overflow {
+            let cut = clip(&buf[start..], l).into_owned();
+            buf.truncate(start);
+            buf.push_str(&cut);
         }
-        line.push('\n');
-        out.write_all(line.as_bytes())
-    };
-    put(&header, out)?;
-    for i in 0..rows.len() {
-        rows.row_into(i, &mut cells);
-        put(&cells, out)?;
+        buf.push('\n');
     }
-    Ok(())
 }
 
 /// Column widths that fit a line limit.
@@ -313,6 +436,52 @@ mod tests {
                 "limit {limit:?}"
             );
         }
+    }
+
+    #[test]
+    fn two_threads_lay_out_a_long_listing_as_one_does() {
+        // Above PARALLEL_MIN, with a widest cell near the end (the helper's half) and a chunk
+        // boundary that is not a multiple of CHUNK_ROWS.
+        let h: Vec<String> = ["PROTO", "LOCAL", "CMDLINE"].map(String::from).to_vec();
+        let n = PARALLEL_MIN * 2 + CHUNK_ROWS / 3;
+        let r: Vec<Vec<String>> = (0..n)
+            .map(|i| {
+                vec![
+                    if i % 3 == 0 { "tcp" } else { "udp6" }.to_string(),
+                    format!("127.0.0.{}:{}", i % 250, i),
+                    if i == n - 7 {
+                        "python3 -c 'a very long command line near the end'".to_string()
+                    } else {
+                        format!("app{} \x01--n {}", i % 10, i % 97)
+                    },
+                ]
+            })
+            .collect();
+        for limit in [None, Some(40), Some(8)] {
+            let mut one = Vec::new();
+            write(&h, &r, limit, &mut one).unwrap();
+            let mut two = Vec::new();
+            write_rows(&Fixed(h.clone(), r.clone()), limit, &mut two).unwrap();
+            assert_eq!(one.len(), two.len(), "limit {limit:?}");
+            assert!(one == two, "limit {limit:?}: outputs differ");
+        }
+    }
+
+    #[test]
+    fn a_closed_reader_stops_both_threads() {
+        struct Closed;
+        impl Write for Closed {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                Err(io::ErrorKind::BrokenPipe.into())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let h: Vec<String> = ["A"].map(String::from).to_vec();
+        let r: Vec<Vec<String>> = (0..PARALLEL_MIN * 4).map(|i| vec![i.to_string()]).collect();
+        let e = write_rows(&Fixed(h, r), None, &mut Closed).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
     }
 
     fn lines(limit: Option<usize>) -> Vec<String> {
