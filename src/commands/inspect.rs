@@ -7,7 +7,7 @@
 //! shared lookups. This keeps peak memory within about 1.5× of `ss -tanp` (see
 //! scripts/bench-inspect).
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -109,13 +109,14 @@ pub struct InspectReport {
     port: Option<u16>,
     rows: Vec<Row>,
     owners: inspect::OwnerMap,
-    users: HashMap<u32, Arc<str>>,
+    /// FxHash (as `by_port`): looked up for every row, twice per row for a table.
+    users: FxHashMap<u32, Arc<str>>,
     /// LISTEN / UNCONN sockets with owners, for the `listener` of kernel-held rows.
     listeners: Vec<SocketEntry>,
     /// The same listeners as rows name them, made once (not once per TIME_WAIT row).
     listener_refs: Vec<Arc<ListenerRef>>,
     /// (namespace index, proto, port) → indexes into `listeners`.
-    by_port: HashMap<(u16, Proto, u16), Vec<usize>>,
+    by_port: FxHashMap<(u16, Proto, u16), Vec<usize>>,
     /// The namespace of each index rows carry (`[None]` without `--all-netns`).
     namespaces: Vec<Option<Arc<Netns>>>,
     /// The optional columns: UNIT/CONTAINER when an owner has one, NETNS with `--all-netns`.
@@ -415,7 +416,7 @@ pub fn report(args: &InspectArgs) -> anyhow::Result<InspectReport> {
             l.owners = o.clone();
         }
     }
-    let mut by_port: HashMap<(u16, Proto, u16), Vec<usize>> = HashMap::new();
+    let mut by_port: FxHashMap<(u16, Proto, u16), Vec<usize>> = FxHashMap::default();
     for (i, (ns, l)) in listeners.iter().enumerate() {
         by_port
             .entry((*ns, l.proto, l.local_port))
@@ -427,7 +428,7 @@ pub fn report(args: &InspectArgs) -> anyhow::Result<InspectReport> {
 
     inspect::trace::note("inspect: listeners attached");
     let mut names = users::UserNames::default();
-    let mut user_map: HashMap<u32, Arc<str>> = HashMap::new();
+    let mut user_map: FxHashMap<u32, Arc<str>> = FxHashMap::default();
     for r in &rows {
         if let Some(u) = r.bare().uid {
             user_map.entry(u).or_insert_with(|| names.name(u));

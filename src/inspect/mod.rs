@@ -638,7 +638,8 @@ pub fn owners_by_inode(
 /// process with 40,000 connections costs 40,000 map entries of 12 bytes, not 40,000 vectors.
 #[derive(Debug, Default)]
 pub struct OwnerMap {
-    index: HashMap<u64, u32>,
+    /// FxHash: one lookup per row listed (twice per row for a table), keys from the kernel.
+    index: rustc_hash::FxHashMap<u64, u32>,
     lists: Vec<Vec<Arc<Owner>>>,
 }
 
@@ -679,26 +680,32 @@ pub fn owner_map_within(want: &HashSet<u64>, reach: procfd::Reach) -> (OwnerMap,
     owner_map_of(want, procfd::owners(want, reach))
 }
 
-/// The second half of [`owner_map_within`]: the owners of `want` from a finished walk, each
-/// process described once (its command and command line).
+/// The second half of [`owner_map_within`]: the owners of `want` from a finished walk for
+/// `want` ([`procfd::owners`], which reports no other socket), each process described once
+/// (its command and command line).
 pub fn owner_map_of(want: &HashSet<u64>, scan: procfd::Scan) -> (OwnerMap, Unreadable, bool) {
     let mut out = OwnerMap::default();
     let pids = scan.all_pids();
     let names = procfd::describe(&pids);
     trace::note(&format!("owners: {} process(es) described", pids.len()));
-    let by_pid: HashMap<u32, Arc<Owner>> = pids
+    let by_pid: rustc_hash::FxHashMap<u32, Arc<Owner>> = pids
         .iter()
         .map(|&pid| {
             let (command, cmdline) = names.get(&pid).cloned().unwrap_or_default();
             (pid, Arc::new(Owner::new(pid, command, cmdline)))
         })
         .collect();
-    let mut interned: HashMap<&[u32], u32> = HashMap::new();
-    for &inode in want {
-        let p = scan.pids_of(inode);
-        if p.is_empty() {
-            continue;
-        }
+    // The walk's pairs in inode order, each socket once. Measured at 50,014 sockets: a
+    // search of the pairs and a SipHash insert per wanted inode (the index grown step by
+    // step) took 34 ms with the cgroup placement after it; this pass and the placement 21
+    // ms. Every walk reports only sockets of `want` (`procfd::owners`), so none is looked up.
+    let mut interned: rustc_hash::FxHashMap<&[u32], u32> = rustc_hash::FxHashMap::default();
+    out.index.reserve(want.len());
+    for (inode, p) in scan.runs() {
+        debug_assert!(
+            want.contains(&inode),
+            "the walk reported socket {inode}, not asked"
+        );
         let i = *interned.entry(p).or_insert_with(|| {
             out.lists
                 .push(p.iter().filter_map(|x| by_pid.get(x).cloned()).collect());
@@ -706,6 +713,7 @@ pub fn owner_map_of(want: &HashSet<u64>, scan: procfd::Scan) -> (OwnerMap, Unrea
         });
         out.index.insert(inode, i);
     }
+    trace::note(&format!("owners: {} socket(s) indexed", out.index.len()));
     (
         out,
         Unreadable {

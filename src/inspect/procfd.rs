@@ -37,6 +37,22 @@ impl Scan {
         &self.pids[lo..hi]
     }
 
+    /// Each socket found with the PIDs holding it (ascending), in inode order: one pass over
+    /// the pairs, no search.
+    pub fn runs(&self) -> impl Iterator<Item = (u64, &[u32])> + '_ {
+        let mut i = 0;
+        std::iter::from_fn(move || {
+            let inode = *self.inodes.get(i)?;
+            let mut end = i + 1;
+            while self.inodes.get(end) == Some(&inode) {
+                end += 1;
+            }
+            let run = (inode, &self.pids[i..end]);
+            i = end;
+            Some(run)
+        })
+    }
+
     /// Every PID found, ascending, without repeats.
     pub fn all_pids(&self) -> Vec<u32> {
         let mut p = self.pids.clone();
@@ -396,7 +412,8 @@ pub fn owners_of(want: &HashSet<u64>) -> Scan {
 /// it could not have seen (processes started since) is walked here.
 ///
 /// Not reported by [`Reach::Shared`]: an fd passed over a UNIX socket (SCM_RIGHTS) to an
-/// unrelated process visited after the stop, or renumbered in a large relative.
+/// unrelated process visited after the stop, or renumbered in a large relative. Nor, ever, a
+/// socket outside `want`.
 pub fn owners(want: &HashSet<u64>, reach: Reach) -> Scan {
     match take_head() {
         Some(Head::Links(links)) => from_links(want, reach, links),
