@@ -357,15 +357,20 @@ FOREIGN_NOTES = []
 TW_PORTS = []
 
 
-def our_time_waits():
-    """TIME_WAITs on the ports of earlier sizes' TIME_WAIT makers (other users of this
-    network namespace have their own, which are counted in sockstat but not here)."""
-    if not TW_PORTS:
+def time_waits_on(ports):
+    """TIME_WAITs whose local port is one of `ports` (ss, the outside view)."""
+    if not ports:
         return 0
-    expr = " or ".join(f"sport = :{p}" for p in TW_PORTS)
+    expr = " or ".join(f"sport = :{p}" for p in ports)
     out = subprocess.run(["ss", "-Htan", "state", "time-wait", f"( {expr} )"],
                          capture_output=True, text=True).stdout
     return sum(1 for line in out.splitlines() if line.strip())
+
+
+def our_time_waits():
+    """TIME_WAITs on the ports of earlier sizes' TIME_WAIT makers (other users of this
+    network namespace have their own, which are counted in sockstat but not here)."""
+    return time_waits_on(TW_PORTS)
 
 
 def wait_drained(baseline_tw, slack, timeout):
@@ -395,16 +400,6 @@ def wait_drained(baseline_tw, slack, timeout):
 # oldest of its population is this old, or it measures a population that is shrinking.
 # BENCH_TW_BUDGET_S overrides it (to try the remaking on a small population).
 TW_BUDGET_S = float(os.environ.get("BENCH_TW_BUDGET_S", "57"))
-
-
-def time_waits_on(ports):
-    """TIME_WAITs whose local port is one of `ports` (ss, the outside view)."""
-    if not ports:
-        return 0
-    expr = " or ".join(f"sport = :{p}" for p in ports)
-    out = subprocess.run(["ss", "-Htan", "state", "time-wait", f"( {expr} )"],
-                         capture_output=True, text=True).stdout
-    return sum(1 for line in out.splitlines() if line.strip())
 
 
 class TimeWaits:

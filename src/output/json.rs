@@ -74,15 +74,7 @@ pub fn line<R: Serialize>(value: &R, out: &mut impl Write) -> io::Result<()> {
 mod tests {
     use super::*;
 
-    struct Closed;
-    impl Write for Closed {
-        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
-            Err(io::ErrorKind::BrokenPipe.into())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
+    use crate::output::Closed;
 
     #[test]
     fn a_broken_pipe_keeps_its_kind() {

@@ -9,6 +9,21 @@ pub mod table;
 pub mod text;
 pub mod watch;
 
+/// A writer whose reader has left (`| head`): every write is `BrokenPipe`. For the tests
+/// of the writers.
+#[cfg(test)]
+pub(crate) struct Closed;
+
+#[cfg(test)]
+impl Write for Closed {
+    fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+        Err(io::ErrorKind::BrokenPipe.into())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
 
