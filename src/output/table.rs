@@ -74,14 +74,15 @@ const PARALLEL_MIN: usize = 4096;
 const CHUNK_ROWS: usize = 1024;
 
 /// Writes rows made on demand in the same layout as [`write()`], holding one chunk of
-/// [`CHUNK_ROWS`] laid-out rows at a time.
+/// laid-out rows (1,024) at a time.
 ///
-/// A listing of [`PARALLEL_MIN`] rows or more is laid out by two threads: each measures the
-/// column widths of half the rows, then a helper lays out every other [`CHUNK_ROWS`] rows
-/// into a buffer while this thread lays out and writes the ones between, in order. Making a
-/// row's cells (its entry, owners, addresses) is most of the cost, and it is made twice, once
-/// per pass; measured on `inspect --tcp` at 65,000 rows: 82 ms in one thread, 45 ms in two. At most two
-/// finished buffers wait for the writer, so memory stays a few hundred KiB whatever the size.
+/// A listing of 4,096 rows or more is laid out by two threads: each measures the column
+/// widths of half the rows, then a helper lays out every other chunk of 1,024 rows into a
+/// buffer while this thread lays out and writes the ones between, in order. Making a row's
+/// cells (its entry, owners, addresses) is most of the cost, and it is made twice, once per
+/// pass; measured on `inspect --tcp` at 65,000 rows: 82 ms in one thread, 45 ms in two. At
+/// most two finished buffers wait for the writer, so memory stays a few hundred KiB whatever
+/// the size.
 ///
 /// # Errors
 /// I/O errors of `out`.
