@@ -6,9 +6,10 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use support::cli::*;
 use support::host::have;
@@ -134,13 +135,27 @@ fn two_threads_write_what_one_writes_and_stop_for_a_closed_reader() {
         .spawn()
         .expect("spawn netkit");
     let mut first = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut first)
-        .expect("first line");
+    let mut reader = BufReader::new(child.stdout.take().expect("stdout"));
+    reader.read_line(&mut first).expect("first line");
     assert!(first.starts_with("PROTO"), "{first:?}");
-    let out = child.wait_with_output().expect("wait");
-    assert_eq!(out.status.code(), Some(0), "{out:?}");
-    let err = String::from_utf8_lossy(&out.stderr);
+    drop(reader);
+    // Bounded: a writer that kept going after its reader left would hang here.
+    let status = support::proc::wait_exit(&mut child, Duration::from_secs(20));
+    if status.is_none() {
+        let _ = child.kill();
+    }
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "exit after a closed reader"
+    );
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut err)
+        .expect("stderr");
     assert!(
         !err.contains("netkit:"),
         "an error for a closed reader: {err}"
